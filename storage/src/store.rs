@@ -1,0 +1,607 @@
+//! The RocksDB-backed [`Store`].
+
+use crate::error::StorageError;
+use lanes_types::codec::{Decode, Encode};
+use lanes_types::{codec_struct, Block, Bytes, CheckpointCertificate, CommitCertificate, Hash};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch,
+    WriteOptions, DB,
+};
+use std::path::{Path, PathBuf};
+
+/// The on-disk schema this build reads and writes. Bump it on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Column family names, one per concern.
+pub mod cf {
+    /// Schema version, chain identity, head, consensus position.
+    pub const META: &str = "meta";
+    /// height (u64 BE) -> encoded `Block`.
+    pub const BLOCKS: &str = "blocks";
+    /// block hash -> height (u64 BE).
+    pub const BLOCK_HASHES: &str = "block_hashes";
+    /// height (u64 BE) ++ kind (0 commit, 1 checkpoint) -> encoded certificate.
+    pub const CERTIFICATES: &str = "certificates";
+    /// Consensus safety state: keys and values chosen by the consensus driver.
+    pub const SAFETY: &str = "safety";
+    /// State key -> state value (latest version).
+    pub const STATE: &str = "state";
+    /// State-tree node key -> node bytes.
+    pub const TREE: &str = "tree";
+    /// Transaction hash -> height (u64 BE) ++ index (u32 BE).
+    pub const TX_INDEX: &str = "tx_index";
+    /// height (u64 BE) ++ index (u32 BE) -> receipt bytes.
+    pub const RECEIPTS: &str = "receipts";
+    /// Every column family, in the order they are opened.
+    pub const ALL: &[&str] = &[
+        META,
+        BLOCKS,
+        BLOCK_HASHES,
+        CERTIFICATES,
+        SAFETY,
+        STATE,
+        TREE,
+        TX_INDEX,
+        RECEIPTS,
+    ];
+}
+
+const META_SCHEMA: &[u8] = b"schema_version";
+const META_CHAIN: &[u8] = b"chain_id";
+const META_GENESIS: &[u8] = b"genesis_hash";
+const META_HEAD: &[u8] = b"head";
+const META_CONSENSUS: &[u8] = b"consensus_position";
+const CERT_COMMIT: u8 = 0;
+const CERT_CHECKPOINT: u8 = 1;
+
+/// Which chain a database belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainIdentity {
+    /// Chain id from genesis.
+    pub chain_id: String,
+    /// Hash of the genesis file.
+    pub genesis_hash: Hash,
+}
+
+/// The last block whose execution is on disk, with the state root it produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Height of the last committed block (0: genesis state only).
+    pub height: u64,
+    /// Its hash ([`Hash::ZERO`] at height 0).
+    pub block_hash: Hash,
+    /// The state root after executing it.
+    pub state_root: Hash,
+}
+codec_struct!(Head {
+    height,
+    block_hash,
+    state_root
+});
+
+/// Where a transaction landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxLocation {
+    /// Block height.
+    pub height: u64,
+    /// Position in the block.
+    pub index: u32,
+}
+codec_struct!(TxLocation { height, index });
+
+/// A state or tree write: the key and the new value, or `None` to delete.
+pub type Write = (Bytes, Option<Bytes>);
+
+/// Everything one committed and executed block changes; written atomically.
+#[derive(Debug, Clone, Copy)]
+pub struct BlockCommit<'a> {
+    /// The block.
+    pub block: &'a Block,
+    /// The quorum's commit certificate for it.
+    pub certificate: &'a CommitCertificate,
+    /// One receipt per transaction, in block order.
+    pub receipts: &'a [Bytes],
+    /// State key-value changes.
+    pub state_writes: &'a [Write],
+    /// State-tree node changes.
+    pub tree_writes: &'a [Write],
+    /// State root after the block.
+    pub state_root: Hash,
+    /// The consensus driver's position after this block, if it keeps one.
+    pub consensus_position: Option<&'a [u8]>,
+}
+
+/// The database of one validator (or a read-only view of it).
+pub struct Store {
+    db: DB,
+    path: String,
+    read_only: bool,
+    identity: ChainIdentity,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("read_only", &self.read_only)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+fn height_key(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+fn cert_key(height: u64, kind: u8) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8] = kind;
+    k
+}
+
+fn receipt_key(height: u64, index: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&height.to_be_bytes());
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn db_options(create: bool) -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(create);
+    opts.create_missing_column_families(create);
+    opts.set_compression_type(DBCompressionType::Lz4);
+    opts.set_keep_log_file_num(4);
+    opts.set_max_background_jobs(2);
+    opts
+}
+
+fn cf_descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let cache = Cache::new_lru_cache(64 << 20);
+    cf::ALL
+        .iter()
+        .map(|name| {
+            let mut table = BlockBasedOptions::default();
+            table.set_block_cache(&cache);
+            if matches!(
+                *name,
+                cf::STATE | cf::TREE | cf::BLOCK_HASHES | cf::TX_INDEX
+            ) {
+                table.set_bloom_filter(10.0, false);
+            }
+            let mut opts = Options::default();
+            opts.set_compression_type(DBCompressionType::Lz4);
+            opts.set_block_based_table_factory(&table);
+            ColumnFamilyDescriptor::new(*name, opts)
+        })
+        .collect()
+}
+
+impl Store {
+    /// Opens (creating if needed) the read-write database of the chain `identity` at `path`.
+    /// Fails with a message naming the mismatch if the database belongs to another chain or
+    /// schema, and if another process holds it open.
+    pub fn open(path: &Path, identity: &ChainIdentity) -> Result<Store, StorageError> {
+        let path_s = path.display().to_string();
+        check_column_families(path, &path_s)?;
+        let db = DB::open_cf_descriptors(&db_options(true), path, cf_descriptors()).map_err(
+            |source| StorageError::Rocks {
+                path: path_s.clone(),
+                context: "open",
+                source,
+            },
+        )?;
+        let mut store = Store {
+            db,
+            path: path_s,
+            read_only: false,
+            identity: identity.clone(),
+        };
+        match store.read_identity()? {
+            Some(found) => {
+                if found != *identity {
+                    return Err(StorageError::WrongChain {
+                        path: store.path.clone(),
+                        found_chain: found.chain_id,
+                        found_genesis: found.genesis_hash.to_string(),
+                        expected_chain: identity.chain_id.clone(),
+                        expected_genesis: identity.genesis_hash.to_string(),
+                    });
+                }
+            }
+            None => store.write_identity()?,
+        }
+        store.identity = identity.clone();
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only, without taking its lock: for tools that inspect a
+    /// running node's data. It sees the data as of the moment it was opened.
+    pub fn open_read_only(path: &Path) -> Result<Store, StorageError> {
+        let path_s = path.display().to_string();
+        if !path.join("CURRENT").is_file() {
+            return Err(StorageError::NotALanesDatabase {
+                path: path_s,
+                reason: "no RocksDB database in this directory".into(),
+            });
+        }
+        check_column_families(path, &path_s)?;
+        let db =
+            DB::open_cf_descriptors_read_only(&db_options(false), path, cf_descriptors(), false)
+                .map_err(|source| StorageError::Rocks {
+                    path: path_s.clone(),
+                    context: "open read-only",
+                    source,
+                })?;
+        let mut store = Store {
+            db,
+            path: path_s.clone(),
+            read_only: true,
+            identity: ChainIdentity {
+                chain_id: String::new(),
+                genesis_hash: Hash::ZERO,
+            },
+        };
+        store.identity = store
+            .read_identity()?
+            .ok_or(StorageError::NotALanesDatabase {
+                path: path_s,
+                reason: "no chain identity recorded".into(),
+            })?;
+        Ok(store)
+    }
+
+    /// The directory of this database.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from(&self.path)
+    }
+
+    /// The chain this database belongs to.
+    pub fn identity(&self) -> &ChainIdentity {
+        &self.identity
+    }
+
+    fn rocks(&self, context: &'static str) -> impl FnOnce(rocksdb::Error) -> StorageError + '_ {
+        move |source| StorageError::Rocks {
+            path: self.path.clone(),
+            context,
+            source,
+        }
+    }
+
+    fn get(&self, family: &str, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let handle = self
+            .db
+            .cf_handle(family)
+            .expect("every column family is opened");
+        self.db.get_cf(handle, key).map_err(self.rocks("read"))
+    }
+
+    fn get_decoded<T: Decode>(
+        &self,
+        family: &str,
+        key: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<T>, StorageError> {
+        match self.get(family, key)? {
+            None => Ok(None),
+            Some(bytes) => {
+                T::from_bytes(&bytes)
+                    .map(Some)
+                    .map_err(|source| StorageError::Corrupt {
+                        path: self.path.clone(),
+                        what: what(),
+                        source,
+                    })
+            }
+        }
+    }
+
+    fn read_identity(&self) -> Result<Option<ChainIdentity>, StorageError> {
+        let schema: Option<u32> =
+            self.get_decoded(cf::META, META_SCHEMA, || "schema version".into())?;
+        let Some(schema) = schema else {
+            return Ok(None);
+        };
+        if schema != SCHEMA_VERSION {
+            return Err(StorageError::WrongSchema {
+                path: self.path.clone(),
+                found: schema,
+                expected: SCHEMA_VERSION,
+            });
+        }
+        let chain_id: Option<String> =
+            self.get_decoded(cf::META, META_CHAIN, || "chain id".into())?;
+        let genesis: Option<Hash> =
+            self.get_decoded(cf::META, META_GENESIS, || "genesis hash".into())?;
+        match (chain_id, genesis) {
+            (Some(chain_id), Some(genesis_hash)) => Ok(Some(ChainIdentity {
+                chain_id,
+                genesis_hash,
+            })),
+            _ => Err(StorageError::NotALanesDatabase {
+                path: self.path.clone(),
+                reason: "schema version present but chain identity missing".into(),
+            }),
+        }
+    }
+
+    fn write_identity(&self) -> Result<(), StorageError> {
+        let meta = self.db.cf_handle(cf::META).expect("meta opened");
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, META_SCHEMA, SCHEMA_VERSION.to_bytes());
+        batch.put_cf(meta, META_CHAIN, self.identity.chain_id.to_bytes());
+        batch.put_cf(meta, META_GENESIS, self.identity.genesis_hash.to_bytes());
+        self.write(batch, true)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), StorageError> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly(self.path.clone()));
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts).map_err(self.rocks("write"))
+    }
+
+    /// The last executed block and its state root; `None` before genesis state is written.
+    pub fn head(&self) -> Result<Option<Head>, StorageError> {
+        self.get_decoded(cf::META, META_HEAD, || "head".into())
+    }
+
+    /// Writes the genesis state (height 0) in one synced batch. Fails if a head already exists.
+    pub fn commit_genesis(
+        &self,
+        state_writes: &[Write],
+        tree_writes: &[Write],
+        state_root: Hash,
+    ) -> Result<(), StorageError> {
+        if let Some(head) = self.head()? {
+            return Err(StorageError::NotNextBlock {
+                height: 0,
+                parent: Hash::ZERO,
+                head_height: head.height,
+                head_hash: head.block_hash,
+            });
+        }
+        let mut batch = WriteBatch::default();
+        self.put_writes(&mut batch, cf::STATE, state_writes);
+        self.put_writes(&mut batch, cf::TREE, tree_writes);
+        let head = Head {
+            height: 0,
+            block_hash: Hash::ZERO,
+            state_root,
+        };
+        batch.put_cf(self.handle(cf::META), META_HEAD, head.to_bytes());
+        self.write(batch, true)
+    }
+
+    fn handle(&self, family: &str) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(family)
+            .expect("every column family is opened")
+    }
+
+    fn put_writes(&self, batch: &mut WriteBatch, family: &str, writes: &[Write]) {
+        let handle = self.handle(family);
+        for (key, value) in writes {
+            match value {
+                Some(v) => batch.put_cf(handle, &key.0, &v.0),
+                None => batch.delete_cf(handle, &key.0),
+            }
+        }
+    }
+
+    /// Writes everything one block changes (block, commit certificate, receipts, transaction
+    /// index, state and tree changes, new head and consensus position) in ONE synced atomic
+    /// batch. The block must extend the current head.
+    pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<(), StorageError> {
+        let block_hash = c.block.hash();
+        let height = c.block.height();
+        let inconsistent = |reason| StorageError::InconsistentCommit { height, reason };
+        if c.certificate.height != height || c.certificate.block_hash != block_hash {
+            return Err(inconsistent("certificate is for another block"));
+        }
+        if c.receipts.len() != c.block.txs.len() {
+            return Err(inconsistent("receipt count differs from transaction count"));
+        }
+        let head = self.head()?.ok_or(StorageError::NotNextBlock {
+            height,
+            parent: c.block.header.parent,
+            head_height: 0,
+            head_hash: Hash::ZERO,
+        })?;
+        if height != head.height + 1 || c.block.header.parent != head.block_hash {
+            return Err(StorageError::NotNextBlock {
+                height,
+                parent: c.block.header.parent,
+                head_height: head.height,
+                head_hash: head.block_hash,
+            });
+        }
+
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.handle(cf::BLOCKS),
+            height_key(height),
+            c.block.to_bytes(),
+        );
+        batch.put_cf(
+            self.handle(cf::BLOCK_HASHES),
+            block_hash.0,
+            height_key(height),
+        );
+        batch.put_cf(
+            self.handle(cf::CERTIFICATES),
+            cert_key(height, CERT_COMMIT),
+            c.certificate.to_bytes(),
+        );
+        let receipts = self.handle(cf::RECEIPTS);
+        let tx_index = self.handle(cf::TX_INDEX);
+        for (i, (tx, receipt)) in c.block.txs.iter().zip(c.receipts).enumerate() {
+            let index = u32::try_from(i).expect("block transaction count fits u32");
+            batch.put_cf(receipts, receipt_key(height, index), &receipt.0);
+            batch.put_cf(
+                tx_index,
+                lanes_types::tx_hash(tx).0,
+                TxLocation { height, index }.to_bytes(),
+            );
+        }
+        self.put_writes(&mut batch, cf::STATE, c.state_writes);
+        self.put_writes(&mut batch, cf::TREE, c.tree_writes);
+        let meta = self.handle(cf::META);
+        let new_head = Head {
+            height,
+            block_hash,
+            state_root: c.state_root,
+        };
+        batch.put_cf(meta, META_HEAD, new_head.to_bytes());
+        if let Some(pos) = c.consensus_position {
+            batch.put_cf(meta, META_CONSENSUS, pos);
+        }
+        self.write(batch, true)
+    }
+
+    /// Stores the execution certificate of an already committed block.
+    pub fn put_checkpoint_certificate(
+        &self,
+        cert: &CheckpointCertificate,
+    ) -> Result<(), StorageError> {
+        let Some(block_hash) = self.block(cert.height)?.map(|b| b.hash()) else {
+            return Err(StorageError::InconsistentCommit {
+                height: cert.height,
+                reason: "checkpoint certificate for a block not stored",
+            });
+        };
+        if block_hash != cert.block_hash {
+            return Err(StorageError::InconsistentCommit {
+                height: cert.height,
+                reason: "checkpoint certificate for another block",
+            });
+        }
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.handle(cf::CERTIFICATES),
+            cert_key(cert.height, CERT_CHECKPOINT),
+            cert.to_bytes(),
+        );
+        self.write(batch, false)
+    }
+
+    /// The block at `height`.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StorageError> {
+        self.get_decoded(cf::BLOCKS, &height_key(height), || {
+            format!("block {height}")
+        })
+    }
+
+    /// The height of the block with this hash.
+    pub fn block_height(&self, hash: &Hash) -> Result<Option<u64>, StorageError> {
+        self.get_decoded(cf::BLOCK_HASHES, &hash.0, || {
+            format!("height of block {hash}")
+        })
+    }
+
+    /// Up to `limit` consecutive blocks starting at `from`.
+    pub fn blocks(&self, from: u64, limit: usize) -> Result<Vec<Block>, StorageError> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.handle(cf::BLOCKS),
+            rocksdb::IteratorMode::From(&height_key(from), rocksdb::Direction::Forward),
+        );
+        for item in iter.take(limit) {
+            let (key, value) = item.map_err(self.rocks("iterate blocks"))?;
+            let block = Block::from_bytes(&value).map_err(|source| StorageError::Corrupt {
+                path: self.path.clone(),
+                what: format!("block at key {}", hex_key(&key)),
+                source,
+            })?;
+            out.push(block);
+        }
+        Ok(out)
+    }
+
+    /// The commit certificate of the block at `height`.
+    pub fn commit_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<CommitCertificate>, StorageError> {
+        self.get_decoded(cf::CERTIFICATES, &cert_key(height, CERT_COMMIT), || {
+            format!("commit certificate {height}")
+        })
+    }
+
+    /// The execution (checkpoint) certificate of the block at `height`, once a quorum signed it.
+    pub fn checkpoint_certificate(
+        &self,
+        height: u64,
+    ) -> Result<Option<CheckpointCertificate>, StorageError> {
+        self.get_decoded(cf::CERTIFICATES, &cert_key(height, CERT_CHECKPOINT), || {
+            format!("checkpoint certificate {height}")
+        })
+    }
+
+    /// The receipt of the transaction at (`height`, `index`).
+    pub fn receipt(&self, height: u64, index: u32) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(cf::RECEIPTS, &receipt_key(height, index))
+    }
+
+    /// Where the transaction with this hash was committed.
+    pub fn tx_location(&self, tx_hash: &Hash) -> Result<Option<TxLocation>, StorageError> {
+        self.get_decoded(cf::TX_INDEX, &tx_hash.0, || {
+            format!("location of tx {tx_hash}")
+        })
+    }
+
+    /// The current value of a state key.
+    pub fn state_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(cf::STATE, key)
+    }
+
+    /// A state-tree node.
+    pub fn tree_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(cf::TREE, key)
+    }
+
+    /// A consensus safety record.
+    pub fn safety_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(cf::SAFETY, key)
+    }
+
+    /// Durably stores consensus safety records (synced before returning): a vote may leave the
+    /// node only after this returns.
+    pub fn safety_put(&self, records: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        let handle = self.handle(cf::SAFETY);
+        let mut batch = WriteBatch::default();
+        for (k, v) in records {
+            batch.put_cf(handle, k, v);
+        }
+        self.write(batch, true)
+    }
+
+    /// The consensus position written with the last committed block.
+    pub fn consensus_position(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        self.get(cf::META, META_CONSENSUS)
+    }
+}
+
+fn hex_key(key: &[u8]) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses databases with column families this build does not know (written by a newer version).
+fn check_column_families(path: &Path, path_s: &str) -> Result<(), StorageError> {
+    let Ok(existing) = DB::list_cf(&Options::default(), path) else {
+        return Ok(()); // no database yet
+    };
+    for name in existing {
+        if name != "default" && !cf::ALL.contains(&name.as_str()) {
+            return Err(StorageError::UnknownColumnFamily {
+                path: path_s.to_string(),
+                name,
+            });
+        }
+    }
+    Ok(())
+}

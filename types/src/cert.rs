@@ -1,0 +1,132 @@
+//! Certificates: a quorum's signatures over a commit decision or an execution result.
+//!
+//! The signed messages are built here, in one place, so that consensus (which signs), storage
+//! (which keeps) and light clients (which verify) agree byte for byte.
+
+use crate::codec::Encode;
+use crate::codec_struct;
+use crate::hash::Hash;
+use crate::validator::{QuorumError, ValidatorSet, ValidatorSignature};
+
+/// The bytes a validator signs to COMMIT `block_hash` at (`view`, `height`) on `chain_id`.
+pub fn commit_vote_message(chain_id: &str, view: u64, height: u64, block_hash: &Hash) -> Vec<u8> {
+    let mut out = b"lanes/commit".to_vec();
+    chain_id.to_string().encode(&mut out);
+    view.encode(&mut out);
+    height.encode(&mut out);
+    block_hash.encode(&mut out);
+    out
+}
+
+/// The bytes a validator signs in CHECKPOINT: after executing the block at `height` with hash
+/// `block_hash`, the state root it computed was `state_root`.
+pub fn checkpoint_message(
+    chain_id: &str,
+    height: u64,
+    block_hash: &Hash,
+    state_root: &Hash,
+) -> Vec<u8> {
+    let mut out = b"lanes/checkpoint".to_vec();
+    chain_id.to_string().encode(&mut out);
+    height.encode(&mut out);
+    block_hash.encode(&mut out);
+    state_root.encode(&mut out);
+    out
+}
+
+/// Proof that a quorum committed `block_hash` at `height` in `view`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitCertificate {
+    /// The view the quorum committed in.
+    pub view: u64,
+    /// Height of the committed block.
+    pub height: u64,
+    /// Hash of the committed block.
+    pub block_hash: Hash,
+    /// COMMIT signatures, strictly ascending by validator index.
+    pub signatures: Vec<ValidatorSignature>,
+}
+codec_struct!(CommitCertificate {
+    view,
+    height,
+    block_hash,
+    signatures
+});
+
+impl CommitCertificate {
+    /// Checks the certificate's quorum of signatures against the validator set.
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), QuorumError> {
+        let msg = commit_vote_message(chain_id, self.view, self.height, &self.block_hash);
+        validators.verify_quorum(&msg, &self.signatures)
+    }
+}
+
+/// The execution certificate: a quorum signed that executing the block at `height` gives
+/// `state_root`. Together with a Merkle proof it is all a light client needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointCertificate {
+    /// Height of the executed block.
+    pub height: u64,
+    /// Hash of the executed block.
+    pub block_hash: Hash,
+    /// State root after executing it.
+    pub state_root: Hash,
+    /// CHECKPOINT signatures, strictly ascending by validator index.
+    pub signatures: Vec<ValidatorSignature>,
+}
+codec_struct!(CheckpointCertificate {
+    height,
+    block_hash,
+    state_root,
+    signatures
+});
+
+impl CheckpointCertificate {
+    /// Checks the certificate's quorum of signatures against the validator set.
+    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), QuorumError> {
+        let msg = checkpoint_message(chain_id, self.height, &self.block_hash, &self.state_root);
+        validators.verify_quorum(&msg, &self.signatures)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::SecretKey;
+    use crate::validator::ValidatorInfo;
+
+    #[test]
+    fn a_certificate_does_not_verify_for_another_block_or_chain() {
+        let keys: Vec<SecretKey> = (0..4)
+            .map(|i| SecretKey::from_label(&format!("c{i}")))
+            .collect();
+        let vs = ValidatorSet::new(
+            keys.iter()
+                .enumerate()
+                .map(|(i, k)| ValidatorInfo {
+                    name: format!("c{i}"),
+                    public_key: k.public_key(),
+                    address: String::new(),
+                })
+                .collect(),
+        );
+        let block_hash = Hash::digest(b"b");
+        let msg = commit_vote_message("main", 2, 7, &block_hash);
+        let cert = CommitCertificate {
+            view: 2,
+            height: 7,
+            block_hash,
+            signatures: (0..3)
+                .map(|i| ValidatorSignature {
+                    validator: i,
+                    signature: keys[i as usize].sign(&msg),
+                })
+                .collect(),
+        };
+        assert_eq!(cert.verify("main", &vs), Ok(()));
+        assert!(cert.verify("other", &vs).is_err());
+        let mut moved = cert.clone();
+        moved.height = 8;
+        assert!(moved.verify("main", &vs).is_err());
+    }
+}
