@@ -2,4 +2,9 @@
 //! the mempool, and a deterministic simulator that drives replicas through a seeded faulty
 //! network.
 //!
-//! Not built yet: this crate is the subject of issue 4. It depends only on `lanes-types`.
+//! Built so far: the [`mempool`]. The PBFT core and the simulator are the rest of issue 4.
+//! This crate depends only on `lanes-types`.
+
+pub mod mempool;
+
+pub use mempool::{AdmitError, Mempool, MempoolLimits};
