@@ -93,6 +93,33 @@ pub enum StorageError {
         /// What does not match.
         reason: &'static str,
     },
+    /// Another process (probably a running node) holds the database's lock.
+    #[error(
+        "database {path} is in use by another process (a running node?); tools can read it \
+         with `lanes db status {path}`: {source}"
+    )]
+    Locked {
+        /// Database directory.
+        path: String,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+    /// A block was committed before the genesis state was written.
+    #[error("database {0} has no genesis state yet: commit genesis first")]
+    NoGenesis(String),
+    /// A quorum certified a state root that differs from the one this replica computed.
+    #[error(
+        "divergence at height {height}: this replica computed state root {ours}, the quorum \
+         certified {certified}"
+    )]
+    Divergence {
+        /// Height of the block.
+        height: u64,
+        /// Root computed here (hex).
+        ours: String,
+        /// Root in the certificate (hex).
+        certified: String,
+    },
     /// A write on a store opened read-only.
     #[error("database {0} is open read-only")]
     ReadOnly(String),

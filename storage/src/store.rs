@@ -8,6 +8,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// The on-disk schema this build reads and writes. Bump it on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -32,6 +33,8 @@ pub mod cf {
     pub const TX_INDEX: &str = "tx_index";
     /// height (u64 BE) ++ index (u32 BE) -> receipt bytes.
     pub const RECEIPTS: &str = "receipts";
+    /// height (u64 BE) -> the state root this replica computed after that block.
+    pub const ROOTS: &str = "roots";
     /// Every column family, in the order they are opened.
     pub const ALL: &[&str] = &[
         META,
@@ -43,6 +46,7 @@ pub mod cf {
         TREE,
         TX_INDEX,
         RECEIPTS,
+        ROOTS,
     ];
 }
 
@@ -117,6 +121,8 @@ pub struct Store {
     path: String,
     read_only: bool,
     identity: ChainIdentity,
+    /// Serialises commits so that the head check and the write are one step.
+    commit_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -184,20 +190,33 @@ impl Store {
     /// schema, and if another process holds it open.
     pub fn open(path: &Path, identity: &ChainIdentity) -> Result<Store, StorageError> {
         let path_s = path.display().to_string();
-        check_column_families(path, &path_s)?;
+        let existing = check_column_families(path, &path_s)?;
+        if existing
+            .as_ref()
+            .is_some_and(|cfs| !cfs.iter().any(|c| c == cf::META))
+        {
+            return Err(StorageError::NotALanesDatabase {
+                path: path_s,
+                reason: "a RocksDB database of another program (no meta column family)".into(),
+            });
+        }
         let db = DB::open_cf_descriptors(&db_options(true), path, cf_descriptors()).map_err(
-            |source| StorageError::Rocks {
-                path: path_s.clone(),
-                context: "open",
-                source,
+            |source| {
+                if source.to_string().to_lowercase().contains("lock") {
+                    StorageError::Locked {
+                        path: path_s.clone(),
+                        source,
+                    }
+                } else {
+                    StorageError::Rocks {
+                        path: path_s.clone(),
+                        context: "open",
+                        source,
+                    }
+                }
             },
         )?;
-        let mut store = Store {
-            db,
-            path: path_s,
-            read_only: false,
-            identity: identity.clone(),
-        };
+        let store = Store::wrap(db, path_s, false, identity.clone());
         match store.read_identity()? {
             Some(found) => {
                 if found != *identity {
@@ -210,15 +229,51 @@ impl Store {
                     });
                 }
             }
+            // A new database, or one whose creation was interrupted before its identity was
+            // written (our column families exist, nothing else does).
             None => store.write_identity()?,
         }
-        store.identity = identity.clone();
         Ok(store)
     }
 
     /// Opens an existing database read-only, without taking its lock: for tools that inspect a
     /// running node's data. It sees the data as of the moment it was opened.
     pub fn open_read_only(path: &Path) -> Result<Store, StorageError> {
+        let path_s = Self::existing_database(path)?;
+        let db =
+            DB::open_cf_descriptors_read_only(&db_options(false), path, cf_descriptors(), false)
+                .map_err(|source| StorageError::Rocks {
+                    path: path_s.clone(),
+                    context: "open read-only",
+                    source,
+                })?;
+        Self::read_only_store(db, path_s)
+    }
+
+    /// Opens a secondary instance of a database another process has open read-write: it
+    /// follows the primary through [`Store::catch_up`]. `secondary_dir` holds the secondary's
+    /// own logs (an empty or previously used directory).
+    pub fn open_secondary(path: &Path, secondary_dir: &Path) -> Result<Store, StorageError> {
+        let path_s = Self::existing_database(path)?;
+        let mut opts = db_options(false);
+        opts.set_max_open_files(-1);
+        let db = DB::open_cf_descriptors_as_secondary(&opts, path, secondary_dir, cf_descriptors())
+            .map_err(|source| StorageError::Rocks {
+                path: path_s.clone(),
+                context: "open as secondary",
+                source,
+            })?;
+        Self::read_only_store(db, path_s)
+    }
+
+    /// Makes a secondary instance see the primary's latest writes.
+    pub fn catch_up(&self) -> Result<(), StorageError> {
+        self.db
+            .try_catch_up_with_primary()
+            .map_err(self.rocks("catch up with primary"))
+    }
+
+    fn existing_database(path: &Path) -> Result<String, StorageError> {
         let path_s = path.display().to_string();
         if !path.join("CURRENT").is_file() {
             return Err(StorageError::NotALanesDatabase {
@@ -227,26 +282,29 @@ impl Store {
             });
         }
         check_column_families(path, &path_s)?;
-        let db =
-            DB::open_cf_descriptors_read_only(&db_options(false), path, cf_descriptors(), false)
-                .map_err(|source| StorageError::Rocks {
-                    path: path_s.clone(),
-                    context: "open read-only",
-                    source,
-                })?;
-        let mut store = Store {
+        Ok(path_s)
+    }
+
+    fn wrap(db: DB, path: String, read_only: bool, identity: ChainIdentity) -> Store {
+        Store {
             db,
-            path: path_s.clone(),
-            read_only: true,
-            identity: ChainIdentity {
-                chain_id: String::new(),
-                genesis_hash: Hash::ZERO,
-            },
+            path,
+            read_only,
+            identity,
+            commit_lock: Mutex::new(()),
+        }
+    }
+
+    fn read_only_store(db: DB, path: String) -> Result<Store, StorageError> {
+        let unknown = ChainIdentity {
+            chain_id: String::new(),
+            genesis_hash: Hash::ZERO,
         };
+        let mut store = Store::wrap(db, path.clone(), true, unknown);
         store.identity = store
             .read_identity()?
             .ok_or(StorageError::NotALanesDatabase {
-                path: path_s,
+                path,
                 reason: "no chain identity recorded".into(),
             })?;
         Ok(store)
@@ -357,6 +415,7 @@ impl Store {
         tree_writes: &[Write],
         state_root: Hash,
     ) -> Result<(), StorageError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(head) = self.head()? {
             return Err(StorageError::NotNextBlock {
                 height: 0,
@@ -374,6 +433,7 @@ impl Store {
             state_root,
         };
         batch.put_cf(self.handle(cf::META), META_HEAD, head.to_bytes());
+        batch.put_cf(self.handle(cf::ROOTS), height_key(0), state_root.0);
         self.write(batch, true)
     }
 
@@ -406,12 +466,18 @@ impl Store {
         if c.receipts.len() != c.block.txs.len() {
             return Err(inconsistent("receipt count differs from transaction count"));
         }
-        let head = self.head()?.ok_or(StorageError::NotNextBlock {
-            height,
-            parent: c.block.header.parent,
-            head_height: 0,
-            head_hash: Hash::ZERO,
-        })?;
+        if c.block.header.chain_id != self.identity.chain_id {
+            return Err(inconsistent("block is for another chain"));
+        }
+        if !c.block.payload_matches() {
+            return Err(inconsistent(
+                "transactions do not match the header's payload digest",
+            ));
+        }
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self
+            .head()?
+            .ok_or_else(|| StorageError::NoGenesis(self.path.clone()))?;
         if height != head.height + 1 || c.block.header.parent != head.block_hash {
             return Err(StorageError::NotNextBlock {
                 height,
@@ -450,6 +516,7 @@ impl Store {
         }
         self.put_writes(&mut batch, cf::STATE, c.state_writes);
         self.put_writes(&mut batch, cf::TREE, c.tree_writes);
+        batch.put_cf(self.handle(cf::ROOTS), height_key(height), c.state_root.0);
         let meta = self.handle(cf::META);
         let new_head = Head {
             height,
@@ -463,7 +530,10 @@ impl Store {
         self.write(batch, true)
     }
 
-    /// Stores the execution certificate of an already committed block.
+    /// Stores the execution certificate of an already committed block. Refuses a certificate
+    /// for another block, and reports [`StorageError::Divergence`] when the quorum's root is not
+    /// the one this replica computed. Not synced: a lost certificate is fetched again from
+    /// peers, unlike the block itself.
     pub fn put_checkpoint_certificate(
         &self,
         cert: &CheckpointCertificate,
@@ -479,6 +549,15 @@ impl Store {
                 height: cert.height,
                 reason: "checkpoint certificate for another block",
             });
+        }
+        if let Some(ours) = self.state_root(cert.height)? {
+            if ours != cert.state_root {
+                return Err(StorageError::Divergence {
+                    height: cert.height,
+                    ours: ours.to_string(),
+                    certified: cert.state_root.to_string(),
+                });
+            }
         }
         let mut batch = WriteBatch::default();
         batch.put_cf(
@@ -520,6 +599,13 @@ impl Store {
             out.push(block);
         }
         Ok(out)
+    }
+
+    /// The state root this replica computed after the block at `height` (0: genesis state).
+    pub fn state_root(&self, height: u64) -> Result<Option<Hash>, StorageError> {
+        self.get_decoded(cf::ROOTS, &height_key(height), || {
+            format!("state root {height}")
+        })
     }
 
     /// The commit certificate of the block at `height`.
@@ -590,18 +676,19 @@ fn hex_key(key: &[u8]) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Refuses databases with column families this build does not know (written by a newer version).
-fn check_column_families(path: &Path, path_s: &str) -> Result<(), StorageError> {
+/// Refuses databases with column families this build does not know (written by a newer
+/// version). Returns the existing families, or `None` when there is no database yet.
+fn check_column_families(path: &Path, path_s: &str) -> Result<Option<Vec<String>>, StorageError> {
     let Ok(existing) = DB::list_cf(&Options::default(), path) else {
-        return Ok(()); // no database yet
+        return Ok(None); // no database yet
     };
-    for name in existing {
+    for name in &existing {
         if name != "default" && !cf::ALL.contains(&name.as_str()) {
             return Err(StorageError::UnknownColumnFamily {
                 path: path_s.to_string(),
-                name,
+                name: name.clone(),
             });
         }
     }
-    Ok(())
+    Ok(Some(existing))
 }

@@ -210,9 +210,13 @@ fn read_only_open_sees_a_live_database_and_cannot_write() {
         reader.safety_put(&[(b"k", b"v")]),
         Err(StorageError::ReadOnly(_))
     ));
-    // A second read-write open is refused by RocksDB's lock, with an error rather than a panic.
+    // A second read-write open is refused by RocksDB's lock, with an error naming the cause.
     let err = Store::open(dir.path(), &common::identity()).unwrap_err();
-    assert!(err.to_string().to_lowercase().contains("lock"), "{err}");
+    assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -248,4 +252,107 @@ fn safety_records_round_trip() {
         Some(&b"abc"[..])
     );
     assert_eq!(store.safety_get(b"none").unwrap(), None);
+}
+
+fn commit_of(f: &common::Fixture) -> BlockCommit<'_> {
+    BlockCommit {
+        block: &f.block,
+        certificate: &f.cert,
+        receipts: &f.receipts,
+        state_writes: &f.state,
+        tree_writes: &f.tree,
+        state_root: f.root,
+        consensus_position: Some(&f.position),
+    }
+}
+
+#[test]
+fn blocks_before_genesis_or_of_another_chain_or_with_foreign_txs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), &common::identity()).unwrap();
+    let f = common::fixture(1, Hash::ZERO);
+    assert!(matches!(
+        store.commit_block(&commit_of(&f)),
+        Err(StorageError::NoGenesis(_))
+    ));
+    drop(store);
+    let store = common::open_with_genesis(dir.path());
+
+    let mut other_chain = common::fixture(1, Hash::ZERO);
+    other_chain.block.header.chain_id = "elsewhere".into();
+    other_chain.cert.block_hash = other_chain.block.hash();
+    let err = store.commit_block(&commit_of(&other_chain)).unwrap_err();
+    assert!(err.to_string().contains("another chain"), "{err}");
+
+    let mut smuggled = common::fixture(1, Hash::ZERO);
+    smuggled.block.txs[0] = lanes_types::Bytes(b"not in the digest".to_vec());
+    let err = store.commit_block(&commit_of(&smuggled)).unwrap_err();
+    assert!(err.to_string().contains("payload digest"), "{err}");
+    assert_eq!(store.head().unwrap().unwrap().height, 0);
+}
+
+#[test]
+fn a_certified_root_that_differs_from_ours_is_a_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    common::commit_next(&store);
+    assert_eq!(store.state_root(1).unwrap(), Some(common::root(1)));
+    assert_eq!(store.state_root(0).unwrap(), Some(common::root(0)));
+    let cert = CheckpointCertificate {
+        height: 1,
+        block_hash: store.block(1).unwrap().unwrap().hash(),
+        state_root: Hash::digest(b"a root we never computed"),
+        signatures: vec![],
+    };
+    let err = store.put_checkpoint_certificate(&cert).unwrap_err();
+    assert!(
+        matches!(err, StorageError::Divergence { height: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(store.checkpoint_certificate(1).unwrap(), None);
+}
+
+#[test]
+fn concurrent_commits_never_both_extend_the_same_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    let f = common::fixture(1, Hash::ZERO);
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| store.commit_block(&commit_of(&f)).is_ok()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(results.iter().filter(|ok| **ok).count(), 1, "{results:?}");
+    assert_eq!(common::assert_complete_prefix(&store), 1);
+}
+
+#[test]
+fn a_foreign_rocksdb_database_is_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        let db = rocksdb::DB::open(&opts, dir.path()).unwrap();
+        db.put(b"someone", b"else").unwrap();
+    }
+    let err = Store::open(dir.path(), &common::identity()).unwrap_err();
+    assert!(
+        matches!(err, StorageError::NotALanesDatabase { .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_secondary_open_follows_the_primary() {
+    let dir = tempfile::tempdir().unwrap();
+    let secondary = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    common::commit_next(&store);
+    let follower = Store::open_secondary(dir.path(), secondary.path()).unwrap();
+    assert_eq!(follower.head().unwrap().unwrap().height, 1);
+    common::commit_next(&store);
+    common::commit_next(&store);
+    follower.catch_up().unwrap();
+    assert_eq!(common::assert_complete_prefix(&follower), 3);
 }

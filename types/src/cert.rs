@@ -8,10 +8,35 @@ use crate::codec_struct;
 use crate::hash::Hash;
 use crate::validator::{QuorumError, ValidatorSet, ValidatorSignature};
 
+/// Starts a signed message with its domain tag, length-prefixed like [`Hash::tagged`], and the
+/// chain id.
+fn signed_message(tag: &str, chain_id: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(128);
+    tag.to_string().encode(&mut out);
+    chain_id.to_string().encode(&mut out);
+    out
+}
+
+/// Certificates list signers strictly ascending by index: one canonical form, no duplicates.
+fn signers_ascending<T: HasSignatures>(cert: &T) -> Result<(), &'static str> {
+    if cert
+        .signatures()
+        .windows(2)
+        .all(|w| w[0].validator < w[1].validator)
+    {
+        Ok(())
+    } else {
+        Err("certificate signers must be strictly ascending")
+    }
+}
+
+trait HasSignatures {
+    fn signatures(&self) -> &[ValidatorSignature];
+}
+
 /// The bytes a validator signs to COMMIT `block_hash` at (`view`, `height`) on `chain_id`.
 pub fn commit_vote_message(chain_id: &str, view: u64, height: u64, block_hash: &Hash) -> Vec<u8> {
-    let mut out = b"lanes/commit".to_vec();
-    chain_id.to_string().encode(&mut out);
+    let mut out = signed_message("lanes/commit", chain_id);
     view.encode(&mut out);
     height.encode(&mut out);
     block_hash.encode(&mut out);
@@ -26,8 +51,7 @@ pub fn checkpoint_message(
     block_hash: &Hash,
     state_root: &Hash,
 ) -> Vec<u8> {
-    let mut out = b"lanes/checkpoint".to_vec();
-    chain_id.to_string().encode(&mut out);
+    let mut out = signed_message("lanes/checkpoint", chain_id);
     height.encode(&mut out);
     block_hash.encode(&mut out);
     state_root.encode(&mut out);
@@ -46,12 +70,13 @@ pub struct CommitCertificate {
     /// COMMIT signatures, strictly ascending by validator index.
     pub signatures: Vec<ValidatorSignature>,
 }
-codec_struct!(CommitCertificate {
-    view,
-    height,
-    block_hash,
-    signatures
-});
+codec_struct!(CommitCertificate { view, height, block_hash, signatures } check signers_ascending);
+
+impl HasSignatures for CommitCertificate {
+    fn signatures(&self) -> &[ValidatorSignature] {
+        &self.signatures
+    }
+}
 
 impl CommitCertificate {
     /// Checks the certificate's quorum of signatures against the validator set.
@@ -74,12 +99,13 @@ pub struct CheckpointCertificate {
     /// CHECKPOINT signatures, strictly ascending by validator index.
     pub signatures: Vec<ValidatorSignature>,
 }
-codec_struct!(CheckpointCertificate {
-    height,
-    block_hash,
-    state_root,
-    signatures
-});
+codec_struct!(CheckpointCertificate { height, block_hash, state_root, signatures } check signers_ascending);
+
+impl HasSignatures for CheckpointCertificate {
+    fn signatures(&self) -> &[ValidatorSignature] {
+        &self.signatures
+    }
+}
 
 impl CheckpointCertificate {
     /// Checks the certificate's quorum of signatures against the validator set.

@@ -10,8 +10,9 @@
 //! - `Option<T>`: tag `0` (none) or `1` followed by the value; any other tag is rejected;
 //! - enums: a `u8` tag followed by the variant's fields; unknown tags are rejected;
 //! - structs: their fields in declaration order, nothing between them;
-//! - maps are never encoded directly: they are sorted vectors, and types that need uniqueness check
-//!   that keys are strictly ascending when they decode.
+//! - maps are never encoded directly: they are sorted vectors, and types that need uniqueness
+//!   (certificate signer lists) reject keys that are not strictly ascending when they decode;
+//! - values that only validation may create (genesis) are encode-only.
 //!
 //! [`Decode::from_bytes`] rejects trailing bytes, so a value has exactly one encoding that decodes.
 
@@ -218,7 +219,10 @@ impl<T: Decode> Decode for Vec<T> {
     const MIN_SIZE: usize = 4;
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         let len = r.read_len(T::MIN_SIZE)?;
-        let mut items = Vec::with_capacity(len);
+        // The count is bounded by the input, but an item may be much larger in memory than its
+        // minimum encoding: reserve at most 64 KiB up front and let the vector grow as items
+        // actually decode.
+        let mut items = Vec::with_capacity(len.min((64 << 10) / std::mem::size_of::<T>().max(1)));
         for _ in 0..len {
             items.push(T::decode(r)?);
         }
@@ -318,14 +322,33 @@ impl Decode for Bytes {
 
 /// Implements [`Encode`] and [`Decode`] for a struct by encoding its fields in the order listed.
 /// List every field, in declaration order: the encoding is the concatenation of the fields.
+///
+/// - `codec_struct!(T { a, b })`: both directions;
+/// - `codec_struct!(T { a, b } check f)`: after decoding, `f(&value)` must return `Ok(())`
+///   (a `Result<(), &'static str>`), so values that break the type's rules never decode;
+/// - `codec_struct!(encode T { a, b })`: encoding only (for values built by validation, such as
+///   genesis, that must not be created from raw bytes).
 #[macro_export]
 macro_rules! codec_struct {
-    ($ty:ident { $($field:ident),+ $(,)? }) => {
+    (encode $ty:ident { $($field:ident),+ $(,)? }) => {
         impl $crate::codec::Encode for $ty {
             fn encode(&self, out: &mut Vec<u8>) {
                 $( $crate::codec::Encode::encode(&self.$field, out); )+
             }
         }
+    };
+    ($ty:ident { $($field:ident),+ $(,)? } check $check:path) => {
+        $crate::codec_struct!(encode $ty { $($field),+ });
+        impl $crate::codec::Decode for $ty {
+            fn decode(r: &mut $crate::codec::Reader<'_>) -> Result<Self, $crate::codec::DecodeError> {
+                let value = Self { $( $field: $crate::codec::Decode::decode(r)?, )+ };
+                $check(&value).map_err($crate::codec::DecodeError::Invalid)?;
+                Ok(value)
+            }
+        }
+    };
+    ($ty:ident { $($field:ident),+ $(,)? }) => {
+        $crate::codec_struct!(encode $ty { $($field),+ });
         impl $crate::codec::Decode for $ty {
             fn decode(r: &mut $crate::codec::Reader<'_>) -> Result<Self, $crate::codec::DecodeError> {
                 Ok(Self { $( $field: $crate::codec::Decode::decode(r)?, )+ })

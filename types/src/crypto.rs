@@ -7,6 +7,7 @@
 use crate::codec::{Decode, DecodeError, Encode, Reader};
 use crate::hash::{parse_hex_array, Hash, ParseHexError};
 use crate::serde_as_hex;
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ed25519_zebra::{batch, SigningKey, VerificationKey, VerificationKeyBytes};
 use std::fmt;
 use std::str::FromStr;
@@ -18,6 +19,12 @@ pub enum CryptoError {
     /// The 32 bytes are not an encoding of a curve point.
     #[error("public key is not a valid ed25519 point")]
     InvalidPublicKey,
+    /// The key is a point of small order: it would accept forged signatures.
+    #[error("public key is a small-order point")]
+    WeakPublicKey,
+    /// The key is not in the canonical encoding of its point.
+    #[error("public key is not canonically encoded")]
+    NonCanonicalPublicKey,
     /// The signature does not verify for this key and message.
     #[error("signature does not verify")]
     BadSignature,
@@ -71,11 +78,21 @@ impl fmt::Debug for SecretKey {
 pub struct PublicKey(pub [u8; 32]);
 
 impl PublicKey {
-    /// Checks that the bytes encode a curve point.
+    /// Checks that the key is fit to be a validator's or account's key: a canonically encoded
+    /// curve point that is not of small order. (ZIP-215 verification accepts small-order keys,
+    /// and such a key accepts forged signatures, so keys are vetted where they enter: genesis
+    /// and transactions.)
     pub fn validate(&self) -> Result<(), CryptoError> {
-        VerificationKey::try_from(self.0)
-            .map(|_| ())
-            .map_err(|_| CryptoError::InvalidPublicKey)
+        let point = CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or(CryptoError::InvalidPublicKey)?;
+        if point.is_small_order() {
+            return Err(CryptoError::WeakPublicKey);
+        }
+        if point.compress().0 != self.0 {
+            return Err(CryptoError::NonCanonicalPublicKey);
+        }
+        Ok(())
     }
 
     /// Verifies one signature over `message`.

@@ -86,7 +86,7 @@ pub struct Genesis {
     /// Protocol parameters.
     pub params: ProtocolParams,
 }
-codec_struct!(Genesis {
+codec_struct!(encode Genesis {
     chain_id,
     genesis_time_ms,
     validators,

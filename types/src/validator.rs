@@ -186,7 +186,7 @@ mod tests {
             let (_, vs) = set(n);
             let (f, q) = (vs.max_faulty(), vs.quorum());
             assert!(n > 3 * f && n <= 3 * f + 3);
-            assert!(2 * q >= n + f + 1, "n={n}");
+            assert!(2 * q > n + f, "n={n}");
             assert!(
                 q <= n - f,
                 "n={n}: a quorum must be reachable without the faulty"

@@ -4,6 +4,7 @@
 //! keys); `ValidatorSet::verify_quorum` and the certificates must agree with per-signature checks.
 
 use lanes_types::cert::{checkpoint_message, commit_vote_message};
+use lanes_types::codec::Encode;
 use lanes_types::{
     verify_batch, CheckpointCertificate, CommitCertificate, CryptoError, Hash, PublicKey,
     QuorumError, SecretKey, Signature, SignedMessage, ValidatorInfo, ValidatorSet,
@@ -235,27 +236,27 @@ proptest! {
         let pk = PublicKey(k);
         let single = pk.verify(&m, &sig);
         prop_assert!(single.is_err());
-        // A non-point is reported as such, and only then.
-        prop_assert_eq!(single == Err(CryptoError::InvalidPublicKey), pk.validate().is_err());
+        // A non-point is reported as such by both, and only then.
+        prop_assert_eq!(
+            single == Err(CryptoError::InvalidPublicKey),
+            pk.validate() == Err(CryptoError::InvalidPublicKey)
+        );
         prop_assert_eq!(batch_of(&[(pk, m.clone(), sig)]), Err(vec![0]));
     }
 
     /// Random 32-byte strings as keys (about half are not points) with random or honest-looking
-    /// signatures: the batch answer equals the single answer, and an invalid key is reported as
-    /// an invalid key exactly when `validate` rejects it.
+    /// signatures: the batch answer equals the single answer, and a key is reported as not a point
+    /// by `verify` exactly when `validate` says so.
     #[test]
     fn random_keys_agree(key in any::<[u8; 32]>(), sig in any::<[u8; 64]>(), m in msg(), seed in any::<[u8; 32]>()) {
         let pk = PublicKey(key);
         let honest = SecretKey::from_seed(seed).sign(&m);
         for s in [Signature(sig), honest] {
             let single = pk.verify(&m, &s);
-            match pk.validate() {
-                Err(e) => {
-                    prop_assert_eq!(e, CryptoError::InvalidPublicKey);
-                    prop_assert_eq!(single.clone(), Err(CryptoError::InvalidPublicKey));
-                }
-                Ok(()) => prop_assert_ne!(single.clone(), Err(CryptoError::InvalidPublicKey)),
-            }
+            prop_assert_eq!(
+                pk.validate() == Err(CryptoError::InvalidPublicKey),
+                single == Err(CryptoError::InvalidPublicKey)
+            );
             let batch = batch_of(&[(pk, m.clone(), s)]);
             prop_assert_eq!(batch.is_ok(), single.is_ok());
         }
@@ -267,7 +268,9 @@ proptest! {
     fn small_order_keys_agree(i in any::<Index>(), j in any::<Index>(), sig in any::<[u8; 64]>(), s_zero in any::<bool>(), m in msg()) {
         let small = small_order_encodings();
         let pk = PublicKey(*i.get(&small));
-        prop_assert_eq!(pk.validate(), Ok(()), "ZIP-215 accepts small-order keys");
+        // ZIP-215 verification accepts small-order keys, so `validate` must refuse them.
+        prop_assert_eq!(pk.validate(), Err(CryptoError::WeakPublicKey));
+        prop_assert_ne!(pk.verify(&m, &Signature(sig)), Err(CryptoError::InvalidPublicKey));
         let mut crafted = [0u8; 64];
         crafted[..32].copy_from_slice(j.get::<[u8; 32]>(&small));
         if !s_zero {
@@ -279,7 +282,7 @@ proptest! {
         }
     }
 
-    /// ZIP-215 consequence, checked so that nobody relies on the opposite: under a small-order
+    /// ZIP-215 consequence, and the reason `validate` rejects small-order keys: under a small-order
     /// key, a signature with a small-order R and s = 0 verifies for every message.
     #[test]
     fn small_order_keys_accept_trivial_forgeries(i in any::<Index>(), j in any::<Index>(), m in msg()) {
@@ -378,7 +381,45 @@ fn empty_batch_verifies() {
 #[test]
 fn known_points_and_non_points() {
     for k in small_order_encodings() {
-        assert_eq!(PublicKey(k).validate(), Ok(()), "{}", hex::encode(k));
+        assert_eq!(
+            PublicKey(k).validate(),
+            Err(CryptoError::WeakPublicKey),
+            "{}",
+            hex::encode(k)
+        );
+    }
+    // A point of large order with y < 19 also has the non-canonical encoding y + p.
+    let (t, canonical) = (2u8..19)
+        .map(|t| {
+            let mut k = [0u8; 32];
+            k[0] = t;
+            (t, k)
+        })
+        .find(|(_, k)| PublicKey(*k).validate().is_ok())
+        .expect("a large-order point with a small y");
+    let mut non_canonical = [0xffu8; 32];
+    non_canonical[0] = 0xed + t;
+    non_canonical[31] = 0x7f;
+    assert_eq!(
+        PublicKey(non_canonical).validate(),
+        Err(CryptoError::NonCanonicalPublicKey),
+        "y = p + {t}"
+    );
+    // Both encodings are points to the ZIP-215 verifier; batch and single still agree.
+    let m = b"m".to_vec();
+    for k in [canonical, non_canonical] {
+        for sig in [
+            trivial_signature(),
+            Signature([7; 64]),
+            SecretKey::from_label("x").sign(&m),
+        ] {
+            let single = PublicKey(k).verify(&m, &sig);
+            assert_ne!(single, Err(CryptoError::InvalidPublicKey));
+            assert_eq!(
+                batch_of(&[(PublicKey(k), m.clone(), sig)]).is_ok(),
+                single.is_ok()
+            );
+        }
     }
     // Some small y is not the y-coordinate of any curve point (about half of all y are not).
     let non_point = (2u8..=255)
@@ -478,7 +519,7 @@ proptest! {
         prop_assert_eq!(f, (n - 1) / 3);
         prop_assert!(n > 3 * f);
         // Two quorums intersect in at least f + 1 validators (so in an honest one) ...
-        prop_assert!(2 * q >= n + f + 1);
+        prop_assert!(2 * q > n + f);
         // ... and q is the smallest such size.
         prop_assert!(2 * (q - 1) < n + f + 1);
         if n >= 4 {
@@ -602,7 +643,27 @@ proptest! {
             Err(QuorumError::NotEnoughSignatures { got: vs.quorum() - 1, need: vs.quorum() })
         );
 
+        // The signed bytes, exactly: domain tag, then the canonical encodings of the fields.
+        let chain_enc = chain.to_string().to_bytes();
+        let expected_commit = [
+            "lanes/commit".to_string().to_bytes().as_slice(),
+            &chain_enc,
+            &view.to_be_bytes(),
+            &height.to_be_bytes(),
+            &block_hash.0,
+        ]
+        .concat();
+        prop_assert_eq!(&commit_msg, &expected_commit);
         let cp_msg = checkpoint_message(chain, height, &block_hash, &state_root);
+        let expected_checkpoint = [
+            "lanes/checkpoint".to_string().to_bytes().as_slice(),
+            &chain_enc,
+            &height.to_be_bytes(),
+            &block_hash.0,
+            &state_root.0,
+        ]
+        .concat();
+        prop_assert_eq!(&cp_msg, &expected_checkpoint);
         prop_assert_ne!(&cp_msg, &commit_msg);
         let cp = CheckpointCertificate {
             height,

@@ -25,6 +25,7 @@ pub struct Fixture {
     pub state: Vec<(Bytes, Option<Bytes>)>,
     pub tree: Vec<(Bytes, Option<Bytes>)>,
     pub root: Hash,
+    pub position: Vec<u8>,
 }
 
 pub fn state_key(height: u64) -> Vec<u8> {
@@ -95,6 +96,7 @@ pub fn fixture(height: u64, parent: Hash) -> Fixture {
         state,
         tree,
         root: root(height),
+        position: height.to_be_bytes().to_vec(),
     }
 }
 
