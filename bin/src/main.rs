@@ -1,7 +1,9 @@
 //! `lanes`: the validator node and its command-line tools.
 //!
-//! Today it checks genesis files and inspects databases; the node, `localnet`, the wallet,
+//! Today it checks genesis files, inspects databases and benchmarks the executor; the node, `localnet`, the wallet,
 //! the explorer and the benchmark arrive with the issues that build them (see README).
+
+mod bench_exec;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -24,6 +26,11 @@ enum Command {
         #[command(subcommand)]
         command: GenesisCommand,
     },
+    /// Benchmark programs.
+    Bench {
+        #[command(subcommand)]
+        target: BenchTarget,
+    },
     /// Database tools (read-only: safe on a running node's data directory).
     Db {
         #[command(subcommand)]
@@ -41,6 +48,12 @@ enum GenesisCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchTarget {
+    /// One block executed sequentially and in parallel (state root included).
+    Executor(bench_exec::ExecBenchArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,6 +106,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("  assets        {}", symbols.join(", "));
             }
         }
+        Command::Bench {
+            target: BenchTarget::Executor(args),
+        } => bench_exec::run(args)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

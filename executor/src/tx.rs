@@ -1,0 +1,626 @@
+//! Transactions: what an account signs, its canonical encoding, the stateless checks a node runs
+//! before a transaction enters the mempool, and batched parallel signature verification.
+
+use lanes_types::codec::{Decode, DecodeError, Encode, Reader};
+use lanes_types::{
+    codec_struct, verify_batch, Address, Hash, ProtocolParams, PublicKey, SecretKey, Signature,
+    SignedMessage,
+};
+use rayon::prelude::*;
+use thiserror::Error;
+
+/// Domain tag of the bytes a transaction's signature covers.
+pub const TX_SIGN_TAG: &str = "lanes/tx-sign";
+
+/// Identifier of an asset. Genesis assets are `0..n` in genesis order; asset 0 pays fees.
+pub type AssetId = u32;
+
+/// Identifier of an AMM pool, allocated sequentially from 0.
+pub type PoolId = u32;
+
+/// The native asset: fees are paid in it and stakes are made in it.
+pub const NATIVE_ASSET: AssetId = 0;
+
+/// The one action a transaction performs. Encoded as a `u8` tag (the variant's position below,
+/// starting at 0) followed by its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    /// Moves `amount` of `asset` from the sender to `to`.
+    Transfer {
+        /// The asset moved.
+        asset: AssetId,
+        /// The receiving account.
+        to: Address,
+        /// Amount in the asset's smallest unit.
+        amount: u64,
+    },
+    /// Creates a new asset with a fixed `supply`, all credited to the sender.
+    CreateAsset {
+        /// Ticker: 1 to 12 characters of `A-Z 0-9`, unique.
+        symbol: String,
+        /// Total supply (at least 1).
+        supply: u64,
+    },
+    /// Creates an empty constant-product pool between two distinct existing assets.
+    CreatePool {
+        /// First asset of the pair.
+        a: AssetId,
+        /// Second asset of the pair.
+        b: AssetId,
+    },
+    /// Deposits both assets of a pool in exchange for pool shares.
+    AddLiquidity {
+        /// The pool.
+        pool: PoolId,
+        /// Most of asset `a` to deposit.
+        amount_a: u64,
+        /// Most of asset `b` to deposit.
+        amount_b: u64,
+        /// Fewest shares acceptable (slippage bound).
+        min_shares: u64,
+    },
+    /// Burns pool shares for a proportional part of both reserves.
+    RemoveLiquidity {
+        /// The pool.
+        pool: PoolId,
+        /// Shares to burn.
+        shares: u64,
+        /// Least of asset `a` acceptable.
+        min_a: u64,
+        /// Least of asset `b` acceptable.
+        min_b: u64,
+    },
+    /// Sells `amount_in` of `asset_in` to the pool for the other asset.
+    Swap {
+        /// The pool.
+        pool: PoolId,
+        /// The asset sold (one of the pool's two).
+        asset_in: AssetId,
+        /// Amount sold.
+        amount_in: u64,
+        /// Least amount bought that is acceptable (slippage bound).
+        min_out: u64,
+    },
+    /// Locks native asset with a validator.
+    Stake {
+        /// The validator's address (a genesis validator).
+        validator: Address,
+        /// Amount of native asset.
+        amount: u64,
+    },
+    /// Releases native asset staked with a validator.
+    Unstake {
+        /// The validator's address.
+        validator: Address,
+        /// Amount of native asset.
+        amount: u64,
+    },
+    /// Lends `amount` of `asset` to the lending market; it also counts as collateral.
+    Supply {
+        /// The asset supplied.
+        asset: AssetId,
+        /// Amount supplied.
+        amount: u64,
+    },
+    /// Takes back supplied `asset`, if the position stays healthy and the market has the cash.
+    Withdraw {
+        /// The asset withdrawn.
+        asset: AssetId,
+        /// Amount withdrawn.
+        amount: u64,
+    },
+    /// Borrows `asset` against supplied collateral.
+    Borrow {
+        /// The asset borrowed (must have an oracle price).
+        asset: AssetId,
+        /// Amount borrowed.
+        amount: u64,
+    },
+    /// Repays borrowed `asset`.
+    Repay {
+        /// The asset repaid.
+        asset: AssetId,
+        /// Amount repaid (at most the debt).
+        amount: u64,
+    },
+    /// Repays part of an unhealthy borrower's debt and takes over some of their collateral, plus
+    /// the liquidation bonus, as a supplied position of the liquidator.
+    Liquidate {
+        /// The under-collateralised account.
+        borrower: Address,
+        /// The asset of the debt repaid.
+        debt_asset: AssetId,
+        /// The collateral seized.
+        collateral_asset: AssetId,
+        /// Amount of debt repaid.
+        amount: u64,
+    },
+    /// Sets an asset's oracle price; accepted only from the genesis oracle account.
+    SetPrice {
+        /// The asset priced.
+        asset: AssetId,
+        /// Value of one smallest unit of the asset, in smallest units of the native asset, scaled
+        /// by [`crate::ledger::PRICE_SCALE`]. Must be at least 1.
+        price: u64,
+    },
+}
+
+impl Operation {
+    /// A short name of the operation, for logs and explorers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::Transfer { .. } => "transfer",
+            Operation::CreateAsset { .. } => "create_asset",
+            Operation::CreatePool { .. } => "create_pool",
+            Operation::AddLiquidity { .. } => "add_liquidity",
+            Operation::RemoveLiquidity { .. } => "remove_liquidity",
+            Operation::Swap { .. } => "swap",
+            Operation::Stake { .. } => "stake",
+            Operation::Unstake { .. } => "unstake",
+            Operation::Supply { .. } => "supply",
+            Operation::Withdraw { .. } => "withdraw",
+            Operation::Borrow { .. } => "borrow",
+            Operation::Repay { .. } => "repay",
+            Operation::Liquidate { .. } => "liquidate",
+            Operation::SetPrice { .. } => "set_price",
+        }
+    }
+}
+
+impl Encode for Operation {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Operation::Transfer { asset, to, amount } => {
+                out.push(0);
+                asset.encode(out);
+                to.encode(out);
+                amount.encode(out);
+            }
+            Operation::CreateAsset { symbol, supply } => {
+                out.push(1);
+                symbol.encode(out);
+                supply.encode(out);
+            }
+            Operation::CreatePool { a, b } => {
+                out.push(2);
+                a.encode(out);
+                b.encode(out);
+            }
+            Operation::AddLiquidity {
+                pool,
+                amount_a,
+                amount_b,
+                min_shares,
+            } => {
+                out.push(3);
+                pool.encode(out);
+                amount_a.encode(out);
+                amount_b.encode(out);
+                min_shares.encode(out);
+            }
+            Operation::RemoveLiquidity {
+                pool,
+                shares,
+                min_a,
+                min_b,
+            } => {
+                out.push(4);
+                pool.encode(out);
+                shares.encode(out);
+                min_a.encode(out);
+                min_b.encode(out);
+            }
+            Operation::Swap {
+                pool,
+                asset_in,
+                amount_in,
+                min_out,
+            } => {
+                out.push(5);
+                pool.encode(out);
+                asset_in.encode(out);
+                amount_in.encode(out);
+                min_out.encode(out);
+            }
+            Operation::Stake { validator, amount } => {
+                out.push(6);
+                validator.encode(out);
+                amount.encode(out);
+            }
+            Operation::Unstake { validator, amount } => {
+                out.push(7);
+                validator.encode(out);
+                amount.encode(out);
+            }
+            Operation::Supply { asset, amount } => {
+                out.push(8);
+                asset.encode(out);
+                amount.encode(out);
+            }
+            Operation::Withdraw { asset, amount } => {
+                out.push(9);
+                asset.encode(out);
+                amount.encode(out);
+            }
+            Operation::Borrow { asset, amount } => {
+                out.push(10);
+                asset.encode(out);
+                amount.encode(out);
+            }
+            Operation::Repay { asset, amount } => {
+                out.push(11);
+                asset.encode(out);
+                amount.encode(out);
+            }
+            Operation::Liquidate {
+                borrower,
+                debt_asset,
+                collateral_asset,
+                amount,
+            } => {
+                out.push(12);
+                borrower.encode(out);
+                debt_asset.encode(out);
+                collateral_asset.encode(out);
+                amount.encode(out);
+            }
+            Operation::SetPrice { asset, price } => {
+                out.push(13);
+                asset.encode(out);
+                price.encode(out);
+            }
+        }
+    }
+}
+
+impl Decode for Operation {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let tag = u8::decode(r)?;
+        Ok(match tag {
+            0 => Operation::Transfer {
+                asset: Decode::decode(r)?,
+                to: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            1 => Operation::CreateAsset {
+                symbol: Decode::decode(r)?,
+                supply: Decode::decode(r)?,
+            },
+            2 => Operation::CreatePool {
+                a: Decode::decode(r)?,
+                b: Decode::decode(r)?,
+            },
+            3 => Operation::AddLiquidity {
+                pool: Decode::decode(r)?,
+                amount_a: Decode::decode(r)?,
+                amount_b: Decode::decode(r)?,
+                min_shares: Decode::decode(r)?,
+            },
+            4 => Operation::RemoveLiquidity {
+                pool: Decode::decode(r)?,
+                shares: Decode::decode(r)?,
+                min_a: Decode::decode(r)?,
+                min_b: Decode::decode(r)?,
+            },
+            5 => Operation::Swap {
+                pool: Decode::decode(r)?,
+                asset_in: Decode::decode(r)?,
+                amount_in: Decode::decode(r)?,
+                min_out: Decode::decode(r)?,
+            },
+            6 => Operation::Stake {
+                validator: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            7 => Operation::Unstake {
+                validator: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            8 => Operation::Supply {
+                asset: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            9 => Operation::Withdraw {
+                asset: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            10 => Operation::Borrow {
+                asset: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            11 => Operation::Repay {
+                asset: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            12 => Operation::Liquidate {
+                borrower: Decode::decode(r)?,
+                debt_asset: Decode::decode(r)?,
+                collateral_asset: Decode::decode(r)?,
+                amount: Decode::decode(r)?,
+            },
+            13 => Operation::SetPrice {
+                asset: Decode::decode(r)?,
+                price: Decode::decode(r)?,
+            },
+            tag => {
+                return Err(DecodeError::InvalidTag {
+                    ty: "Operation",
+                    tag,
+                })
+            }
+        })
+    }
+}
+
+/// The signed content of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// The chain this transaction is meant for (replay protection across chains).
+    pub chain_id: String,
+    /// The signing key; the sender's address is derived from it.
+    pub sender: PublicKey,
+    /// Must equal the sender's current nonce (0 for a fresh account).
+    pub nonce: u64,
+    /// Fee in the native asset; at least `min_fee`.
+    pub fee: u64,
+    /// What the transaction does.
+    pub op: Operation,
+}
+codec_struct!(Transaction {
+    chain_id,
+    sender,
+    nonce,
+    fee,
+    op
+});
+
+impl Transaction {
+    /// The bytes the sender signs: the domain tag, then the canonical encoding.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(TX_SIGN_TAG.len() + 128);
+        out.extend_from_slice(TX_SIGN_TAG.as_bytes());
+        self.encode(&mut out);
+        out
+    }
+
+    /// The sender's account address.
+    pub fn sender_address(&self) -> Address {
+        self.sender.address()
+    }
+
+    /// Signs the transaction with `key`. The caller makes sure `key` matches `self.sender`.
+    pub fn sign(self, key: &SecretKey) -> SignedTransaction {
+        let signature = key.sign(&self.signing_bytes());
+        SignedTransaction {
+            tx: self,
+            signature,
+        }
+    }
+}
+
+/// A transaction with its sender's signature: what clients submit and blocks carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedTransaction {
+    /// The signed content.
+    pub tx: Transaction,
+    /// ed25519 signature of [`Transaction::signing_bytes`] by `tx.sender`.
+    pub signature: Signature,
+}
+codec_struct!(SignedTransaction { tx, signature });
+
+impl SignedTransaction {
+    /// The transaction hash (a tagged hash of the encoded signed transaction, as in blocks).
+    pub fn hash(&self) -> Hash {
+        lanes_types::tx_hash(&self.to_bytes())
+    }
+
+    /// Verifies the signature alone.
+    pub fn verify_signature(&self) -> Result<(), TxError> {
+        self.tx
+            .sender
+            .verify(&self.tx.signing_bytes(), &self.signature)
+            .map_err(|_| TxError::BadSignature)
+    }
+}
+
+/// Why a transaction was refused before execution.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TxError {
+    /// The bytes are larger than `params.max_tx_bytes`.
+    #[error("transaction is {size} bytes, the limit is {max}")]
+    TooLarge {
+        /// Encoded size.
+        size: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// The bytes are not a canonically encoded signed transaction.
+    #[error("transaction does not decode: {0}")]
+    Decode(#[from] DecodeError),
+    /// The transaction names another chain.
+    #[error("transaction is for chain {got:?}, this chain is {expected:?}")]
+    WrongChain {
+        /// This chain.
+        expected: String,
+        /// The chain in the transaction.
+        got: String,
+    },
+    /// The fee is below `params.min_fee`.
+    #[error("fee {fee} is below the minimum {min}")]
+    FeeTooLow {
+        /// The fee offered.
+        fee: u64,
+        /// The minimum.
+        min: u64,
+    },
+    /// The signature does not verify against the sender key (or the key is not a curve point).
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Everything a node checks about a transaction without looking at state: size, canonical
+/// encoding, chain id, minimum fee and signature. Returns the decoded transaction.
+pub fn check_stateless(
+    raw: &[u8],
+    chain_id: &str,
+    params: &ProtocolParams,
+) -> Result<SignedTransaction, TxError> {
+    let stx = check_stateless_unsigned(raw, chain_id, params)?;
+    stx.verify_signature()?;
+    Ok(stx)
+}
+
+/// [`check_stateless`] without the signature check, for callers that verify signatures in a
+/// batch afterwards with [`verify_signatures`].
+pub fn check_stateless_unsigned(
+    raw: &[u8],
+    chain_id: &str,
+    params: &ProtocolParams,
+) -> Result<SignedTransaction, TxError> {
+    if raw.len() > params.max_tx_bytes as usize {
+        return Err(TxError::TooLarge {
+            size: raw.len(),
+            max: params.max_tx_bytes,
+        });
+    }
+    let stx = SignedTransaction::from_bytes(raw)?;
+    if stx.tx.chain_id != chain_id {
+        return Err(TxError::WrongChain {
+            expected: chain_id.to_string(),
+            got: stx.tx.chain_id.clone(),
+        });
+    }
+    if stx.tx.fee < params.min_fee {
+        return Err(TxError::FeeTooLow {
+            fee: stx.tx.fee,
+            min: params.min_fee,
+        });
+    }
+    Ok(stx)
+}
+
+/// Signatures checked per `verify_batch` call in [`verify_signatures`].
+pub const SIG_BATCH: usize = 64;
+
+/// Verifies the signatures of a block's transactions: chunks of [`SIG_BATCH`] in parallel on the
+/// current rayon pool (call it inside [`crate::Executor::install`] or any pool that is not a
+/// tokio worker), each chunk one `lanes_types::verify_batch` call. Returns the indexes of the
+/// transactions whose signature fails, ascending; `Ok` when all verify.
+pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), Vec<usize>> {
+    let bad: Vec<usize> = txs
+        .par_chunks(SIG_BATCH)
+        .enumerate()
+        .flat_map_iter(|(chunk_idx, chunk)| {
+            let messages: Vec<Vec<u8>> = chunk.iter().map(|s| s.tx.signing_bytes()).collect();
+            let items: Vec<SignedMessage<'_>> = chunk
+                .iter()
+                .zip(&messages)
+                .map(|(s, m)| SignedMessage {
+                    public_key: &s.tx.sender,
+                    message: m,
+                    signature: &s.signature,
+                })
+                .collect();
+            let failed = verify_batch(&items).err().unwrap_or_default();
+            failed.into_iter().map(move |i| chunk_idx * SIG_BATCH + i)
+        })
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(bad)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> ProtocolParams {
+        ProtocolParams::local_defaults(Address([9; 20]))
+    }
+
+    fn sample(key: &SecretKey, nonce: u64) -> SignedTransaction {
+        Transaction {
+            chain_id: "test".into(),
+            sender: key.public_key(),
+            nonce,
+            fee: 5,
+            op: Operation::Swap {
+                pool: 1,
+                asset_in: 2,
+                amount_in: 300,
+                min_out: 4,
+            },
+        }
+        .sign(key)
+    }
+
+    #[test]
+    fn round_trip_and_stateless_check() {
+        let k = SecretKey::from_label("a");
+        let s = sample(&k, 3);
+        let raw = s.to_bytes();
+        assert_eq!(check_stateless(&raw, "test", &params()), Ok(s.clone()));
+        assert!(matches!(
+            check_stateless(&raw, "other", &params()),
+            Err(TxError::WrongChain { .. })
+        ));
+        let mut p = params();
+        p.min_fee = 6;
+        assert_eq!(
+            check_stateless(&raw, "test", &p),
+            Err(TxError::FeeTooLow { fee: 5, min: 6 })
+        );
+        p = params();
+        p.max_tx_bytes = 128;
+        assert!(matches!(
+            check_stateless(&raw, "test", &p),
+            Err(TxError::TooLarge { .. })
+        ));
+        let mut bad = s.clone();
+        bad.tx.nonce = 4;
+        assert_eq!(
+            check_stateless(&bad.to_bytes(), "test", &params()),
+            Err(TxError::BadSignature)
+        );
+        assert!(matches!(
+            check_stateless(&raw[..raw.len() - 1], "test", &params()),
+            Err(TxError::Decode(_))
+        ));
+        let mut trailing = raw.clone();
+        trailing.push(0);
+        assert!(matches!(
+            check_stateless(&trailing, "test", &params()),
+            Err(TxError::Decode(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_operation_tag_is_rejected() {
+        let k = SecretKey::from_label("a");
+        let s = sample(&k, 0);
+        let mut raw = s.to_bytes();
+        // chain id (4 + 4) + key 32 + nonce 8 + fee 8 = offset of the operation tag.
+        let tag_at = 8 + 32 + 8 + 8;
+        assert_eq!(raw[tag_at], 5);
+        raw[tag_at] = 200;
+        assert!(matches!(
+            check_stateless(&raw, "test", &params()),
+            Err(TxError::Decode(DecodeError::InvalidTag { tag: 200, .. }))
+        ));
+    }
+
+    #[test]
+    fn batch_verification_reports_bad_indexes() {
+        let txs: Vec<SignedTransaction> = (0..150)
+            .map(|i| sample(&SecretKey::from_label(&format!("k{}", i % 7)), i))
+            .collect();
+        assert_eq!(verify_signatures(&txs), Ok(()));
+        let mut broken = txs.clone();
+        broken[3].tx.fee += 1;
+        broken[130].signature.0[0] ^= 1;
+        assert_eq!(verify_signatures(&broken), Err(vec![3, 130]));
+        assert_eq!(verify_signatures(&[]), Ok(()));
+    }
+}
