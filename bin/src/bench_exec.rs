@@ -360,26 +360,19 @@ mod tests {
         for workload in [Workload::Transfer, Workload::SwapHot, Workload::Mixed] {
             let mut world = World::new(50).unwrap();
             let block = build_block(&mut world, workload, 400).unwrap();
-            let seq = Executor::new(1).unwrap();
-            let par = Executor::new(2).unwrap();
-            let a = seq
-                .execute_block(
-                    &world.state,
-                    &world.nodes,
-                    world.root,
-                    &world.params,
-                    &block,
-                )
-                .unwrap();
-            let b = par
-                .execute_block(
-                    &world.state,
-                    &world.nodes,
-                    world.root,
-                    &world.params,
-                    &block,
-                )
-                .unwrap();
+            let run = |threads: usize| {
+                Executor::new(threads)
+                    .unwrap()
+                    .execute_block(
+                        &world.state,
+                        &world.nodes,
+                        world.root,
+                        &world.params,
+                        &block,
+                    )
+                    .unwrap()
+            };
+            let (a, b) = (run(1), run(2));
             assert_eq!(a.state_root, b.state_root, "{workload:?}");
             assert_eq!(a.receipts, b.receipts, "{workload:?}");
             let ok = a
