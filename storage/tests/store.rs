@@ -42,17 +42,7 @@ fn a_block_that_does_not_extend_the_head_is_refused() {
         (1, Hash::ZERO),
     ] {
         let f = common::fixture(height, parent);
-        let err = store
-            .commit_block(&BlockCommit {
-                block: &f.block,
-                certificate: &f.cert,
-                receipts: &f.receipts,
-                state_writes: &f.state,
-                tree_writes: &f.tree,
-                state_root: f.root,
-                consensus_position: None,
-            })
-            .unwrap_err();
+        let err = store.commit_block(&f.commit()).unwrap_err();
         assert!(
             matches!(err, StorageError::NotNextBlock { head_height: 1, .. }),
             "{err}"
@@ -62,13 +52,8 @@ fn a_block_that_does_not_extend_the_head_is_refused() {
     let other = common::fixture(2, Hash::digest(b"x"));
     let err = store
         .commit_block(&BlockCommit {
-            block: &f.block,
             certificate: &other.cert,
-            receipts: &f.receipts,
-            state_writes: &f.state,
-            tree_writes: &f.tree,
-            state_root: f.root,
-            consensus_position: None,
+            ..f.commit()
         })
         .unwrap_err();
     assert!(
@@ -254,25 +239,13 @@ fn safety_records_round_trip() {
     assert_eq!(store.safety_get(b"none").unwrap(), None);
 }
 
-fn commit_of(f: &common::Fixture) -> BlockCommit<'_> {
-    BlockCommit {
-        block: &f.block,
-        certificate: &f.cert,
-        receipts: &f.receipts,
-        state_writes: &f.state,
-        tree_writes: &f.tree,
-        state_root: f.root,
-        consensus_position: Some(&f.position),
-    }
-}
-
 #[test]
 fn blocks_before_genesis_or_of_another_chain_or_with_foreign_txs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), &common::identity()).unwrap();
     let f = common::fixture(1, Hash::ZERO);
     assert!(matches!(
-        store.commit_block(&commit_of(&f)),
+        store.commit_block(&f.commit()),
         Err(StorageError::NoGenesis(_))
     ));
     drop(store);
@@ -281,12 +254,12 @@ fn blocks_before_genesis_or_of_another_chain_or_with_foreign_txs_are_refused() {
     let mut other_chain = common::fixture(1, Hash::ZERO);
     other_chain.block.header.chain_id = "elsewhere".into();
     other_chain.cert.block_hash = other_chain.block.hash();
-    let err = store.commit_block(&commit_of(&other_chain)).unwrap_err();
+    let err = store.commit_block(&other_chain.commit()).unwrap_err();
     assert!(err.to_string().contains("another chain"), "{err}");
 
     let mut smuggled = common::fixture(1, Hash::ZERO);
     smuggled.block.txs[0] = lanes_types::Bytes(b"not in the digest".to_vec());
-    let err = store.commit_block(&commit_of(&smuggled)).unwrap_err();
+    let err = store.commit_block(&smuggled.commit()).unwrap_err();
     assert!(err.to_string().contains("payload digest"), "{err}");
     assert_eq!(store.head().unwrap().unwrap().height, 0);
 }
@@ -319,7 +292,7 @@ fn concurrent_commits_never_both_extend_the_same_head() {
     let f = common::fixture(1, Hash::ZERO);
     let results: Vec<bool> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| store.commit_block(&commit_of(&f)).is_ok()))
+            .map(|_| s.spawn(|| store.commit_block(&f.commit()).is_ok()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });

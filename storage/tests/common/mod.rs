@@ -100,21 +100,26 @@ pub fn fixture(height: u64, parent: Hash) -> Fixture {
     }
 }
 
+impl Fixture {
+    /// The commit of this block, with its height as the consensus position.
+    pub fn commit(&self) -> BlockCommit<'_> {
+        BlockCommit {
+            block: &self.block,
+            certificate: &self.cert,
+            receipts: &self.receipts,
+            state_writes: &self.state,
+            tree_writes: &self.tree,
+            state_root: self.root,
+            consensus_position: Some(&self.position),
+        }
+    }
+}
+
 /// Commits the next block after the store's head; returns its height.
 pub fn commit_next(store: &Store) -> u64 {
     let head = store.head().unwrap().expect("genesis written");
     let f = fixture(head.height + 1, head.block_hash);
-    store
-        .commit_block(&BlockCommit {
-            block: &f.block,
-            certificate: &f.cert,
-            receipts: &f.receipts,
-            state_writes: &f.state,
-            tree_writes: &f.tree,
-            state_root: f.root,
-            consensus_position: Some(&(head.height + 1).to_be_bytes()),
-        })
-        .unwrap();
+    store.commit_block(&f.commit()).unwrap();
     head.height + 1
 }
 
