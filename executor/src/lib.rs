@@ -8,7 +8,8 @@
 //! - [`parallel`]: Block-STM (multi-version memory, validation, re-execution) with a sequential
 //!   fallback for hot spots;
 //! - [`exec`]: the [`Executor`] (its own rayon pool) and [`BlockOutput`];
-//! - [`smt`]: the 256-bit sparse Merkle state tree with inclusion and exclusion proofs.
+//! - [`smt`]: the 256-bit sparse Merkle state tree with inclusion and exclusion proofs;
+//! - [`workload`]: deterministic synthetic worlds and blocks for benchmarks and tests.
 //!
 //! Determinism: parallel output (receipts, writes, root) equals sequential output for every block
 //! and thread count. No hash map order, clock, thread id or float reaches the output.
@@ -52,6 +53,7 @@ pub mod parallel;
 pub mod smt;
 pub mod state;
 pub mod tx;
+pub mod workload;
 
 pub use exec::{execute_sequential, BlockOutput, ExecConfig, ExecError, ExecStats, Executor, Mode};
 pub use ledger::{execute_tx, FailReason, Receipt, RejectReason, Status, TxOutput};
