@@ -42,8 +42,14 @@ fn hot_paths(c: &mut Criterion) {
         let ex = Executor::new(threads).expect("pool");
         g.bench_function(format!("execute_block_{threads}_threads"), |b| {
             b.iter(|| {
-                ex.execute_block(&world.state, &world.nodes, world.root, &world.params, &block)
-                    .expect("execute")
+                ex.execute_block(
+                    &world.state,
+                    &world.nodes,
+                    world.root,
+                    &world.params,
+                    &block,
+                )
+                .expect("execute")
             })
         });
     }

@@ -257,6 +257,47 @@ fn hot_pool_falls_back_and_matches() {
     assert!(same(&seq, &out));
 }
 
+/// A mostly spread-out block where a tenth of the transactions chain on one pool (mixed
+/// workloads): the default executor sees the near dependencies in its first windows, falls back
+/// before wasting much optimistic work, and still gives the sequential output.
+#[test]
+fn partly_hot_block_falls_back_early_and_matches() {
+    let mut world = (*setup(200)).clone();
+    let txs: Vec<SignedTransaction> = (0..3000)
+        .map(|i| {
+            let op = if i % 10 < 2 {
+                Operation::Swap {
+                    pool: 0,
+                    asset_in: (i % 2) as u32,
+                    amount_in: 1_000 + i as u64,
+                    min_out: 0,
+                }
+            } else {
+                Operation::Transfer {
+                    asset: 1,
+                    to: common::addr(&world.keys[(i + 100) % 200]),
+                    amount: 10,
+                }
+            };
+            world.tx(i % 200, op)
+        })
+        .collect();
+    let base = (*setup(200)).clone();
+    let seq = check_block(&base, &txs);
+    assert!(seq.receipts.iter().all(|r| r.status == Status::Success));
+    let ex = &executors()[3];
+    let out = ex
+        .execute_block(&base.state, &base.nodes, base.root, &base.params, &txs)
+        .unwrap();
+    assert_eq!(out.stats.mode, Mode::Fallback, "{:?}", out.stats);
+    assert!(
+        out.stats.executions < 1500,
+        "fallback decided late: {:?}",
+        out.stats
+    );
+    assert!(same(&seq, &out));
+}
+
 /// On a swaps-only block, no pool's constant product decreases.
 #[test]
 fn swaps_never_decrease_k() {
