@@ -351,6 +351,19 @@ impl<R: TxRead> Ctx<'_, R> {
         }
     }
 
+    /// `payer` pays `amount` of `asset` into the market towards its outstanding borrows (repay
+    /// and liquidation). A market owing less than a position's debt is corrupt state.
+    fn pay_down_market(&mut self, payer: Address, asset: AssetId, amount: u64) -> Res<()> {
+        let mut m = self.market(asset)?;
+        if m.borrowed < amount {
+            return Err(FailReason::CorruptState.into());
+        }
+        m.borrowed -= amount;
+        self.debit(payer, asset, amount)?;
+        self.put_market(asset, m);
+        Ok(())
+    }
+
     fn put_market(&mut self, asset: AssetId, m: Market) {
         assert!(
             m.borrowed <= m.supplied,
@@ -741,13 +754,7 @@ fn run_op<R: TxRead>(ctx: &mut Ctx<'_, R>, sender: Address, op: &Operation) -> R
                 .borrowed
                 .checked_sub(amount)
                 .ok_or(Stop::Fail(FailReason::RepayExceedsDebt))?;
-            let mut m = ctx.market(asset)?;
-            if m.borrowed < amount {
-                return Err(FailReason::CorruptState.into());
-            }
-            m.borrowed -= amount;
-            ctx.debit(sender, asset, amount)?;
-            ctx.put_market(asset, m);
+            ctx.pay_down_market(sender, asset, amount)?;
             ctx.put_positions(sender, ps);
             Ok(vec![])
         }
@@ -790,13 +797,7 @@ fn run_op<R: TxRead>(ctx: &mut Ctx<'_, R>, sender: Address, op: &Operation) -> R
                 .supplied
                 .checked_sub(seize)
                 .ok_or(Stop::Fail(FailReason::InsufficientCollateral))?;
-            let mut m = ctx.market(debt_asset)?;
-            if m.borrowed < amount {
-                return Err(FailReason::CorruptState.into());
-            }
-            m.borrowed -= amount;
-            ctx.debit(sender, debt_asset, amount)?;
-            ctx.put_market(debt_asset, m);
+            ctx.pay_down_market(sender, debt_asset, amount)?;
             ctx.put_positions(borrower, bps);
             let mut lps = ctx.positions(sender)?;
             let lp = position_mut(&mut lps, collateral_asset);

@@ -49,6 +49,25 @@ fn same(a: &BlockOutput, b: &BlockOutput) -> bool {
 
 /// Runs the block every way, checks all agree, commits it and checks invariants. Returns the
 /// sequential output.
+/// Runs `txs` on the largest executor and checks it fell back to sequential after fewer than
+/// `max_executions` optimistic executions.
+fn assert_falls_back_within(
+    base: &World,
+    txs: &[SignedTransaction],
+    max_executions: usize,
+) -> BlockOutput {
+    let out = executors()[3]
+        .execute_block(&base.state, &base.nodes, base.root, &base.params, txs)
+        .unwrap();
+    assert_eq!(out.stats.mode, Mode::Fallback, "{:?}", out.stats);
+    assert!(
+        out.stats.executions < max_executions,
+        "fallback decided late: {:?}",
+        out.stats
+    );
+    out
+}
+
 fn check_block(world: &World, txs: &[SignedTransaction]) -> BlockOutput {
     let seq = sequential_executor()
         .execute_block(&world.state, &world.nodes, world.root, &world.params, txs)
@@ -221,16 +240,8 @@ fn hot_pool_falls_back_and_matches() {
     let base = (*setup(20)).clone();
     let seq = check_block(&base, &txs);
     assert!(seq.receipts.iter().all(|r| r.status == Status::Success));
-    let ex = &executors()[3];
-    let out = ex
-        .execute_block(&base.state, &base.nodes, base.root, &base.params, &txs)
-        .unwrap();
-    assert_eq!(out.stats.mode, Mode::Fallback, "{:?}", out.stats);
-    assert!(
-        out.stats.executions < 1000,
-        "fallback decided late: {:?}",
-        out.stats
-    );
+    let out = assert_falls_back_within(&base, &txs, 1000);
+    assert!(same(&seq, &out));
     // Transfers between distinct accounts do not fall back.
     let mut w2 = (*setup(10_000)).clone();
     let txs: Vec<SignedTransaction> = (0..2000)
@@ -247,7 +258,7 @@ fn hot_pool_falls_back_and_matches() {
         })
         .collect();
     let base2 = setup(10_000);
-    let out = ex
+    let out = executors()[3]
         .execute_block(&base2.state, &base2.nodes, base2.root, &base2.params, &txs)
         .unwrap();
     assert_eq!(out.stats.mode, Mode::Parallel, "{:?}", out.stats);
@@ -285,16 +296,7 @@ fn partly_hot_block_falls_back_early_and_matches() {
     let base = (*setup(200)).clone();
     let seq = check_block(&base, &txs);
     assert!(seq.receipts.iter().all(|r| r.status == Status::Success));
-    let ex = &executors()[3];
-    let out = ex
-        .execute_block(&base.state, &base.nodes, base.root, &base.params, &txs)
-        .unwrap();
-    assert_eq!(out.stats.mode, Mode::Fallback, "{:?}", out.stats);
-    assert!(
-        out.stats.executions < 1500,
-        "fallback decided late: {:?}",
-        out.stats
-    );
+    let out = assert_falls_back_within(&base, &txs, 1500);
     assert!(same(&seq, &out));
 }
 
