@@ -81,16 +81,7 @@ pub fn run(args: ExecBenchArgs) -> Result<()> {
     }
     let sig_time = median(sig_times);
 
-    let exec = |ex: &Executor| {
-        ex.execute_block(
-            &world.state,
-            &world.nodes,
-            world.root,
-            &world.params,
-            &block,
-        )
-        .context("execute block")
-    };
+    let exec = |ex: &Executor| world.execute(ex, &block).context("execute block");
     let (seq_time, seq_out) = timed(args.rounds, || exec(&sequential))?;
     let (par_time, par_out) = timed(args.rounds, || exec(&parallel))?;
 
@@ -155,15 +146,8 @@ mod tests {
             let mut world = World::new(50).unwrap();
             let block = build_block(&mut world, workload, 400).unwrap();
             let run = |threads: usize| {
-                Executor::new(threads)
-                    .unwrap()
-                    .execute_block(
-                        &world.state,
-                        &world.nodes,
-                        world.root,
-                        &world.params,
-                        &block,
-                    )
+                world
+                    .execute(&Executor::new(threads).unwrap(), &block)
                     .unwrap()
             };
             let (a, b) = (run(1), run(2));

@@ -41,16 +41,7 @@ fn hot_paths(c: &mut Criterion) {
     for threads in [1, 2] {
         let ex = Executor::new(threads).expect("pool");
         g.bench_function(format!("execute_block_{threads}_threads"), |b| {
-            b.iter(|| {
-                ex.execute_block(
-                    &world.state,
-                    &world.nodes,
-                    world.root,
-                    &world.params,
-                    &block,
-                )
-                .expect("execute")
-            })
+            b.iter(|| world.execute(&ex, &block).expect("execute"))
         });
     }
     g.finish();

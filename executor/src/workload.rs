@@ -4,8 +4,8 @@
 
 use crate::smt::{self, MemNodeStore, SmtError};
 use crate::{
-    execute_sequential, genesis_state, MemState, Operation, SignedTransaction, Status, Transaction,
-    Write,
+    execute_sequential, genesis_state, BlockOutput, ExecError, Executor, MemState, Operation,
+    SignedTransaction, Status, Transaction, Write,
 };
 use lanes_types::genesis::{GenesisAsset, GenesisBalance};
 use lanes_types::{Address, Genesis, Hash, ProtocolParams, SecretKey, ValidatorInfo};
@@ -92,6 +92,46 @@ fn sign(k: &SecretKey, nonce: u64, op: Operation) -> SignedTransaction {
     .sign(k)
 }
 
+/// The four validators of synthetic worlds.
+pub fn validator_keys() -> Vec<SecretKey> {
+    (0..4)
+        .map(|i| SecretKey::from_label(&format!("bench-validator-{i}")))
+        .collect()
+}
+
+/// A genesis where every account holds [`START_BALANCE`] of LANE (0), USD (1) and BTC (2), and
+/// the first account is the price oracle.
+pub fn genesis(accounts: &[SecretKey]) -> Genesis {
+    let balances: Vec<GenesisBalance> = accounts
+        .iter()
+        .map(|k| GenesisBalance {
+            account: address(k),
+            amount: START_BALANCE,
+        })
+        .collect();
+    Genesis {
+        chain_id: CHAIN.into(),
+        genesis_time_ms: 0,
+        validators: validator_keys()
+            .iter()
+            .enumerate()
+            .map(|(i, k)| ValidatorInfo {
+                name: format!("v{i}"),
+                public_key: k.public_key(),
+                address: format!("127.0.0.1:{}", 9000 + i),
+            })
+            .collect(),
+        assets: ["LANE", "USD", "BTC"]
+            .iter()
+            .map(|s| GenesisAsset {
+                symbol: s.to_string(),
+                balances: balances.clone(),
+            })
+            .collect(),
+        params: ProtocolParams::local_defaults(accounts.first().map(address).unwrap_or_default()),
+    }
+}
+
 impl World {
     /// A world of `accounts` funded accounts at genesis.
     pub fn new(accounts: usize) -> Result<World, WorkloadError> {
@@ -102,32 +142,7 @@ impl World {
             .into_par_iter()
             .map(|i| SecretKey::from_label(&format!("bench-account-{i}")))
             .collect();
-        let balances: Vec<GenesisBalance> = keys
-            .iter()
-            .map(|k| GenesisBalance {
-                account: address(k),
-                amount: START_BALANCE,
-            })
-            .collect();
-        let genesis = Genesis {
-            chain_id: CHAIN.into(),
-            genesis_time_ms: 0,
-            validators: (0..4)
-                .map(|i| ValidatorInfo {
-                    name: format!("v{i}"),
-                    public_key: SecretKey::from_label(&format!("bench-validator-{i}")).public_key(),
-                    address: format!("127.0.0.1:{}", 9000 + i),
-                })
-                .collect(),
-            assets: ["LANE", "USD", "BTC"]
-                .iter()
-                .map(|s| GenesisAsset {
-                    symbol: s.to_string(),
-                    balances: balances.clone(),
-                })
-                .collect(),
-            params: ProtocolParams::local_defaults(address(&keys[0])),
-        };
+        let genesis = genesis(&keys);
         let writes: Vec<Write> = genesis_state(&genesis)
             .into_iter()
             .map(|(k, v)| (k, Some(v)))
@@ -141,6 +156,15 @@ impl World {
         };
         world.apply(&writes)?;
         Ok(world)
+    }
+
+    /// Executes `txs` against this world with `executor` (the world is not changed).
+    pub fn execute(
+        &self,
+        executor: &Executor,
+        txs: &[SignedTransaction],
+    ) -> Result<BlockOutput, ExecError> {
+        executor.execute_block(&self.state, &self.nodes, self.root, &self.params, txs)
     }
 
     /// Applies a block's writes to the state and the tree.
@@ -209,13 +233,7 @@ pub fn build_block(
             .wrapping_add(1_442_695_040_888_963_407);
         x >> 33
     };
-    let validators: Vec<Address> = (0..4)
-        .map(|i| {
-            SecretKey::from_label(&format!("bench-validator-{i}"))
-                .public_key()
-                .address()
-        })
-        .collect();
+    let validators: Vec<Address> = validator_keys().iter().map(address).collect();
     let plan: Vec<(usize, u64, Operation)> = (0..txs)
         .map(|i| {
             let from = if workload == Workload::SwapHot {

@@ -5,24 +5,14 @@
 use lanes_executor::ledger::MIN_LIQUIDITY;
 use lanes_executor::smt::{self, MemNodeStore};
 use lanes_executor::state::{Market, Pool};
+pub use lanes_executor::workload::{genesis, validator_keys, CHAIN};
 use lanes_executor::{
     execute_sequential, genesis_state, Key, MemState, Operation, SignedTransaction, Transaction,
     Value, Write,
 };
-use lanes_types::genesis::{GenesisAsset, GenesisBalance};
-use lanes_types::validator::ValidatorInfo;
-use lanes_types::{Address, Genesis, Hash, ProtocolParams, SecretKey};
+use lanes_types::{Address, Hash, ProtocolParams, SecretKey};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
-
-pub const CHAIN: &str = "lanes-test";
-pub const START: u64 = 1_000_000_000_000;
-
-pub fn validator_keys() -> Vec<SecretKey> {
-    (0..4)
-        .map(|i| SecretKey::from_label(&format!("validator-{i}")))
-        .collect()
-}
 
 /// Account keys, derived once (10,000 of them for the spread workloads).
 pub fn keys(n: usize) -> Vec<SecretKey> {
@@ -37,38 +27,6 @@ pub fn keys(n: usize) -> Vec<SecretKey> {
 
 pub fn addr(k: &SecretKey) -> Address {
     k.public_key().address()
-}
-
-pub fn genesis(accounts: &[SecretKey]) -> Genesis {
-    let oracle = addr(&accounts[0]);
-    let balances: Vec<GenesisBalance> = accounts
-        .iter()
-        .map(|k| GenesisBalance {
-            account: addr(k),
-            amount: START,
-        })
-        .collect();
-    Genesis {
-        chain_id: CHAIN.into(),
-        genesis_time_ms: 0,
-        validators: validator_keys()
-            .iter()
-            .enumerate()
-            .map(|(i, k)| ValidatorInfo {
-                name: format!("v{i}"),
-                public_key: k.public_key(),
-                address: format!("127.0.0.1:{}", 9000 + i),
-            })
-            .collect(),
-        assets: ["LANE", "USD", "BTC"]
-            .iter()
-            .map(|s| GenesisAsset {
-                symbol: s.to_string(),
-                balances: balances.clone(),
-            })
-            .collect(),
-        params: ProtocolParams::local_defaults(oracle),
-    }
 }
 
 pub fn sign(k: &SecretKey, nonce: u64, fee: u64, op: Operation) -> SignedTransaction {
