@@ -3,8 +3,8 @@
 
 use lanes_types::codec::{Decode, DecodeError, Encode, Reader};
 use lanes_types::{
-    codec_struct, verify_batch, Address, Hash, ProtocolParams, PublicKey, SecretKey, Signature,
-    SignedMessage,
+    codec_struct, verify_batch, Address, CryptoError, Hash, ProtocolParams, PublicKey, SecretKey,
+    Signature, SignedMessage,
 };
 use rayon::prelude::*;
 use thiserror::Error;
@@ -414,8 +414,11 @@ impl SignedTransaction {
         lanes_types::tx_hash(&self.to_bytes())
     }
 
-    /// Verifies the signature alone.
+    /// Verifies the signature: the sender key must pass [`PublicKey::validate`] (ed25519
+    /// verification under ZIP-215 accepts forged signatures for small-order keys) and the
+    /// signature must verify under it.
     pub fn verify_signature(&self) -> Result<(), TxError> {
+        self.tx.sender.validate().map_err(TxError::BadSenderKey)?;
         self.tx
             .sender
             .verify(&self.tx.signing_bytes(), &self.signature)
@@ -453,13 +456,17 @@ pub enum TxError {
         /// The minimum.
         min: u64,
     },
-    /// The signature does not verify against the sender key (or the key is not a curve point).
+    /// The sender key is not a usable ed25519 key: not a curve point, a small-order point (for
+    /// which forged signatures verify) or a non-canonical encoding.
+    #[error("sender key rejected: {0}")]
+    BadSenderKey(CryptoError),
+    /// The signature does not verify against the sender key.
     #[error("signature does not verify")]
     BadSignature,
 }
 
 /// Everything a node checks about a transaction without looking at state: size, canonical
-/// encoding, chain id, minimum fee and signature. Returns the decoded transaction.
+/// encoding, chain id, minimum fee, sender key and signature. Returns the decoded transaction.
 pub fn check_stateless(
     raw: &[u8],
     chain_id: &str,
@@ -470,8 +477,8 @@ pub fn check_stateless(
     Ok(stx)
 }
 
-/// [`check_stateless`] without the signature check, for callers that verify signatures in a
-/// batch afterwards with [`verify_signatures`].
+/// [`check_stateless`] without the sender key and signature checks, for callers that verify
+/// signatures in a batch afterwards with [`verify_signatures`] (which checks keys too).
 pub fn check_stateless_unsigned(
     raw: &[u8],
     chain_id: &str,
@@ -504,25 +511,40 @@ pub const SIG_BATCH: usize = 64;
 
 /// Verifies the signatures of a block's transactions: chunks of [`SIG_BATCH`] in parallel on the
 /// current rayon pool (call it inside [`crate::Executor::install`] or any pool that is not a
-/// tokio worker), each chunk one `lanes_types::verify_batch` call. Returns the indexes of the
-/// transactions whose signature fails, ascending; `Ok` when all verify.
+/// tokio worker), each chunk one `lanes_types::verify_batch` call over the transactions whose
+/// sender key passes [`PublicKey::validate`]. Returns the indexes of the transactions whose key
+/// or signature fails, ascending; `Ok` when all verify.
 pub fn verify_signatures(txs: &[SignedTransaction]) -> Result<(), Vec<usize>> {
     let bad: Vec<usize> = txs
         .par_chunks(SIG_BATCH)
         .enumerate()
         .flat_map_iter(|(chunk_idx, chunk)| {
-            let messages: Vec<Vec<u8>> = chunk.iter().map(|s| s.tx.signing_bytes()).collect();
-            let items: Vec<SignedMessage<'_>> = chunk
+            let base = chunk_idx * SIG_BATCH;
+            // A small-order key would let a forged signature through the batch: leave such
+            // transactions out of it and count them as failed.
+            let (usable, weak): (Vec<usize>, Vec<usize>) =
+                (0..chunk.len()).partition(|&i| chunk[i].tx.sender.validate().is_ok());
+            let messages: Vec<Vec<u8>> = usable
+                .iter()
+                .map(|&i| chunk[i].tx.signing_bytes())
+                .collect();
+            let items: Vec<SignedMessage<'_>> = usable
                 .iter()
                 .zip(&messages)
-                .map(|(s, m)| SignedMessage {
-                    public_key: &s.tx.sender,
+                .map(|(&i, m)| SignedMessage {
+                    public_key: &chunk[i].tx.sender,
                     message: m,
-                    signature: &s.signature,
+                    signature: &chunk[i].signature,
                 })
                 .collect();
             let failed = verify_batch(&items).err().unwrap_or_default();
-            failed.into_iter().map(move |i| chunk_idx * SIG_BATCH + i)
+            let mut bad: Vec<usize> = weak
+                .into_iter()
+                .chain(failed.into_iter().map(|j| usable[j]))
+                .map(|i| base + i)
+                .collect();
+            bad.sort_unstable();
+            bad.into_iter()
         })
         .collect();
     if bad.is_empty() {

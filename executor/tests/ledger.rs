@@ -9,9 +9,10 @@ use lanes_executor::state::Position;
 use lanes_executor::tx::{check_stateless, check_stateless_unsigned};
 use lanes_executor::{
     fee_sink, Executor, FailReason, Key, Operation, Receipt, RejectReason, SignedTransaction,
-    Status, TxError, Value,
+    Status, Transaction, TxError, Value,
 };
 use lanes_types::codec::{Decode, Encode};
+use lanes_types::CryptoError;
 use proptest::prelude::*;
 
 fn world() -> World {
@@ -480,12 +481,12 @@ fn bad_input_is_rejected_with_a_reason() {
         check_stateless(&forged.to_bytes(), CHAIN, &w.params),
         Err(TxError::BadSignature)
     );
-    // A sender key that is not a curve point.
+    // A sender key that is not canonically encoded (y = 2^255 - 1 is above the field prime).
     let mut bad_key = t.clone();
     bad_key.tx.sender = lanes_types::PublicKey([0xff; 32]);
     assert_eq!(
         check_stateless(&bad_key.to_bytes(), CHAIN, &w.params),
-        Err(TxError::BadSignature)
+        Err(TxError::BadSenderKey(CryptoError::NonCanonicalPublicKey))
     );
     // Empty, truncated, garbage.
     for bytes in [vec![], raw[..10].to_vec(), vec![0xff; 300]] {
@@ -496,7 +497,67 @@ fn bad_input_is_rejected_with_a_reason() {
     }
     // The executor's batch check names the bad transactions.
     let ex = Executor::new(2).unwrap();
-    assert_eq!(ex.verify_signatures(&[t.clone(), forged, t]), Err(vec![1]));
+    assert_eq!(
+        ex.verify_signatures(&[t.clone(), forged, t.clone(), bad_key]),
+        Err(vec![1, 3])
+    );
+}
+
+/// A transaction "signed" by a small-order sender key: under ZIP-215 verification the identity
+/// point accepts the signature (R = identity, s = 0) for any message, so anyone could spend from
+/// its address. The stateless check and the block's batch check both reject it, with a reason.
+#[test]
+fn small_order_sender_keys_are_rejected() {
+    let w = world();
+    // The identity point (y = 1): order 1.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    let mut forged_sig = [0u8; 64];
+    forged_sig[0] = 1;
+    let forged = SignedTransaction {
+        tx: Transaction {
+            chain_id: CHAIN.into(),
+            sender: lanes_types::PublicKey(identity),
+            nonce: 0,
+            fee: 1,
+            op: Operation::Transfer {
+                asset: 0,
+                to: addr(&w.keys[2]),
+                amount: 1,
+            },
+        },
+        signature: lanes_types::Signature(forged_sig),
+    };
+    // The forgery does verify as a bare signature: the key check is what stops it.
+    assert!(forged
+        .tx
+        .sender
+        .verify(&forged.tx.signing_bytes(), &forged.signature)
+        .is_ok());
+    let err = check_stateless(&forged.to_bytes(), CHAIN, &w.params).unwrap_err();
+    assert_eq!(err, TxError::BadSenderKey(CryptoError::WeakPublicKey));
+    assert_eq!(
+        err.to_string(),
+        "sender key rejected: public key is a small-order point"
+    );
+    assert_eq!(forged.verify_signature(), Err(err));
+    // In a block, next to valid transactions, in one batch.
+    let good = sign(
+        &w.keys[1],
+        0,
+        1,
+        Operation::Transfer {
+            asset: 0,
+            to: addr(&w.keys[2]),
+            amount: 1,
+        },
+    );
+    let mut block = vec![good.clone(); 70];
+    block[5] = forged.clone();
+    block[66] = forged;
+    let ex = Executor::new(2).unwrap();
+    assert_eq!(ex.verify_signatures(&block), Err(vec![5, 66]));
+    assert_eq!(ex.verify_signatures(&[good]), Ok(()));
 }
 
 proptest! {
@@ -525,7 +586,11 @@ proptest! {
         match check_stateless_unsigned(&raw, CHAIN, &w.params) {
             Ok(decoded) => {
                 prop_assert_ne!(&decoded, &t);
-                prop_assert_eq!(decoded.verify_signature(), Err(TxError::BadSignature));
+                let refused = decoded.verify_signature();
+                prop_assert!(
+                    matches!(refused, Err(TxError::BadSignature | TxError::BadSenderKey(_))),
+                    "{:?}", refused
+                );
             }
             Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
