@@ -3,11 +3,13 @@
 
 use crate::fxhash::FxHashMap;
 use crate::ledger::{execute_tx, fee_credit, Blocked, Receipt, TxRead};
-use crate::parallel::{run_block_stm, Fallback, RunCounters};
+use crate::parallel::{run_block_stm, Fallback, RunCounters, Scratch, StmOutput};
 use crate::smt::{self, Node, NodeStore, SmtError};
 use crate::state::{fee_sink, Key, StateView, Value, Write};
 use crate::tx::{self, SignedTransaction, NATIVE_ASSET};
 use lanes_types::{Hash, ProtocolParams};
+use rayon::slice::ParallelSliceMut;
+use std::sync::Mutex;
 use thiserror::Error;
 
 /// Why a block could not be executed. Transactions never cause this: they fail in receipts.
@@ -96,6 +98,8 @@ pub struct Executor {
     pool: rayon::ThreadPool,
     threads: usize,
     config: ExecConfig,
+    /// Block-STM's per-block memory, reused from block to block.
+    scratch: Mutex<Scratch>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -145,42 +149,40 @@ pub fn execute_sequential<S: StateView>(
         }
         receipts.push(out.receipt);
     }
-    let sink = Key::Balance(fee_sink(), NATIVE_ASSET);
-    let current = match overlay.get(&sink) {
-        Some(v) => v.clone(),
-        None => state.get(&sink),
-    };
-    if let Some((k, v)) = fee_credit(current.as_ref(), &receipts) {
-        overlay.insert(k, v);
-    }
+    let sink_write = overlay.remove(&fee_sink_key());
     let mut writes: Vec<Write> = overlay.into_iter().collect();
+    credit_fees(state, &receipts, &mut writes, sink_write);
     writes.sort_unstable_by_key(|w| w.0);
     (receipts, writes)
 }
 
-fn merge_outputs<S: StateView>(
+/// The fee sink's native balance: credited with the block's fees after its last transaction.
+fn fee_sink_key() -> Key {
+    Key::Balance(fee_sink(), NATIVE_ASSET)
+}
+
+/// Completes a block's net writes (each key once, any order) with the fee credit: the fee
+/// sink's balance as the block left it, plus every fee paid. `sink_write` is the block's own net
+/// write of that balance, if any, kept out of `writes`.
+fn credit_fees<S: StateView>(
     state: &S,
-    outputs: Vec<(Receipt, Vec<Write>)>,
-) -> (Vec<Receipt>, Vec<Write>) {
-    let mut net: FxHashMap<Key, Option<Value>> = FxHashMap::default();
-    let mut receipts = Vec::with_capacity(outputs.len());
-    for (receipt, writes) in outputs {
-        for (k, v) in writes {
-            net.insert(k, v);
-        }
-        receipts.push(receipt);
-    }
-    let sink = Key::Balance(fee_sink(), NATIVE_ASSET);
-    let current = match net.get(&sink) {
+    receipts: &[Receipt],
+    writes: &mut Vec<Write>,
+    sink_write: Option<Option<Value>>,
+) {
+    let sink = fee_sink_key();
+    let current = match &sink_write {
         Some(v) => v.clone(),
         None => state.get(&sink),
     };
-    if let Some((k, v)) = fee_credit(current.as_ref(), &receipts) {
-        net.insert(k, v);
+    match fee_credit(current.as_ref(), receipts) {
+        Some(credit) => writes.push(credit),
+        None => {
+            if let Some(v) = sink_write {
+                writes.push((sink, v));
+            }
+        }
     }
-    let mut writes: Vec<Write> = net.into_iter().collect();
-    writes.sort_unstable_by_key(|w| w.0);
-    (receipts, writes)
 }
 
 impl Executor {
@@ -201,6 +203,7 @@ impl Executor {
             pool,
             threads,
             config,
+            scratch: Mutex::default(),
         })
     }
 
@@ -277,12 +280,27 @@ impl Executor {
             max_validations_per_tx: self.config.max_validations_per_tx,
             max_near_dep_pct: self.config.max_near_dep_pct,
         };
-        match run_block_stm(&self.pool, state, params, txs, fallback) {
-            (Some(outputs), c) => {
-                let (r, w) = merge_outputs(state, outputs);
+        // A concurrent call on the same executor runs with fresh memory rather than waiting.
+        let mut fresh = Scratch::default();
+        let mut kept = self.scratch.try_lock();
+        let scratch = match kept.as_deref_mut() {
+            Ok(s) => s,
+            Err(_) => &mut fresh,
+        };
+        let sink = fee_sink_key();
+        match run_block_stm(&self.pool, scratch, state, params, txs, fallback, &sink) {
+            (Some(out), c) => {
+                let StmOutput {
+                    receipts,
+                    mut writes,
+                    watched,
+                } = out;
+                credit_fees(state, &receipts, &mut writes, watched);
+                self.pool
+                    .install(|| writes.par_sort_unstable_by_key(|w| w.0));
                 (
-                    r,
-                    w,
+                    receipts,
+                    writes,
                     ExecStats {
                         mode: Mode::Parallel,
                         executions: c.executions,

@@ -179,6 +179,11 @@ pub fn tree_updates(writes: &[Write]) -> Vec<(Hash, Option<Hash>)> {
     ups
 }
 
+/// Whether a subtree update of `len` entries at `depth` runs its two halves in parallel.
+fn split_here(depth: usize, len: usize) -> bool {
+    depth < PAR_MAX_DEPTH && len >= PAR_MIN_UPDATES && rayon::current_num_threads() > 1
+}
+
 #[derive(Clone, Copy)]
 enum Sub {
     Empty,
@@ -201,7 +206,58 @@ struct Updater<'a, S: NodeStore> {
     store: &'a S,
 }
 
-type Out = Vec<(Hash, Node)>;
+/// New nodes in output order, as a list of segments: a parallel branch fills its own segment
+/// list, which is moved (not copied) behind its left sibling's; [`Out::concat`] joins them
+/// once, in parallel, at the end.
+struct Out {
+    segments: Vec<Vec<(Hash, Node)>>,
+}
+
+impl Out {
+    fn new() -> Self {
+        Out {
+            segments: vec![Vec::new()],
+        }
+    }
+
+    fn push(&mut self, node: (Hash, Node)) {
+        self.segments
+            .last_mut()
+            .expect("an output has a segment")
+            .push(node);
+    }
+
+    /// Appends `other`'s nodes after this output's, moving segments only.
+    fn append(&mut self, other: Out) {
+        self.segments.extend(other.segments);
+    }
+
+    /// The nodes as one vector, copied segment by segment in parallel on the current pool.
+    fn concat(self) -> Vec<(Hash, Node)> {
+        use rayon::prelude::*;
+        if self.segments.len() == 1 {
+            return self.segments.into_iter().next().unwrap_or_default();
+        }
+        let total = self.segments.iter().map(Vec::len).sum();
+        let mut nodes: Vec<(Hash, Node)> = Vec::with_capacity(total);
+        let mut spare = &mut nodes.spare_capacity_mut()[..total];
+        let mut jobs = Vec::with_capacity(self.segments.len());
+        for segment in self.segments {
+            let (dst, rest) = spare.split_at_mut(segment.len());
+            jobs.push((dst, segment));
+            spare = rest;
+        }
+        jobs.into_par_iter().for_each(|(dst, segment)| {
+            for (d, node) in dst.iter_mut().zip(segment) {
+                d.write(node);
+            }
+        });
+        // SAFETY: the segments' lengths add up to `total` and each job above initialised its
+        // own disjoint part of the first `total` slots, so all of them are initialised.
+        unsafe { nodes.set_len(total) };
+        nodes
+    }
+}
 
 impl<S: NodeStore> Updater<'_, S> {
     fn load(&self, h: &Hash) -> Result<Option<Node>, SmtError> {
@@ -263,13 +319,13 @@ impl<S: NodeStore> Updater<'_, S> {
                 assert!(depth < 256, "duplicate path in a tree update");
                 let split = leaves.partition_point(|(p, _)| !bit(p, depth));
                 let (l, r) = leaves.split_at(split);
-                let (ls, rs) = if depth < PAR_MAX_DEPTH && leaves.len() >= PAR_MIN_UPDATES {
-                    let mut rout = Vec::new();
+                let (ls, rs) = if split_here(depth, leaves.len()) {
+                    let mut rout = Out::new();
                     let (ls, rs) = rayon::join(
                         || self.build(depth + 1, l, out),
                         || self.build(depth + 1, r, &mut rout),
                     );
-                    out.append(&mut rout);
+                    out.append(rout);
                     (ls?, rs?)
                 } else {
                     (
@@ -327,13 +383,13 @@ impl<S: NodeStore> Updater<'_, S> {
                 assert!(depth < 256, "internal node at the bottom of the tree");
                 let split = ups.partition_point(|(p, _)| !bit(p, depth));
                 let (lu, ru) = ups.split_at(split);
-                let (ls, rs) = if depth < PAR_MAX_DEPTH && lu.len() + ru.len() >= PAR_MIN_UPDATES {
-                    let mut rout = Vec::new();
+                let (ls, rs) = if split_here(depth, ups.len()) {
+                    let mut rout = Out::new();
                     let (ls, rs) = rayon::join(
                         || self.update(left, depth + 1, lu, out),
                         || self.update(right, depth + 1, ru, &mut rout),
                     );
-                    out.append(&mut rout);
+                    out.append(rout);
                     (ls?, rs?)
                 } else {
                     (
@@ -358,11 +414,11 @@ pub fn update<S: NodeStore>(
         updates.windows(2).all(|w| w[0].0 < w[1].0),
         "tree updates must be sorted and unique"
     );
-    let mut out = Vec::new();
+    let mut out = Out::new();
     let sub = Updater { store }.update(root, 0, updates, &mut out)?;
     Ok(TreeUpdate {
         root: sub.hash(),
-        new_nodes: out,
+        new_nodes: out.concat(),
     })
 }
 
