@@ -3,12 +3,11 @@
 
 use crate::fxhash::FxHashMap;
 use crate::ledger::{execute_tx, fee_credit, Blocked, Receipt, TxRead};
-use crate::parallel::{run_block_stm, Fallback, RunCounters, Scratch, StmOutput};
-use crate::smt::{self, Node, NodeStore, SmtError};
+use crate::parallel::{concat, run_block_stm, Fallback, RunCounters, Scratch, StmOutput, Wanted};
+use crate::smt::{self, Node, NodeStore, SmtError, TreeUpdateEntry};
 use crate::state::{fee_sink, Key, StateView, Value, Write};
 use crate::tx::{self, SignedTransaction, NATIVE_ASSET};
 use lanes_types::{Hash, ProtocolParams};
-use rayon::slice::ParallelSliceMut;
 use std::sync::Mutex;
 use thiserror::Error;
 
@@ -237,8 +236,11 @@ impl Executor {
         params: &ProtocolParams,
         txs: &[SignedTransaction],
     ) -> Result<BlockOutput, ExecError> {
-        let (receipts, writes, stats) = self.execute_txs(state, params, txs);
-        let updates = self.pool.install(|| smt::tree_updates(&writes));
+        let (receipts, writes, stats, updates) = self.run(state, params, txs, true);
+        let updates = match updates {
+            Some(u) => u,
+            None => self.pool.install(|| smt::tree_updates(&writes)),
+        };
         let tree = self
             .pool
             .install(|| smt::update(nodes, prev_root, &updates))?;
@@ -258,6 +260,25 @@ impl Executor {
         params: &ProtocolParams,
         txs: &[SignedTransaction],
     ) -> (Vec<Receipt>, Vec<Write>, ExecStats) {
+        let (receipts, writes, stats, _) = self.run(state, params, txs, false);
+        (receipts, writes, stats)
+    }
+
+    /// Executes the transactions: receipts, sorted net writes, statistics, and, if `hash` and
+    /// the block ran in parallel, the writes' tree updates sorted by path (computed while the
+    /// parallel run drains its memory; `None` otherwise).
+    fn run<S: StateView>(
+        &self,
+        state: &S,
+        params: &ProtocolParams,
+        txs: &[SignedTransaction],
+        hash: bool,
+    ) -> (
+        Vec<Receipt>,
+        Vec<Write>,
+        ExecStats,
+        Option<Vec<TreeUpdateEntry>>,
+    ) {
         let sequential = |mode, c: RunCounters| {
             let (r, w) = execute_sequential(state, params, txs);
             (
@@ -269,6 +290,7 @@ impl Executor {
                     aborts: c.aborts,
                     validations: c.validations,
                 },
+                None,
             )
         };
         if self.threads == 1 || txs.len() < self.config.min_parallel_txs.max(2) {
@@ -288,16 +310,38 @@ impl Executor {
             Err(_) => &mut fresh,
         };
         let sink = fee_sink_key();
-        match run_block_stm(&self.pool, scratch, state, params, txs, fallback, &sink) {
+        let wanted = Wanted { watch: &sink, hash };
+        match run_block_stm(&self.pool, scratch, state, params, txs, fallback, wanted) {
             (Some(out), c) => {
                 let StmOutput {
                     receipts,
-                    mut writes,
+                    mut runs,
+                    mut updates,
                     watched,
                 } = out;
-                credit_fees(state, &receipts, &mut writes, watched);
-                self.pool
-                    .install(|| writes.par_sort_unstable_by_key(|w| w.0));
+                // The fee credit goes to its place in the key order: inside the run that spans
+                // it, or as a run of its own between two others.
+                let mut credit = Vec::new();
+                credit_fees(state, &receipts, &mut credit, watched);
+                if let Some(w) = credit.pop() {
+                    if hash {
+                        updates.push(smt::hash_write(&mut Vec::new(), &w.0, w.1.as_ref()));
+                    }
+                    let at = runs.partition_point(|run| run[run.len() - 1].0 < w.0);
+                    match runs.get_mut(at) {
+                        Some(run) if run[0].0 < w.0 => {
+                            let i = run.partition_point(|x| x.0 < w.0);
+                            run.insert(i, w);
+                        }
+                        _ => runs.insert(at, vec![w]),
+                    }
+                }
+                let writes = self.pool.install(|| concat(runs));
+                assert!(
+                    writes.windows(2).all(|w| w[0].0 < w[1].0),
+                    "parallel writes not sorted and unique"
+                );
+                let updates = hash.then(|| self.pool.install(|| smt::sort_updates(updates)));
                 (
                     receipts,
                     writes,
@@ -307,6 +351,7 @@ impl Executor {
                         aborts: c.aborts,
                         validations: c.validations,
                     },
+                    updates,
                 )
             }
             (None, c) => sequential(Mode::Fallback, c),

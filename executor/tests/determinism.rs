@@ -116,6 +116,14 @@ fn check_block(world: &World, txs: &[SignedTransaction]) -> BlockOutput {
 /// Aborts seen by the forced parallel executors over all tests (the conflict paths must run).
 static ABORTS: AtomicUsize = AtomicUsize::new(0);
 
+/// `default` cases, or as many as `PROPTEST_CASES` asks for (for longer runs).
+fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 fn spec() -> impl Strategy<Value = Spec> {
     (
         any::<u32>(),
@@ -136,7 +144,7 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(96), ..ProptestConfig::default() })]
 
     /// 2 to 20 accounts: nearly every transaction conflicts with another.
     #[test]
@@ -151,7 +159,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(8), ..ProptestConfig::default() })]
 
     /// 10,000 accounts: few conflicts, large blocks.
     #[test]
