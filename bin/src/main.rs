@@ -1,9 +1,11 @@
 //! `lanes`: the validator node and its command-line tools.
 //!
-//! Today it checks genesis files, inspects databases and benchmarks the executor; the node, `localnet`, the wallet,
+//! Today it checks genesis files, inspects databases, benchmarks the executor and runs the
+//! consensus simulator; the node, `localnet`, the wallet,
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
 mod bench_exec;
+mod sim_cmd;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -31,6 +33,8 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Runs the deterministic consensus simulator over many seeds and fault profiles.
+    Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
     Db {
         #[command(subcommand)]
@@ -126,6 +130,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             target: BenchTarget::Executor(args),
         } => bench_exec::run(args)?,
+        Command::Sim(args) => sim_cmd::run_sim(args)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

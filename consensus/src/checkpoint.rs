@@ -24,6 +24,7 @@ impl<C: Context> Replica<C> {
             return;
         }
         self.last_executed = self.last_executed.max(height);
+        self.gc_safety();
         if let Some(cert) = self.stable_cert.clone().filter(|c| c.height == height) {
             self.compare_root(&cert, block_hash, state_root);
         }
@@ -149,9 +150,23 @@ impl<C: Context> Replica<C> {
         self.executed.retain(|k, _| *k > h);
         self.future.retain(|(_, height), _| *height > h);
         self.gc_log();
-        self.persist(vec![crate::safety::SafetyWrite::DeleteThrough { height: h }]);
+        self.gc_safety();
         // The parent of the block above the checkpoint may now be known.
         self.try_prepare(h + 1);
+    }
+
+    /// Forgets persisted votes at heights that are both certified and stored here. Votes above
+    /// what storage holds must stay: after a restart this replica would not know the heights
+    /// between its stored head and a checkpoint it only held in memory, and could vote there
+    /// again.
+    fn gc_safety(&mut self) {
+        let through = self.stable.height.min(self.last_executed);
+        if through > self.safety_gc_through {
+            self.safety_gc_through = through;
+            self.persist(vec![crate::safety::SafetyWrite::DeleteThrough {
+                height: through,
+            }]);
+        }
     }
 
     // ----- catch-up -----

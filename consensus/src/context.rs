@@ -3,7 +3,7 @@
 //! with ed25519 and the executor's stateless checks; the simulator with a cheap deterministic
 //! scheme. Everything here is a pure function of its arguments (no clock, socket or thread).
 
-use lanes_types::{Block, SecretKey, Signature, ValidatorSet, ValidatorSignature};
+use lanes_types::{Block, Hash, SecretKey, Signature, ValidatorSet, ValidatorSignature};
 
 /// Services a [`crate::Replica`] calls synchronously while it handles an event.
 pub trait Context {
@@ -28,6 +28,11 @@ pub trait Context {
 
     /// Checks one transaction forwarded by a peer before it enters the mempool.
     fn check_tx(&self, tx: &[u8]) -> bool;
+
+    /// Whether a block this replica stored already contains the transaction with this hash
+    /// (the node asks its transaction index). With the mempool's memory of recent commits this
+    /// keeps a transaction from being ordered twice, even after a restart.
+    fn tx_committed(&self, hash: &Hash) -> bool;
 }
 
 /// Ed25519 signing and verification against the genesis validator set; the node's

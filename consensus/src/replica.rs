@@ -96,7 +96,10 @@ impl Config {
     }
 
     fn check(&self) {
-        assert!(self.validators.len() >= 4, "PBFT needs at least 4 validators");
+        assert!(
+            self.validators.len() >= 4,
+            "PBFT needs at least 4 validators"
+        );
         assert!((self.me as usize) < self.validators.len(), "me not in set");
         assert!(self.window >= 1 && self.max_block_txs >= 1 && self.sync_batch >= 1);
         assert!(self.view_timeout_ms >= 1 && self.max_view_timeout_ms >= self.view_timeout_ms);
@@ -332,6 +335,8 @@ pub struct Replica<C: Context> {
     /// Our (block hash, state root) per executed height above the stable checkpoint.
     pub(crate) executed: BTreeMap<u64, (Hash, Hash)>,
     pub(crate) last_executed: u64,
+    /// Height through which persisted vote records were deleted.
+    pub(crate) safety_gc_through: u64,
     pub(crate) checkpoints: BTreeMap<u64, BTreeMap<u32, crate::messages::CheckpointVote>>,
     /// Highest height each validator has shown a signed checkpoint for.
     pub(crate) claims: Vec<u64>,
@@ -406,6 +411,7 @@ impl<C: Context> Replica<C> {
             progress_deadline: None,
             executed: BTreeMap::new(),
             last_executed: committed.height,
+            safety_gc_through: 0,
             checkpoints: BTreeMap::new(),
             claims: vec![0; n],
             last_target: 0,
@@ -422,16 +428,28 @@ impl<C: Context> Replica<C> {
             ctx,
         };
         r.claims[r.cfg.me as usize] = committed.height;
-        for (h, (view, hash)) in restored.prepares.into_iter().filter(|(h, _)| *h > stable.height) {
+        for (h, (view, hash)) in restored
+            .prepares
+            .into_iter()
+            .filter(|(h, _)| *h > stable.height)
+        {
             r.log.entry(h).or_default().my_prepare = Some((view, hash));
             if view == r.view {
                 r.next_height = r.next_height.max(h + 1);
             }
         }
-        for (h, vote) in restored.commits.into_iter().filter(|(h, _)| *h > stable.height) {
+        for (h, vote) in restored
+            .commits
+            .into_iter()
+            .filter(|(h, _)| *h > stable.height)
+        {
             r.log.entry(h).or_default().my_commit = Some(vote);
         }
-        for (h, (cert, txs)) in restored.prepared.into_iter().filter(|(h, _)| *h > stable.height) {
+        for (h, (cert, txs)) in restored
+            .prepared
+            .into_iter()
+            .filter(|(h, _)| *h > stable.height)
+        {
             let slot = r.log.entry(h).or_default();
             slot.keep_block(Block {
                 header: cert.header.clone(),
@@ -521,10 +539,11 @@ impl<C: Context> Replica<C> {
     /// A one-line summary of the replica's internal state, for failure reports.
     pub fn debug_state(&self) -> String {
         format!(
-            "view {}{} committed {} stable {} next {} mempool {} in-flight {} backoff {} \
+            "view {}{} rejected {} committed {} stable {} next {} mempool {} in-flight {} backoff {} \
              deadlines progress {:?} batch {:?} vc {:?} sync {:?}/{:?} claims {:?} slots {:?}",
             self.view,
             if self.changing { " (changing)" } else { "" },
+            self.stats.rejected_messages,
             self.committed.height,
             self.stable.height,
             self.next_height,
@@ -589,19 +608,10 @@ impl<C: Context> Replica<C> {
             if self.vc_deadline.is_some_and(|d| d <= self.now) {
                 self.start_view_change(self.view + 1);
             } else if self.vc_resend_at <= self.now {
-                // Re-send our VIEW-CHANGE (after a restart, rebuild it from the persisted
-                // state); replicas already past this view answer with their NEW-VIEW.
-                match self.view_changes.get(&self.cfg.me) {
-                    Some((vc, payloads)) if vc.view == self.view => {
-                        let message = Message::ViewChange {
-                            view_change: vc.clone(),
-                            payloads: payloads.clone(),
-                        };
-                        self.broadcast(message);
-                        self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
-                    }
-                    _ => self.start_view_change(self.view),
-                }
+                // Re-send our VIEW-CHANGE, rebuilt from what we know now (it may have been
+                // lost, or we restarted); replicas already past this view answer with their
+                // NEW-VIEW.
+                self.send_view_change();
             }
         } else if self.progress_deadline.is_some_and(|d| d <= self.now) {
             self.start_view_change(self.view + 1);
@@ -696,7 +706,9 @@ impl<C: Context> Replica<C> {
     /// Whether `signatures` are a quorum of distinct validators that all signed `message`.
     pub(crate) fn verify_quorum(&self, message: &[u8], signatures: &[ValidatorSignature]) -> bool {
         signatures.len() >= self.q
-            && signatures.windows(2).all(|w| w[0].validator < w[1].validator)
+            && signatures
+                .windows(2)
+                .all(|w| w[0].validator < w[1].validator)
             && signatures.iter().all(|s| (s.validator as usize) < self.n)
             && self.ctx.verify_all(message, signatures)
     }
@@ -706,6 +718,9 @@ impl<C: Context> Replica<C> {
     fn admit_client_tx(&mut self, tx: Bytes) -> Result<Hash, AdmitError> {
         if tx.len() > self.cfg.max_tx_bytes {
             return Err(AdmitError::TooLarge);
+        }
+        if self.ctx.tx_committed(&tx_hash(&tx)) {
+            return Err(AdmitError::AlreadyCommitted);
         }
         let hash = self.mempool.admit(tx.clone())?;
         self.forward_bytes += tx.len();
@@ -734,6 +749,9 @@ impl<C: Context> Replica<C> {
         for tx in txs {
             if tx.len() > self.cfg.max_tx_bytes || !self.ctx.check_tx(&tx) {
                 self.stats.rejected_txs += 1;
+                continue;
+            }
+            if self.ctx.tx_committed(&tx_hash(&tx)) {
                 continue;
             }
             let _ = self.mempool.admit(tx);
@@ -874,10 +892,13 @@ impl<C: Context> Replica<C> {
             return Err("payload digest mismatch");
         }
         let mut seen = HashSet::with_capacity(block.txs.len());
-        let ancestors = self.chain_tx_hashes(h);
+        let ancestors = self.chain_tx_hashes(h)?;
         for tx in &block.txs {
             let hash = tx_hash(tx);
-            if !seen.insert(hash) || ancestors.contains(&hash) || self.mempool.is_committed(&hash)
+            if !seen.insert(hash)
+                || ancestors.contains(&hash)
+                || self.mempool.is_committed(&hash)
+                || self.ctx.tx_committed(&hash)
             {
                 return Err("proposal repeats a transaction");
             }
@@ -887,20 +908,23 @@ impl<C: Context> Replica<C> {
             .map_err(|_| "proposal has invalid transactions")
     }
 
-    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain.
-    fn chain_tx_hashes(&self, h: u64) -> HashSet<Hash> {
+    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain, or an
+    /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
+    /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
+    fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
+        const BEHIND: Reject = "behind: a block below the proposal is unknown";
         let mut out = HashSet::new();
-        for (_, slot) in self.log.range(self.committed.height + 1..h) {
+        for height in self.committed.height + 1..h {
+            let slot = self.log.get(&height).ok_or(BEHIND)?;
             let hash = match (&slot.decided, slot.accepted) {
                 (Some(d), _) => d.block_hash,
                 (None, Some((v, hash))) if v == self.view => hash,
-                _ => continue,
+                _ => return Err(BEHIND),
             };
-            if let Some(b) = slot.blocks.get(&hash) {
-                out.extend(b.txs.iter().map(|t| tx_hash(t)));
-            }
+            let block = slot.blocks.get(&hash).ok_or(BEHIND)?;
+            out.extend(block.txs.iter().map(|t| tx_hash(t)));
         }
-        out
+        Ok(out)
     }
 
     /// Accepts a proposal (ours, the primary's, or a NEW-VIEW re-proposal) for the current view.
@@ -1079,7 +1103,8 @@ impl<C: Context> Replica<C> {
             let vote = self.sign_vote(Phase::Commit, view, h, hash);
             let slot = self.log.entry(h).or_default();
             slot.my_commit = Some((view, hash));
-            slot.commits.insert(self.cfg.me, (view, hash, vote.signature));
+            slot.commits
+                .insert(self.cfg.me, (view, hash, vote.signature));
             self.broadcast(Message::Commit(vote));
         }
         self.check_committed(h);

@@ -38,12 +38,13 @@ pub fn plan_new_view(view_changes: &[ViewChange]) -> Plan {
     let base = view_changes
         .iter()
         .filter_map(|vc| vc.stable.as_ref())
-        .fold(None::<&lanes_types::CheckpointCertificate>, |best, c| {
-            match best {
+        .fold(
+            None::<&lanes_types::CheckpointCertificate>,
+            |best, c| match best {
                 Some(b) if b.height >= c.height => Some(b),
                 _ => Some(c),
-            }
-        });
+            },
+        );
     let (base_height, base_hash) = base.map_or((0, Hash::ZERO), |c| (c.height, c.block_hash));
     // Highest-view certificate per height; ties keep the first (equal views certify one block).
     let mut best: BTreeMap<u64, (u64, usize, usize)> = BTreeMap::new();
@@ -88,9 +89,15 @@ impl<C: Context> Replica<C> {
         self.changing = true;
         self.backoff = (self.backoff + 1).min(16);
         self.vc_deadline = None;
-        self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
         self.stats.view_changes += 1;
         self.future.retain(|(v, _), _| *v >= target);
+        tracing::info!(replica = self.cfg.me, view = target, "view change");
+        self.send_view_change();
+    }
+
+    /// Builds, persists the view of, and broadcasts our VIEW-CHANGE for the view we are
+    /// starting, from our current stable checkpoint and prepared certificates.
+    pub(crate) fn send_view_change(&mut self) {
         let stable_height = self.stable.height;
         let mut prepared = Vec::new();
         let mut payloads = Vec::new();
@@ -101,21 +108,24 @@ impl<C: Context> Replica<C> {
                     payloads.push(block.txs.clone());
                 }
             }
+            if prepared.len() as u64 >= self.max_prepared_in_view_change() {
+                break;
+            }
         }
         let mut vc = ViewChange {
-            view: target,
+            view: self.view,
             validator: self.cfg.me,
             stable: self.stable_cert.clone(),
             prepared,
             signature: lanes_types::Signature([0; 64]),
         };
         vc.signature = self.ctx.sign(&vc.signed_bytes(&self.cfg.chain_id));
-        self.persist(vec![safety::view_record(target, false)]);
-        tracing::info!(replica = self.cfg.me, view = target, "view change");
+        self.persist(vec![safety::view_record(self.view, false)]);
         self.broadcast(Message::ViewChange {
             view_change: vc.clone(),
             payloads: payloads.clone(),
         });
+        self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
         self.view_changes.insert(self.cfg.me, (vc, payloads));
         self.check_view_change_quorum();
         self.maybe_new_view();
@@ -134,6 +144,12 @@ impl<C: Context> Replica<C> {
         if asking >= self.q {
             self.vc_deadline = Some(self.now + self.timeout());
         }
+    }
+
+    /// Bound on the prepared certificates one VIEW-CHANGE carries (heights in flight are
+    /// bounded by the window; restarts and catch-up can leave a few more).
+    fn max_prepared_in_view_change(&self) -> u64 {
+        4 * self.cfg.window
     }
 
     pub(crate) fn on_view_change(
@@ -199,20 +215,20 @@ impl<C: Context> Replica<C> {
             return Err("bad view change signature");
         }
         if let Some(c) = &vc.stable {
-            let msg = checkpoint_message(&self.cfg.chain_id, c.height, &c.block_hash, &c.state_root);
+            let msg =
+                checkpoint_message(&self.cfg.chain_id, c.height, &c.block_hash, &c.state_root);
             if !self.verify_quorum(&msg, &c.signatures) {
                 return Err("bad checkpoint certificate in view change");
             }
         }
-        let base = vc.stable_height();
-        if vc.prepared.len() as u64 > self.cfg.window {
+        if vc.prepared.len() as u64 > self.max_prepared_in_view_change() {
             return Err("too many prepared certificates");
         }
-        let mut last = base;
+        let mut last = vc.stable_height();
         for pc in &vc.prepared {
             let h = pc.header.height;
-            if h <= last || h > base + self.cfg.window {
-                return Err("prepared certificates out of order or range");
+            if h <= last {
+                return Err("prepared certificates out of order or below the checkpoint");
             }
             last = h;
             self.check_prepared_cert(pc, vc.view)?;

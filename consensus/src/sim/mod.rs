@@ -159,6 +159,16 @@ fn sim_tx_valid(tx: &[u8]) -> bool {
 pub struct SimContext {
     me: u32,
     keys: Rc<Vec<[u8; 32]>>,
+    /// The node's transaction index (survives crashes, like storage).
+    ledger: Rc<std::cell::RefCell<HashSet<Hash>>>,
+}
+
+impl SimContext {
+    /// Records a delivered block's transactions in the node's transaction index.
+    pub fn record_delivered(&self, block: &Block) {
+        let mut ledger = self.ledger.borrow_mut();
+        ledger.extend(block.txs.iter().map(|t| lanes_types::tx_hash(t)));
+    }
 }
 
 impl Context for SimContext {
@@ -180,6 +190,32 @@ impl Context for SimContext {
     fn check_tx(&self, tx: &[u8]) -> bool {
         sim_tx_valid(tx)
     }
+    fn tx_committed(&self, hash: &Hash) -> bool {
+        self.ledger.borrow().contains(hash)
+    }
+}
+
+/// The contexts (signing keys) of `n` simulated validators for `seed`.
+pub fn sim_contexts(n: u32, seed: u64) -> Vec<SimContext> {
+    let keys: Rc<Vec<[u8; 32]>> = Rc::new(
+        (0..n)
+            .map(|i| {
+                Hash::tagged_parts("lanes/sim-key", &[&seed.to_be_bytes(), &i.to_be_bytes()]).0
+            })
+            .collect(),
+    );
+    (0..n)
+        .map(|me| SimContext {
+            me,
+            keys: keys.clone(),
+            ledger: Default::default(),
+        })
+        .collect()
+}
+
+/// A transaction the simulated validators accept (`index` makes it unique).
+pub fn sim_transaction(seed: u64, index: usize) -> Bytes {
+    sim_tx(seed, index)
 }
 
 /// The replica configuration the simulator uses.
@@ -213,6 +249,7 @@ pub fn sim_replica_config(validators: u32, me: u32) -> Config {
 
 /// A simulated validator: its replica (none while crashed) and what it persisted.
 struct Node {
+    ctx: SimContext,
     replica: Option<Replica<SimContext>>,
     byzantine: Option<Byzantine>,
     safety: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -226,12 +263,28 @@ struct Node {
 }
 
 enum Ev {
-    Msg { to: u32, from: u32, bytes: Rc<Vec<u8>> },
-    Timer { node: u32, at: u64 },
-    Submit { tx: usize },
-    Crash { node: u32 },
-    Restart { node: u32 },
-    Executed { node: u32, height: u64 },
+    Msg {
+        to: u32,
+        from: u32,
+        bytes: Rc<Vec<u8>>,
+    },
+    Timer {
+        node: u32,
+        at: u64,
+    },
+    Submit {
+        tx: usize,
+    },
+    Crash {
+        node: u32,
+    },
+    Restart {
+        node: u32,
+    },
+    Executed {
+        node: u32,
+        height: u64,
+    },
 }
 
 /// One line of the trace, formatted only when shown.
@@ -260,6 +313,8 @@ struct Sim {
     canonical: BTreeMap<u64, Hash>,
     roots: BTreeMap<u64, Hash>,
     submitted: HashSet<Hash>,
+    /// Every vote an honest replica signed: (node, phase, view, height) -> hash.
+    votes: BTreeMap<(u32, Phase, u64, u64), Hash>,
     committed_any: HashSet<Hash>,
     tx_hashes: Vec<Hash>,
     messages: u64,
@@ -269,16 +324,16 @@ struct Sim {
 
 /// Runs one seed and checks it.
 pub fn run(cfg: &SimConfig) -> SimReport {
-    assert!(cfg.validators >= 4, "the simulator needs at least 4 validators");
+    assert!(
+        cfg.validators >= 4,
+        "the simulator needs at least 4 validators"
+    );
     let n = cfg.validators;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let f = (n - 1) / 3;
     let schedule = Schedule::draw(&mut rng, cfg.profile, n, f, cfg.fault_ms);
-    let keys: Rc<Vec<[u8; 32]>> = Rc::new(
-        (0..n)
-            .map(|i| Hash::tagged_parts("lanes/sim-key", &[&cfg.seed.to_be_bytes(), &i.to_be_bytes()]).0)
-            .collect(),
-    );
+    let contexts = sim_contexts(n, cfg.seed);
+    let keys = contexts[0].keys.clone();
     let tx_hashes = (0..cfg.txs)
         .map(|i| lanes_types::tx_hash(&sim_tx(cfg.seed, i)))
         .collect();
@@ -295,6 +350,7 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         canonical: BTreeMap::new(),
         roots: BTreeMap::new(),
         submitted: HashSet::new(),
+        votes: BTreeMap::new(),
         committed_any: HashSet::new(),
         tx_hashes,
         messages: 0,
@@ -302,10 +358,11 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         trace: VecDeque::with_capacity(TRACE_LEN),
         schedule,
     };
-    for i in 0..n {
+    for (i, ctx) in (0..n).zip(contexts) {
         let byzantine = sim.schedule.byzantine(i);
-        let replica = sim.new_replica(i, Recovered::default());
+        let replica = new_replica(&ctx, n, Recovered::default());
         sim.nodes.push(Node {
+            ctx,
             replica: Some(replica),
             byzantine,
             safety: BTreeMap::new(),
@@ -331,16 +388,12 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     sim.report()
 }
 
-impl Sim {
-    fn new_replica(&self, i: u32, recovered: Recovered) -> Replica<SimContext> {
-        let ctx = SimContext {
-            me: i,
-            keys: self.keys.clone(),
-        };
-        Replica::new(sim_replica_config(self.n, i), ctx, recovered)
-            .expect("the simulator's own safety records always decode")
-    }
+fn new_replica(ctx: &SimContext, n: u32, recovered: Recovered) -> Replica<SimContext> {
+    Replica::new(sim_replica_config(n, ctx.me), ctx.clone(), recovered)
+        .expect("the simulator's own safety records always decode")
+}
 
+impl Sim {
     fn push(&mut self, at: u64, ev: Ev) {
         let id = self.seq as usize;
         self.seq += 1;
@@ -367,9 +420,9 @@ impl Sim {
 
     fn done(&self) -> bool {
         self.now >= self.schedule.heal_at
-            && (0..self.n).filter(|&i| self.honest(i)).all(|i| {
-                self.nodes[i as usize].delivered_txs.len() == self.cfg.txs
-            })
+            && (0..self.n)
+                .filter(|&i| self.honest(i))
+                .all(|i| self.nodes[i as usize].delivered_txs.len() == self.cfg.txs)
     }
 
     fn run_loop(&mut self) {
@@ -457,9 +510,13 @@ impl Sim {
             committed_height: n.chain.len() as u64,
             committed_hash: n.chain.last().map_or(Hash::ZERO, |c| c.block.hash()),
             stable: n.stable.clone(),
-            safety: n.safety.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            safety: n
+                .safety
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
-        let replica = self.new_replica(node, recovered);
+        let replica = new_replica(&self.nodes[node as usize].ctx, self.n, recovered);
         self.nodes[node as usize].replica = Some(replica);
         self.note(node, "restart", 0, 0);
         self.feed(node, Event::Timer);
@@ -520,6 +577,7 @@ impl Sim {
             }
             Action::Send { to, message } => self.send(node, to, message),
             Action::Broadcast(message) => {
+                self.check_vote(node, &message);
                 for to in 0..self.n {
                     if to != node {
                         self.send(node, to, message.clone());
@@ -567,6 +625,30 @@ impl Sim {
         }
     }
 
+    /// An honest replica must never sign two blocks for one (phase, view, height), not even
+    /// across a crash and restart.
+    fn check_vote(&mut self, node: u32, message: &Message) {
+        let (phase, vote) = match message {
+            Message::Prepare(v) => (Phase::Prepare, v),
+            Message::Commit(v) => (Phase::Commit, v),
+            _ => return,
+        };
+        if !self.honest(node) {
+            return;
+        }
+        let key = (node, phase, vote.view, vote.height);
+        match self.votes.get(&key) {
+            Some(h) if *h != vote.block_hash => self.violate(format!(
+                "n{node} signed two blocks for {phase:?} at view {} height {}",
+                vote.view, vote.height
+            )),
+            Some(_) => {}
+            None => {
+                self.votes.insert(key, vote.block_hash);
+            }
+        }
+    }
+
     fn violate(&mut self, what: String) {
         if self.violation.is_none() {
             self.violation = Some(format!("at {}ms: {what}", self.now));
@@ -577,7 +659,12 @@ impl Sim {
         let h = block.height();
         let hash = block.hash();
         let honest = self.honest(node);
-        self.note(node, "deliver", h, u64::from_be_bytes(hash.0[..8].try_into().unwrap_or_default()));
+        self.note(
+            node,
+            "deliver",
+            h,
+            u64::from_be_bytes(hash.0[..8].try_into().unwrap_or_default()),
+        );
         let len = self.nodes[node as usize].chain.len() as u64;
         if h != len + 1 {
             self.violate(format!("n{node} delivered height {h} after {len}"));
@@ -587,6 +674,7 @@ impl Sim {
         let prev_root = n.roots.last().copied().unwrap_or(Hash::ZERO);
         let root = Hash::tagged_parts("lanes/sim-root", &[&prev_root.0, &hash.0]);
         let txs: Vec<Hash> = block.txs.iter().map(|t| lanes_types::tx_hash(t)).collect();
+        n.ctx.record_delivered(&block);
         n.chain.push(CertifiedBlock { block, certificate });
         n.roots.push(root);
         let mut problems = Vec::new();
@@ -603,13 +691,17 @@ impl Sim {
         }
         for th in &txs {
             if !self.submitted.contains(th) {
-                problems.push(format!("n{node} delivered transaction {th} nobody submitted"));
+                problems.push(format!(
+                    "n{node} delivered transaction {th} nobody submitted"
+                ));
             }
             self.committed_any.insert(*th);
         }
         match self.canonical.get(&h) {
             Some(c) if *c != hash => {
-                problems.push(format!("agreement: n{node} delivered {hash} at height {h}, others {c}"));
+                problems.push(format!(
+                    "agreement: n{node} delivered {hash} at height {h}, others {c}"
+                ));
             }
             Some(_) => {}
             None => {
@@ -741,8 +833,15 @@ impl Sim {
             None
         };
         let names = [
-            "txs", "pre-prepare", "prepare", "commit", "checkpoint", "view-change", "new-view",
-            "sync-request", "sync-response",
+            "txs",
+            "pre-prepare",
+            "prepare",
+            "commit",
+            "checkpoint",
+            "view-change",
+            "new-view",
+            "sync-request",
+            "sync-response",
         ];
         let trace = self
             .trace
@@ -755,7 +854,10 @@ impl Sim {
                     e.a,
                     names.get(e.b as usize).copied().unwrap_or("garbage")
                 ),
-                "deliver" => format!("{:>6}ms n{} delivers height {} ({:016x})", e.t, e.node, e.a, e.b),
+                "deliver" => format!(
+                    "{:>6}ms n{} delivers height {} ({:016x})",
+                    e.t, e.node, e.a, e.b
+                ),
                 "submit" => format!("{:>6}ms n{} gets client tx {}", e.t, e.node, e.a),
                 "timer" => format!("{:>6}ms n{} timer", e.t, e.node),
                 other => format!("{:>6}ms n{} {} {}", e.t, e.node, other, e.a),

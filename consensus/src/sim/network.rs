@@ -60,7 +60,9 @@ impl std::str::FromStr for FaultProfile {
         FaultProfile::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown fault profile {s:?} (none|network|crash|byzantine|all)"))
+            .ok_or_else(|| {
+                format!("unknown fault profile {s:?} (none|network|crash|byzantine|all)")
+            })
     }
 }
 
@@ -112,8 +114,15 @@ pub enum Fault {
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Fault::Crash { node, at, until } => write!(f, "crash n{node} at {at}ms, restart at {until}ms"),
-            Fault::Cut { from, to, at, until } => {
+            Fault::Crash { node, at, until } => {
+                write!(f, "crash n{node} at {at}ms, restart at {until}ms")
+            }
+            Fault::Cut {
+                from,
+                to,
+                at,
+                until,
+            } => {
                 write!(f, "cut {from:?} -> {to:?} from {at}ms to {until}ms")
             }
             Fault::Byzantine { node, behaviour } => write!(f, "n{node} byzantine: {behaviour:?}"),
@@ -138,7 +147,13 @@ pub struct Schedule {
 
 impl Schedule {
     /// Draws a schedule for `n` validators (tolerating `f`) over `[0, fault_ms)`.
-    pub fn draw(rng: &mut ChaCha8Rng, profile: FaultProfile, n: u32, f: u32, fault_ms: u64) -> Self {
+    pub fn draw(
+        rng: &mut ChaCha8Rng,
+        profile: FaultProfile,
+        n: u32,
+        f: u32,
+        fault_ms: u64,
+    ) -> Self {
         let mut faults = Vec::new();
         let (mut drop, mut duplicate, mut jitter_ms) = (0.0, 0.0, 0);
         if profile.byzantine() {

@@ -1,0 +1,314 @@
+//! The classic PBFT traps, each driven step by step through four replicas with a hand-controlled
+//! network: a view change while a block is prepared but not committed; a replica stuck in a
+//! view change whose new primary is down; a restart right after voting; and garbage on the wire.
+
+use lanes_consensus::messages::Message;
+use lanes_consensus::safety::apply;
+use lanes_consensus::sim::{sim_contexts, sim_replica_config, sim_transaction, SimContext};
+use lanes_consensus::{Action, Event, Recovered, Replica};
+use lanes_types::codec::{Decode, Encode};
+use lanes_types::{Block, CommitCertificate, Hash};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Four replicas and a network the test controls message by message.
+struct Cluster {
+    replicas: Vec<Option<Replica<SimContext>>>,
+    contexts: Vec<SimContext>,
+    persisted: Vec<BTreeMap<Vec<u8>, Vec<u8>>>,
+    delivered: Vec<Vec<(Block, CommitCertificate)>>,
+    queue: VecDeque<(u32, u32, Vec<u8>)>,
+    timers: Vec<Option<u64>>,
+    now: u64,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        let contexts = sim_contexts(4, 7);
+        Cluster {
+            replicas: (0..4)
+                .map(|i| Some(replica(i, &contexts, Recovered::default())))
+                .collect(),
+            contexts,
+            persisted: vec![BTreeMap::new(); 4],
+            delivered: vec![Vec::new(); 4],
+            queue: VecDeque::new(),
+            timers: vec![None; 4],
+            now: 0,
+        }
+    }
+
+    fn feed(&mut self, node: u32, event: Event) -> Vec<Action> {
+        let now = self.now;
+        let Some(r) = self.replicas[node as usize].as_mut() else {
+            return Vec::new();
+        };
+        let actions = r.handle(event, now);
+        for a in &actions {
+            match a {
+                Action::Persist(writes) => {
+                    for w in writes {
+                        apply(&mut self.persisted[node as usize], w);
+                    }
+                }
+                Action::Send { to, message } => {
+                    self.queue.push_back((node, *to, message.to_bytes()));
+                }
+                Action::Broadcast(message) => {
+                    for to in (0..4).filter(|&t| t != node) {
+                        self.queue.push_back((node, to, message.to_bytes()));
+                    }
+                }
+                Action::Deliver { block, certificate } => {
+                    self.delivered[node as usize].push((block.clone(), certificate.clone()));
+                }
+                Action::SetTimer { at } => self.timers[node as usize] = Some(*at),
+                _ => {}
+            }
+        }
+        // The executor: a deterministic root per block, fed straight back.
+        for a in &actions {
+            if let Action::Deliver { block, .. } = a {
+                let root = Hash::tagged("test-root", &block.hash().0);
+                let ev = Event::Executed {
+                    height: block.height(),
+                    block_hash: block.hash(),
+                    state_root: root,
+                };
+                self.feed(node, ev);
+            }
+        }
+        actions
+    }
+
+    /// Delivers queued messages (and the ones they cause) for which `pass` is true; the others
+    /// are dropped. Stops when the queue is empty.
+    fn run(&mut self, pass: impl Fn(u32, u32, &Message) -> bool) {
+        let mut steps = 0;
+        while let Some((from, to, bytes)) = self.queue.pop_front() {
+            steps += 1;
+            assert!(steps < 100_000, "message storm");
+            let message = Message::from_bytes(&bytes).expect("replicas send valid messages");
+            if pass(from, to, &message) {
+                self.feed(to, Event::Message { from, bytes });
+            }
+        }
+    }
+
+    /// Advances time to `t` and fires every timer due by then.
+    fn advance(&mut self, t: u64) {
+        self.now = t;
+        for node in 0..4u32 {
+            if self.timers[node as usize].is_some_and(|at| at <= t) {
+                self.timers[node as usize] = None;
+                self.feed(node, Event::Timer);
+            }
+        }
+    }
+
+    /// Advances in small steps up to `t`, delivering what `pass` allows after each step.
+    fn settle(&mut self, t: u64, pass: impl Fn(u32, u32, &Message) -> bool + Copy) {
+        while self.now < t {
+            let next = self.now + 50;
+            self.advance(next);
+            self.run(pass);
+        }
+    }
+
+    fn submit(&mut self, node: u32, index: usize) {
+        self.feed(node, Event::ClientTx(sim_transaction(7, index)));
+    }
+
+    fn crash(&mut self, node: u32) {
+        self.replicas[node as usize] = None;
+        self.timers[node as usize] = None;
+    }
+
+    fn restart(&mut self, node: u32) {
+        let chain = &self.delivered[node as usize];
+        let recovered = Recovered {
+            committed_height: chain.len() as u64,
+            committed_hash: chain.last().map_or(Hash::ZERO, |(b, _)| b.hash()),
+            stable: None,
+            safety: self.persisted[node as usize]
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        };
+        self.replicas[node as usize] = Some(replica(node, &self.contexts, recovered));
+    }
+
+    fn view(&self, node: u32) -> u64 {
+        self.replicas[node as usize].as_ref().unwrap().view()
+    }
+}
+
+fn replica(i: u32, contexts: &[SimContext], recovered: Recovered) -> Replica<SimContext> {
+    Replica::new(
+        sim_replica_config(4, i),
+        contexts[i as usize].clone(),
+        recovered,
+    )
+    .expect("valid safety records")
+}
+
+fn all(_: u32, _: u32, _: &Message) -> bool {
+    true
+}
+
+#[test]
+fn a_block_prepared_but_not_committed_survives_the_view_change() {
+    let mut c = Cluster::new();
+    c.submit(0, 1);
+    // Let the block prepare everywhere, but only n3 sees the COMMITs: n3 commits, the others
+    // are left with a prepared certificate.
+    c.settle(60, |_, to, m| !matches!(m, Message::Commit(_)) || to == 3);
+    assert_eq!(c.delivered[3].len(), 1, "n3 committed the block");
+    let committed = c.delivered[3][0].0.hash();
+    assert!(c.delivered[..3].iter().all(|d| d.is_empty()));
+    // n3 crashes; the others time out and change view without it.
+    c.crash(3);
+    c.settle(3_000, |from, to, m| {
+        from != 3 && to != 3 && (!matches!(m, Message::Commit(_)) || c_view_of(m) > 0)
+    });
+    for node in 0..3 {
+        assert!(c.view(node) >= 1, "n{node} changed view");
+        let d = &c.delivered[node as usize];
+        assert_eq!(d.len(), 1, "n{node} committed height 1 in the new view");
+        assert_eq!(
+            d[0].0.hash(),
+            committed,
+            "the prepared block was kept at its height"
+        );
+    }
+}
+
+/// The view of a vote (0 for other messages).
+fn c_view_of(m: &Message) -> u64 {
+    match m {
+        Message::Prepare(v) | Message::Commit(v) => v.view,
+        _ => 0,
+    }
+}
+
+#[test]
+fn a_replica_stuck_in_a_view_change_with_a_dead_primary_moves_on() {
+    let mut c = Cluster::new();
+    // n1 (primary of view 1) is down, and n0 (primary of view 0) proposes nothing anybody hears.
+    c.crash(1);
+    c.submit(2, 1);
+    c.settle(2_000, |from, _, m| {
+        !(from == 0 && matches!(m, Message::PrePrepare { .. }))
+    });
+    // View 1 never starts (its primary is dead): the replicas must give up on it and start
+    // view 2 (primary n2), where the transaction commits.
+    c.settle(20_000, all);
+    for node in [0, 2, 3] {
+        assert!(c.view(node) >= 2, "n{node} is in view {}", c.view(node));
+        assert_eq!(c.delivered[node as usize].len(), 1, "n{node} committed");
+    }
+}
+
+#[test]
+fn a_replica_restarted_right_after_voting_does_not_vote_again_differently() {
+    let mut c = Cluster::new();
+    c.submit(0, 1);
+    // Only the pre-prepare reaches n2, which votes PREPARE for it; then n2 crashes.
+    c.advance(60);
+    let mut original = None;
+    c.run(|_, to, m| to == 2 && matches!(m, Message::PrePrepare { .. }));
+    for (k, v) in &c.persisted[2] {
+        if k.first() == Some(&b'p') {
+            original = Some(v.clone());
+        }
+    }
+    assert!(
+        original.is_some(),
+        "the PREPARE was persisted before it was sent"
+    );
+    c.queue.clear();
+    c.crash(2);
+    c.restart(2);
+    // An equivocating primary now sends n2 another block for the same (view, height).
+    let mut block = c.delivered_or_proposed_block();
+    block.header.timestamp_ms += 1;
+    let bytes = Message::PrePrepare { view: 0, block }.to_bytes();
+    let actions = c.feed(2, Event::Message { from: 0, bytes });
+    assert!(
+        !actions.iter().any(|a| matches!(
+            a,
+            Action::Broadcast(Message::Prepare(_))
+                | Action::Send {
+                    message: Message::Prepare(_),
+                    ..
+                }
+        )),
+        "a restarted replica must not PREPARE a second block for the same view and height"
+    );
+}
+
+impl Cluster {
+    /// The block n0 proposed at height 1 (from its prepared state, via a fresh proposal).
+    fn delivered_or_proposed_block(&mut self) -> Block {
+        let mut c2 = Cluster::new();
+        c2.submit(0, 1);
+        c2.advance(60);
+        let (_, _, bytes) = c2
+            .queue
+            .iter()
+            .find(|(_, _, b)| matches!(Message::from_bytes(b), Ok(Message::PrePrepare { .. })))
+            .expect("n0 proposed")
+            .clone();
+        match Message::from_bytes(&bytes) {
+            Ok(Message::PrePrepare { block, .. }) => block,
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn garbage_and_forged_messages_are_counted_and_change_nothing() {
+    let mut c = Cluster::new();
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![255],
+        vec![2, 0, 0],
+        (0..300u32).map(|i| (i * 7) as u8).collect(),
+    ];
+    for bytes in garbage {
+        c.feed(1, Event::Message { from: 0, bytes });
+    }
+    // A vote that claims to come from n3 but is sent by n0, and one with a bad signature.
+    let vote = lanes_consensus::messages::Vote {
+        view: 0,
+        height: 1,
+        block_hash: Hash::ZERO,
+        validator: 3,
+        signature: lanes_types::Signature([1; 64]),
+    };
+    c.feed(
+        1,
+        Event::Message {
+            from: 0,
+            bytes: Message::Prepare(vote.clone()).to_bytes(),
+        },
+    );
+    c.feed(
+        1,
+        Event::Message {
+            from: 3,
+            bytes: Message::Prepare(vote).to_bytes(),
+        },
+    );
+    // An unknown sender index.
+    c.feed(
+        1,
+        Event::Message {
+            from: 9,
+            bytes: Message::Txs(vec![]).to_bytes(),
+        },
+    );
+    let r = c.replicas[1].as_ref().unwrap();
+    assert_eq!(r.stats().rejected_messages, 7);
+    assert_eq!(r.committed_height(), 0);
+    assert!(c.persisted[1].is_empty(), "nothing was voted");
+}
