@@ -149,3 +149,42 @@ fn executor_bench_reports_equal_roots_and_rejects_bad_arguments() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("nonsense"), "{}", stderr(&out));
 }
+
+#[test]
+fn sim_runs_seeds_per_profile_and_rejects_bad_arguments() {
+    let out = lanes(&["sim", "--seeds", "8", "--faults", "all,byzantine", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["seeds"], 16);
+    assert_eq!(v["violations"], 0);
+    assert_eq!(v["liveness_failures"], 0);
+    assert!(v["committed_blocks"].as_u64().unwrap() > 16);
+    assert_eq!(v["profiles"][0]["faults"], "all");
+    assert_eq!(v["profiles"][1]["faults"], "byzantine");
+
+    let table = lanes(&[
+        "sim",
+        "--seeds",
+        "2",
+        "--validators",
+        "7",
+        "--faults",
+        "none",
+    ]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("violations") && text.contains("none"),
+        "{text}"
+    );
+
+    for bad in [
+        &["sim", "--faults", "bogus"][..],
+        &["sim", "--seeds", "0"],
+        &["sim", "--validators", "3"],
+    ] {
+        let out = lanes(bad);
+        assert!(!out.status.success(), "{bad:?} must fail");
+        assert!(!stderr(&out).is_empty());
+    }
+}
