@@ -5,6 +5,7 @@
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
 mod bench_exec;
+mod node;
 mod sim_cmd;
 
 use anyhow::{Context, Result};
@@ -33,6 +34,8 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Runs one validator.
+    Node(NodeArgs),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
     Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
@@ -40,6 +43,73 @@ enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+}
+
+/// How to find a validator's files: its home directory, or each file given explicitly.
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// Genesis file.
+    #[arg(long)]
+    genesis: PathBuf,
+    /// File with the validator's 32-byte ed25519 seed in hex.
+    #[arg(long)]
+    key_file: PathBuf,
+    /// The validator's index in genesis.
+    #[arg(long)]
+    index: u32,
+    /// QUIC listen address.
+    #[arg(long)]
+    listen: std::net::SocketAddr,
+    /// HTTP API listen address.
+    #[arg(long)]
+    api: std::net::SocketAddr,
+    /// Database directory.
+    #[arg(long)]
+    data: PathBuf,
+    /// Executor threads.
+    #[arg(long, default_value_t = 2)]
+    exec_threads: usize,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    log_format: String,
+}
+
+fn read_key(path: &std::path::Path) -> Result<lanes_types::SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    let seed: [u8; 32] = lanes_types::hash::parse_hex_array(text.trim())
+        .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
+    Ok(lanes_types::SecretKey::from_seed(seed))
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown log format {other:?} (text or json)"),
+    }
+    Ok(())
+}
+
+fn run_node(a: NodeArgs) -> Result<()> {
+    init_logging(&a.log_format)?;
+    let genesis = Genesis::load(&a.genesis)
+        .with_context(|| format!("loading genesis {}", a.genesis.display()))?;
+    node::run(node::NodeParams {
+        genesis,
+        key: read_key(&a.key_file)?,
+        index: a.index,
+        listen: a.listen,
+        api: a.api,
+        data_dir: a.data,
+        peers: Default::default(),
+        exec_threads: a.exec_threads,
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -131,6 +201,7 @@ fn run(cli: Cli) -> Result<()> {
             target: BenchTarget::Executor(args),
         } => bench_exec::run(args)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
+        Command::Node(args) => run_node(args)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

@@ -96,6 +96,9 @@ codec_struct!(TxLocation { height, index });
 /// A state or tree write: the key and the new value, or `None` to delete.
 pub type Write = (Bytes, Option<Bytes>);
 
+/// A raw key-value record.
+pub type Record = (Vec<u8>, Vec<u8>);
+
 /// Everything one committed and executed block changes; written atomically.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockCommit<'a> {
@@ -658,12 +661,54 @@ impl Store {
     /// Durably stores consensus safety records (synced before returning): a vote may leave the
     /// node only after this returns.
     pub fn safety_put(&self, records: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        self.safety_write(records, &[])
+    }
+
+    /// Durably applies safety record changes in one synced batch: `puts`, then deletion of every
+    /// key in each half-open range `[from, to)`.
+    pub fn safety_write(
+        &self,
+        puts: &[(&[u8], &[u8])],
+        delete_ranges: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
         let handle = self.handle(cf::SAFETY);
         let mut batch = WriteBatch::default();
-        for (k, v) in records {
+        for (k, v) in puts {
             batch.put_cf(handle, k, v);
         }
+        for (from, to) in delete_ranges {
+            batch.delete_range_cf(handle, from, to);
+        }
         self.write(batch, true)
+    }
+
+    /// Every consensus safety record, in key order (read once at start-up).
+    pub fn safety_records(&self) -> Result<Vec<Record>, StorageError> {
+        self.db
+            .iterator_cf(self.handle(cf::SAFETY), rocksdb::IteratorMode::Start)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(self.rocks("read safety records"))
+            })
+            .collect()
+    }
+
+    /// The execution certificate of the highest height that has one.
+    pub fn latest_checkpoint_certificate(
+        &self,
+    ) -> Result<Option<CheckpointCertificate>, StorageError> {
+        let iter = self
+            .db
+            .iterator_cf(self.handle(cf::CERTIFICATES), rocksdb::IteratorMode::End);
+        for item in iter {
+            let (key, _) = item.map_err(self.rocks("read certificates"))?;
+            if key.len() == 9 && key[8] == CERT_CHECKPOINT {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&key[..8]);
+                return self.checkpoint_certificate(u64::from_be_bytes(h));
+            }
+        }
+        Ok(None)
     }
 
     /// The consensus position written with the last committed block.
