@@ -193,6 +193,24 @@ impl Cluster {
         Ok(body)
     }
 
+    /// GET a text document from node `i`.
+    pub fn get_text(&self, i: usize, path: &str) -> Result<String> {
+        let url = format!("http://{}{}", self.nodes[i].api, path);
+        Ok(self.http.get(&url).call()?.body_mut().read_to_string()?)
+    }
+
+    /// POSTs `body` as-is to node `i`'s `/tx`.
+    pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
+        let url = format!("http://{}/tx", self.nodes[i].api);
+        let mut resp = self.http.post(&url).send(body)?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.body_mut().read_json()?;
+        if status >= 400 {
+            bail!("POST /tx: {status} {body}");
+        }
+        Ok(body)
+    }
+
     /// Waits until every running node answers `/health`.
     pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;

@@ -105,3 +105,105 @@ fn a_node_killed_with_sigkill_restarts_and_catches_up_and_the_primary_can_fail()
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
 }
+
+#[test]
+fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs() {
+    let mut c = Cluster::start(4).expect("cluster starts");
+    let tx = c.transfer(0, 5, 7);
+    let hash = c.submit(0, &tx).unwrap();
+    c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
+    // The same transaction again is refused, whichever node gets it.
+    let again = c.submit(1, &tx).unwrap_err().to_string();
+    assert!(again.contains("400"), "{again}");
+    // Garbage, wrong chain, bad hex: 400 with a JSON error; unknown things: 404.
+    for body in ["zz", "00", "{\"tx\": \"abc\"}"] {
+        let err = c.submit_raw(2, body).unwrap_err().to_string();
+        assert!(
+            err.contains("400") && err.contains("error"),
+            "{body}: {err}"
+        );
+    }
+    let missing = c
+        .get(0, &format!("/tx/{}", "ab".repeat(32)))
+        .unwrap_err()
+        .to_string();
+    assert!(missing.contains("404"), "{missing}");
+    let bad_hash = c.get(0, "/tx/nothex").unwrap_err().to_string();
+    assert!(bad_hash.contains("400"), "{bad_hash}");
+    assert!(c
+        .get(0, "/block/999999")
+        .unwrap_err()
+        .to_string()
+        .contains("404"));
+    assert!(c
+        .get(0, "/account/xyz")
+        .unwrap_err()
+        .to_string()
+        .contains("400"));
+    assert!(c
+        .get(0, "/no/such/thing")
+        .unwrap_err()
+        .to_string()
+        .contains("404"));
+    // Status and validators.
+    let status = c.get(3, "/status").unwrap();
+    assert_eq!(status["chain_id"], "lanes-e2e");
+    assert_eq!(status["peers"], 3, "{status}");
+    let vals = c.get(3, "/validators").unwrap();
+    assert_eq!(vals.as_array().unwrap().len(), 4);
+    // Metrics in Prometheus text.
+    let metrics = c.get_text(0, "/metrics").unwrap();
+    assert!(
+        metrics.contains("lanes_height ") && metrics.contains("lanes_committed_txs_total 1"),
+        "{metrics}"
+    );
+    // A proof for an account, backed by an execution certificate (retry until certified).
+    let addr = c.address(5).to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let proof = loop {
+        match c.get(0, &format!("/proof/{addr}")) {
+            Ok(p) => break p,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    // Verify it as a light client would: the certificate against genesis, the proof against
+    // the certified root.
+    use lanes_types::codec::Decode;
+    let unhex = |s: &str| -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    };
+    let cert = lanes_types::CheckpointCertificate::from_bytes(&unhex(
+        proof["certificate"].as_str().unwrap(),
+    ))
+    .unwrap();
+    cert.verify(&c.genesis.chain_id, &c.genesis.validator_set())
+        .expect("certificate signed by a quorum");
+    let key = lanes_executor::Key::Balance(c.address(5), 0);
+    let value =
+        lanes_executor::Value::from_bytes(&unhex(proof["value"].as_str().unwrap())).unwrap();
+    let p = lanes_executor::Proof::from_bytes(&unhex(proof["proof"].as_str().unwrap())).unwrap();
+    assert_eq!(
+        cert.state_root.to_string(),
+        proof["state_root"].as_str().unwrap()
+    );
+    assert!(lanes_executor::verify_proof(
+        cert.state_root,
+        &key,
+        Some(&value),
+        &p
+    ));
+    assert_eq!(value, lanes_executor::Value::U64(1_000_000_007));
+    let other = lanes_executor::Value::U64(1_000_000_008);
+    assert!(!lanes_executor::verify_proof(
+        cert.state_root,
+        &key,
+        Some(&other),
+        &p
+    ));
+}
