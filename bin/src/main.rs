@@ -5,6 +5,7 @@
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
 mod bench_exec;
+mod explorer;
 mod node;
 mod sim_cmd;
 
@@ -36,6 +37,8 @@ enum Command {
     },
     /// Runs one validator.
     Node(NodeArgs),
+    #[command(flatten)]
+    Explorer(explorer::ExplorerCommand),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
     Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
@@ -202,6 +205,7 @@ fn run(cli: Cli) -> Result<()> {
         } => bench_exec::run(args)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
         Command::Node(args) => run_node(args)?,
+        Command::Explorer(cmd) => explorer::run(cmd)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

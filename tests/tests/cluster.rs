@@ -207,3 +207,101 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
         &p
     ));
 }
+
+/// Runs the `lanes` binary.
+fn lanes(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(lanes_tests::lanes_binary())
+        .args(args)
+        .env_remove("LANES_NODE")
+        .output()
+        .expect("lanes runs")
+}
+
+#[test]
+fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
+    let mut c = Cluster::start(4).expect("cluster starts");
+    let tx = c.transfer(1, 6, 42);
+    let hash = c.submit(2, &tx).unwrap();
+    c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
+    let node = format!("http://{}", c.nodes[0].api);
+    let genesis = c.dir.path().join("genesis.json");
+    let genesis = genesis.to_str().unwrap();
+    let ok = |args: &[&str]| {
+        let out = lanes(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let status = ok(&["status", "--node", &node]);
+    assert!(status.contains("lanes-e2e"), "{status}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["status", "--node", &node, "--json"])).unwrap();
+    assert!(v["height"].as_u64().unwrap() >= 1);
+    let blocks = ok(&["blocks", "--node", &node]);
+    assert!(blocks.lines().count() >= 2, "{blocks}");
+    let tx_out = ok(&["tx", &hash, "--node", &node]);
+    assert!(tx_out.contains("Success"), "{tx_out}");
+    let h = ok(&["tx", &hash, "--node", &node, "--json"]);
+    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
+    let height = h["height"].as_u64().unwrap().to_string();
+    assert!(ok(&["block", &height, "--node", &node]).contains(&hash[..12]));
+    let addr = c.address(6).to_string();
+    assert!(ok(&["account", &addr, "--node", &node]).contains("1000000042"));
+    assert!(ok(&["validators", "--node", &node]).contains("validator-3"));
+    // The light client: verified against the trusted genesis (retry until certified).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = lanes(&[
+            "proof",
+            &addr,
+            "--verify",
+            "--genesis",
+            genesis,
+            "--node",
+            &node,
+        ]);
+        if out.status.success() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(text.contains("verified: value 1000000042"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Against another chain's genesis the certificate does not verify.
+    let other = lanes_types::Genesis {
+        validators: c.genesis.validators.iter().rev().cloned().collect(),
+        ..c.genesis.clone()
+    };
+    let other_path = c.dir.path().join("other-genesis.json");
+    std::fs::write(&other_path, other.to_json()).unwrap();
+    let out = lanes(&[
+        "proof",
+        &addr,
+        "--verify",
+        "--genesis",
+        other_path.to_str().unwrap(),
+        "--node",
+        &node,
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
+    // Errors: one line on stderr and a non-zero exit.
+    for args in [
+        &["status", "--node", "http://127.0.0.1:1"][..],
+        &["tx", &"00".repeat(32), "--node", &node],
+        &["account", "nothex", "--node", &node],
+    ] {
+        let out = lanes(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+}
