@@ -5,7 +5,12 @@
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
 mod bench_exec;
+#[allow(dead_code)] // Home and its accessors are read by `lanes node` and `lanes localnet`.
+mod config;
+#[allow(dead_code)] // LoadGen is driven by `lanes localnet` (the built-in load).
+mod load;
 mod sim_cmd;
+mod testnet;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -33,6 +38,8 @@ enum Command {
         #[command(subcommand)]
         target: BenchTarget,
     },
+    /// Generates keys, a genesis and a home directory per validator for a new network.
+    Testnet(testnet::TestnetArgs),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
     Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
@@ -131,6 +138,7 @@ fn run(cli: Cli) -> Result<()> {
             target: BenchTarget::Executor(args),
         } => bench_exec::run(args)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
+        Command::Testnet(args) => testnet::run(args)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {
