@@ -140,6 +140,15 @@ fn short(s: &Json) -> String {
     s.chars().take(12).collect()
 }
 
+/// A JSON value as plain text (strings without quotes), so table widths apply.
+fn plain(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
 fn print_json(v: &Json) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
@@ -189,12 +198,12 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
             for b in blocks.as_array().into_iter().flatten() {
                 println!(
                     "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}  {:>8}  {}",
-                    b["height"],
+                    plain(&b["height"]),
                     short(&b["hash"]),
-                    b["txs"],
+                    plain(&b["txs"]),
                     short(&b["state_root"]),
-                    b["view"],
-                    b["proposer"],
+                    plain(&b["view"]),
+                    plain(&b["proposer"]),
                     if b["certified"] == true {
                         "yes"
                     } else {
@@ -219,7 +228,7 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 "txs",
                 "certified",
             ] {
-                println!("{k:<14} {}", b[k]);
+                println!("{k:<14} {}", plain(&b[k]));
             }
             for t in b["transactions"].as_array().into_iter().flatten() {
                 println!(
@@ -235,16 +244,20 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 return print_json(&t);
             }
             println!("hash       {}", t["hash"].as_str().unwrap_or(""));
-            println!("block      {} (index {})", t["height"], t["index"]);
-            println!("certified  {}", t["certified"]);
+            println!(
+                "block      {} (index {})",
+                plain(&t["height"]),
+                plain(&t["index"])
+            );
+            println!("certified  {}", plain(&t["certified"]));
             println!("sender     {}", t["tx"]["sender"].as_str().unwrap_or("?"));
-            println!("nonce      {}", t["tx"]["nonce"]);
+            println!("nonce      {}", plain(&t["tx"]["nonce"]));
             println!("operation  {}", t["tx"]["op"].as_str().unwrap_or("?"));
             println!(
                 "status     {}",
                 t["receipt"]["status"].as_str().unwrap_or("?")
             );
-            println!("fee paid   {}", t["receipt"]["fee_paid"]);
+            println!("fee paid   {}", plain(&t["receipt"]["fee_paid"]));
         }
         ExplorerCommand::Account { address, .. } => {
             let a = c.get(&format!("/account/{address}"))?;
@@ -252,12 +265,12 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 return print_json(&a);
             }
             println!("address  {}", a["address"].as_str().unwrap_or(""));
-            println!("nonce    {}", a["nonce"]);
+            println!("nonce    {}", plain(&a["nonce"]));
             println!("{:>6}  {:<8}  {:>20}", "asset", "symbol", "balance");
             for b in a["balances"].as_array().into_iter().flatten() {
                 println!(
                     "{:>6}  {:<8}  {:>20}",
-                    b["asset"],
+                    plain(&b["asset"]),
                     b["symbol"].as_str().unwrap_or(""),
                     b["amount"]
                 );
@@ -268,7 +281,9 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
             for p in a["positions"].as_array().into_iter().flatten() {
                 println!(
                     "lending  asset {} supplied {} borrowed {}",
-                    p["asset"], p["supplied"], p["borrowed"]
+                    plain(&p["asset"]),
+                    p["supplied"],
+                    p["borrowed"]
                 );
             }
         }
@@ -285,7 +300,7 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 "reserve_b",
                 "shares",
             ] {
-                println!("{k:<10} {}", p[k]);
+                println!("{k:<10} {}", plain(&p[k]));
             }
         }
         ExplorerCommand::Validators { .. } => {
@@ -305,7 +320,7 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 };
                 println!(
                     "{:>5}  {:<14}  {:<22}  {:<12}  {}",
-                    x["index"],
+                    plain(&x["index"]),
                     x["name"].as_str().unwrap_or(""),
                     x["address"].as_str().unwrap_or(""),
                     short(&x["public_key"]),
@@ -327,7 +342,7 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
                 } else {
                     println!(
                         "height {} root {}",
-                        p["height"],
+                        plain(&p["height"]),
                         p["state_root"].as_str().unwrap_or("")
                     );
                     println!("proof  {}", p["proof"].as_str().unwrap_or(""));
@@ -444,9 +459,9 @@ fn follow(c: &Client, json: bool) -> Result<()> {
         } else {
             println!(
                 "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}",
-                b["height"],
+                plain(&b["height"]),
                 short(&b["hash"]),
-                b["txs"],
+                plain(&b["txs"]),
                 short(&b["state_root"]),
                 b["view"]
             );

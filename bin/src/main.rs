@@ -5,9 +5,13 @@
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
 mod bench_exec;
+mod config;
 mod explorer;
+mod load;
+mod localnet;
 mod node;
 mod sim_cmd;
+mod testnet;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -37,8 +41,12 @@ enum Command {
     },
     /// Runs one validator.
     Node(NodeArgs),
+    /// Starts a whole network on this machine with a live view of blocks and a light load.
+    Localnet(localnet::LocalnetArgs),
     #[command(flatten)]
     Explorer(explorer::ExplorerCommand),
+    /// Generates keys, a genesis and a home directory per validator for a new network.
+    Testnet(testnet::TestnetArgs),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
     Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
@@ -48,41 +56,37 @@ enum Command {
     },
 }
 
-/// How to find a validator's files: its home directory, or each file given explicitly.
+/// How to find a validator's files: its home directory (what `lanes testnet` writes), or each
+/// file given explicitly (for scripts and test harnesses).
 #[derive(clap::Args, Debug)]
 struct NodeArgs {
-    /// Genesis file.
+    /// The validator's home: config.toml, genesis.json, validator.key, data/.
+    #[arg(long, required_unless_present_all = ["genesis", "key_file", "index", "listen", "api", "data"])]
+    home: Option<PathBuf>,
+    /// Genesis file (without --home).
+    #[arg(long, conflicts_with = "home")]
+    genesis: Option<PathBuf>,
+    /// File with the validator's 32-byte ed25519 seed in hex (without --home).
+    #[arg(long, conflicts_with = "home")]
+    key_file: Option<PathBuf>,
+    /// The validator's index in genesis (without --home).
+    #[arg(long, conflicts_with = "home")]
+    index: Option<u32>,
+    /// QUIC listen address (without --home).
+    #[arg(long, conflicts_with = "home")]
+    listen: Option<std::net::SocketAddr>,
+    /// HTTP API listen address (without --home).
+    #[arg(long, conflicts_with = "home")]
+    api: Option<std::net::SocketAddr>,
+    /// Database directory (without --home).
+    #[arg(long, conflicts_with = "home")]
+    data: Option<PathBuf>,
+    /// Executor threads (default: the config's, else 2).
     #[arg(long)]
-    genesis: PathBuf,
-    /// File with the validator's 32-byte ed25519 seed in hex.
+    exec_threads: Option<usize>,
+    /// Log format: text or json (default: the config's, else text).
     #[arg(long)]
-    key_file: PathBuf,
-    /// The validator's index in genesis.
-    #[arg(long)]
-    index: u32,
-    /// QUIC listen address.
-    #[arg(long)]
-    listen: std::net::SocketAddr,
-    /// HTTP API listen address.
-    #[arg(long)]
-    api: std::net::SocketAddr,
-    /// Database directory.
-    #[arg(long)]
-    data: PathBuf,
-    /// Executor threads.
-    #[arg(long, default_value_t = 2)]
-    exec_threads: usize,
-    /// Log format: text or json.
-    #[arg(long, default_value = "text")]
-    log_format: String,
-}
-
-fn read_key(path: &std::path::Path) -> Result<lanes_types::SecretKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading key file {}", path.display()))?;
-    let seed: [u8; 32] = lanes_types::hash::parse_hex_array(text.trim())
-        .map_err(|e| anyhow::anyhow!("key file {}: {e}", path.display()))?;
-    Ok(lanes_types::SecretKey::from_seed(seed))
+    log_format: Option<String>,
 }
 
 fn init_logging(format: &str) -> Result<()> {
@@ -100,19 +104,40 @@ fn init_logging(format: &str) -> Result<()> {
 }
 
 fn run_node(a: NodeArgs) -> Result<()> {
-    init_logging(&a.log_format)?;
-    let genesis = Genesis::load(&a.genesis)
-        .with_context(|| format!("loading genesis {}", a.genesis.display()))?;
-    node::run(node::NodeParams {
-        genesis,
-        key: read_key(&a.key_file)?,
-        index: a.index,
-        listen: a.listen,
-        api: a.api,
-        data_dir: a.data,
-        peers: Default::default(),
-        exec_threads: a.exec_threads,
-    })
+    let params = match &a.home {
+        Some(dir) => {
+            let home = config::Home::load(dir)?;
+            node::NodeParams {
+                data_dir: home.data_dir(),
+                genesis: home.genesis,
+                key: home.key,
+                index: home.config.index,
+                listen: home.config.listen,
+                api: home.config.api,
+                peers: home.config.peers,
+                exec_threads: a.exec_threads.unwrap_or(home.config.exec_threads),
+                log_format: a.log_format.clone().unwrap_or(home.config.log_format),
+            }
+        }
+        None => {
+            let need = |what: &str| anyhow::anyhow!("--{what} is required without --home");
+            let genesis_path = a.genesis.clone().ok_or_else(|| need("genesis"))?;
+            node::NodeParams {
+                genesis: Genesis::load(&genesis_path)
+                    .with_context(|| format!("loading genesis {}", genesis_path.display()))?,
+                key: config::read_key(a.key_file.as_ref().ok_or_else(|| need("key-file"))?)?,
+                index: a.index.ok_or_else(|| need("index"))?,
+                listen: a.listen.ok_or_else(|| need("listen"))?,
+                api: a.api.ok_or_else(|| need("api"))?,
+                data_dir: a.data.clone().ok_or_else(|| need("data"))?,
+                peers: Default::default(),
+                exec_threads: a.exec_threads.unwrap_or(2),
+                log_format: a.log_format.clone().unwrap_or_else(|| "text".into()),
+            }
+        }
+    };
+    init_logging(&params.log_format)?;
+    node::run(params)
 }
 
 #[derive(Subcommand, Debug)]
@@ -205,7 +230,9 @@ fn run(cli: Cli) -> Result<()> {
         } => bench_exec::run(args)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
         Command::Node(args) => run_node(args)?,
+        Command::Localnet(args) => localnet::run(args)?,
         Command::Explorer(cmd) => explorer::run(cmd)?,
+        Command::Testnet(args) => testnet::run(args)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

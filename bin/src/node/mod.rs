@@ -42,6 +42,8 @@ pub struct NodeParams {
     pub peers: BTreeMap<u32, String>,
     /// Executor threads.
     pub exec_threads: usize,
+    /// Log format (text or json), applied by the caller.
+    pub log_format: String,
 }
 
 /// Bound of the queue into the consensus thread; network messages beyond it are dropped
