@@ -196,7 +196,15 @@ fn follow(
         "{:>8}  {:>5}  {:<10}  {:<9}  {:>4}  time",
         "height", "txs", "root", "certified", "view"
     );
-    let mut next = 1u64;
+    // Start a few blocks back from the head (the whole history can be long on a resumed chain).
+    let head = http
+        .get(format!("http://{}/status", apis[0]))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+        .and_then(|v| v["height"].as_u64())
+        .unwrap_or(0);
+    let mut next = head.saturating_sub(4).max(1);
     let mut source = 0usize;
     while !stop.load(Ordering::Relaxed) {
         for c in children.iter_mut() {
