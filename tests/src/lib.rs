@@ -235,6 +235,19 @@ impl Cluster {
 
     /// Signs a transfer of `amount` native units from account `from` to account `to`.
     pub fn transfer(&mut self, from: usize, to: usize, amount: u64) -> Vec<u8> {
+        let to = self.accounts[to].public_key().address();
+        self.sign(
+            from,
+            Operation::Transfer {
+                asset: 0,
+                to,
+                amount,
+            },
+        )
+    }
+
+    /// Signs `op` from account `from` with its next nonce.
+    pub fn sign(&mut self, from: usize, op: Operation) -> Vec<u8> {
         let nonce = self.nonces[from];
         self.nonces[from] += 1;
         Transaction {
@@ -242,14 +255,55 @@ impl Cluster {
             sender: self.accounts[from].public_key(),
             nonce,
             fee: self.genesis.params.min_fee,
-            op: Operation::Transfer {
-                asset: 0,
-                to: self.accounts[to].public_key().address(),
-                amount,
-            },
+            op,
         }
         .sign(&self.accounts[from])
         .to_bytes()
+    }
+
+    /// Kills every node with SIGKILL.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+
+    /// Every node's (height, block hash, state root) from `/status`.
+    pub fn heads(&self) -> Result<Vec<(u64, String, String)>> {
+        (0..self.nodes.len())
+            .map(|i| {
+                let s = self.get(i, "/status")?;
+                Ok((
+                    s["height"].as_u64().unwrap_or(0),
+                    s["block_hash"].as_str().unwrap_or("").to_string(),
+                    s["state_root"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// (hash, state root) of every block `1..=height` as node `i` reports them.
+    pub fn chain(&self, i: usize, height: u64) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut from = 1;
+        while from <= height {
+            let page = self.get(i, &format!("/blocks?from={from}&limit=100"))?;
+            let page = page.as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                bail!("node {i} has no block at {from}");
+            }
+            for b in page {
+                if b["height"].as_u64().unwrap_or(0) > height {
+                    break;
+                }
+                out.push((
+                    b["hash"].as_str().unwrap_or("").to_string(),
+                    b["state_root"].as_str().unwrap_or("").to_string(),
+                ));
+                from += 1;
+            }
+        }
+        Ok(out)
     }
 
     /// Submits a transaction to node `i`; returns its hash.
