@@ -12,6 +12,7 @@ mod localnet;
 mod node;
 mod sim_cmd;
 mod testnet;
+mod wallet;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -45,6 +46,16 @@ enum Command {
     Localnet(localnet::LocalnetArgs),
     #[command(flatten)]
     Explorer(explorer::ExplorerCommand),
+    /// The local keystore.
+    Keys {
+        #[command(subcommand)]
+        command: wallet::KeysCommand,
+    },
+    /// Builds, signs and submits a transaction, then waits for its receipt.
+    Send {
+        #[command(subcommand)]
+        command: wallet::SendCommand,
+    },
     /// Generates keys, a genesis and a home directory per validator for a new network.
     Testnet(testnet::TestnetArgs),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
@@ -233,6 +244,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Localnet(args) => localnet::run(args)?,
         Command::Explorer(cmd) => explorer::run(cmd)?,
         Command::Testnet(args) => testnet::run(args)?,
+        Command::Keys { command } => wallet::keys(command)?,
+        Command::Send { command } => wallet::send(command)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

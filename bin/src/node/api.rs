@@ -83,6 +83,7 @@ async fn status(State(s): State<AppState>) -> ApiResult {
         .count();
     Ok(Json(json!({
         "chain_id": s.genesis.chain_id,
+        "min_fee": s.genesis.params.min_fee,
         "validator": s.me,
         "name": s.genesis.validators[s.me as usize].name,
         "height": st.height,
