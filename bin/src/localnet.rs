@@ -40,9 +40,11 @@ pub struct LocalnetArgs {
     base_port: u16,
 }
 
-struct Child_ {
+/// A running `lanes node` child process.
+pub struct NodeChild {
     index: usize,
-    api: SocketAddr,
+    /// Its HTTP API.
+    pub api: SocketAddr,
     process: Child,
 }
 
@@ -98,6 +100,14 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     let flag = stop.clone();
     ctrlc_flag(flag)?;
 
+    let mut children = spawn_nodes(&homes)?;
+    let result = supervise(&args, &homes, &mut children, &stop);
+    stop_all(&mut children);
+    result
+}
+
+/// Starts one `lanes node --home` process per home, logging to `node.log` in the home.
+pub fn spawn_nodes(homes: &[Home]) -> Result<Vec<NodeChild>> {
     let exe = std::env::current_exe().context("locating the lanes binary")?;
     let mut children = Vec::new();
     for (i, home) in homes.iter().enumerate() {
@@ -109,28 +119,31 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting validator {i}"))?;
-        children.push(Child_ {
+        children.push(NodeChild {
             index: i,
             api: home.config.api,
             process,
         });
     }
-    let result = supervise(&args, &homes, &mut children, &stop);
-    stop_all(&mut children);
-    result
+    Ok(children)
 }
 
-fn supervise(
-    args: &LocalnetArgs,
-    homes: &[Home],
-    children: &mut [Child_],
-    stop: &Arc<AtomicBool>,
-) -> Result<()> {
-    let http: ureq::Agent = ureq::Agent::config_builder()
+/// An HTTP client for the local APIs.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(3)))
         .http_status_as_error(false)
         .build()
-        .into();
+        .into()
+}
+
+/// Waits until every child answers `/health` (60 s at most); fails if one exits.
+pub fn wait_healthy(
+    http: &ureq::Agent,
+    children: &mut [NodeChild],
+    homes: &[Home],
+    stop: &AtomicBool,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     for c in children.iter_mut() {
         loop {
@@ -156,6 +169,20 @@ fn supervise(
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    Ok(())
+}
+
+fn supervise(
+    args: &LocalnetArgs,
+    homes: &[Home],
+    children: &mut [NodeChild],
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let http = http_agent();
+    wait_healthy(&http, children, homes, stop)?;
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
     }
     println!("{} validators running:", children.len());
     for c in children.iter() {
@@ -188,7 +215,7 @@ fn supervise(
 fn follow(
     http: &ureq::Agent,
     apis: &[SocketAddr],
-    children: &mut [Child_],
+    children: &mut [NodeChild],
     homes: &[Home],
     stop: &AtomicBool,
 ) -> Result<()> {
@@ -259,7 +286,7 @@ fn clock_time(ms: u64) -> String {
     )
 }
 
-fn dev_keys(dir: &Path) -> Result<Vec<SecretKey>> {
+pub fn dev_keys(dir: &Path) -> Result<Vec<SecretKey>> {
     let mut keys = Vec::new();
     for k in 0.. {
         let path = dir.join("dev-keys").join(format!("dev-{k}.key"));
@@ -274,7 +301,7 @@ fn dev_keys(dir: &Path) -> Result<Vec<SecretKey>> {
     Ok(keys)
 }
 
-fn account_nonce(http: &ureq::Agent, api: SocketAddr, key: &SecretKey) -> u64 {
+pub fn account_nonce(http: &ureq::Agent, api: SocketAddr, key: &SecretKey) -> u64 {
     let url = format!("http://{api}/account/{}", key.public_key().address());
     http.get(&url)
         .call()
@@ -284,7 +311,7 @@ fn account_nonce(http: &ureq::Agent, api: SocketAddr, key: &SecretKey) -> u64 {
         .unwrap_or(0)
 }
 
-fn post_tx(http: &ureq::Agent, api: SocketAddr, raw: &[u8]) -> Result<(), String> {
+pub fn post_tx(http: &ureq::Agent, api: SocketAddr, raw: &[u8]) -> Result<(), String> {
     let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
     match http
         .post(format!("http://{api}/tx"))
@@ -348,7 +375,7 @@ fn run_load(
 }
 
 /// Sets `flag` on Ctrl-C or SIGTERM (a tiny runtime thread waits for the signals).
-fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
+pub fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -368,7 +395,7 @@ fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
 }
 
 /// Stops every child: SIGTERM, up to 5 s to exit, then SIGKILL.
-fn stop_all(children: &mut [Child_]) {
+pub fn stop_all(children: &mut [NodeChild]) {
     for c in children.iter() {
         let _ = Command::new("kill")
             .args(["-TERM", &c.process.id().to_string()])

@@ -4,6 +4,7 @@
 //! consensus simulator; the node, `localnet`, the wallet,
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
+mod bench_e2e;
 mod bench_exec;
 mod config;
 mod explorer;
@@ -35,10 +36,14 @@ enum Command {
         #[command(subcommand)]
         command: GenesisCommand,
     },
-    /// Benchmark programs.
+    /// The end-to-end benchmark (a temporary localnet under load); `bench executor` for the
+    /// executor alone.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        target: BenchTarget,
+        target: Option<BenchTarget>,
+        #[command(flatten)]
+        e2e: bench_e2e::E2eBenchArgs,
     },
     /// Runs one validator.
     Node(NodeArgs),
@@ -237,8 +242,10 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench {
-            target: BenchTarget::Executor(args),
+            target: Some(BenchTarget::Executor(args)),
+            ..
         } => bench_exec::run(args)?,
+        Command::Bench { target: None, e2e } => bench_e2e::run(e2e)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
         Command::Node(args) => run_node(args)?,
         Command::Localnet(args) => localnet::run(args)?,
