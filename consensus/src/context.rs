@@ -3,7 +3,7 @@
 //! with ed25519 and the executor's stateless checks; the simulator with a cheap deterministic
 //! scheme. Everything here is a pure function of its arguments (no clock, socket or thread).
 
-use lanes_types::{Block, Hash, SecretKey, Signature, ValidatorSet, ValidatorSignature};
+use lanes_types::{Block, Bytes, Hash, SecretKey, Signature, ValidatorSet, ValidatorSignature};
 
 /// Services a [`crate::Replica`] calls synchronously while it handles an event.
 pub trait Context {
@@ -23,11 +23,18 @@ pub trait Context {
 
     /// Checks a proposed block's transactions before the replica votes for it: each decodes,
     /// is for this chain and carries a valid signature (checked in one parallel batch by the
-    /// node). Header fields are the replica's job.
-    fn check_block_txs(&self, block: &Block) -> Result<(), String>;
+    /// node). `verified(i)` says the i-th transaction is already in this replica's mempool, so
+    /// its signature was checked on admission and need not be checked again. Header fields are
+    /// the replica's job.
+    fn check_block_txs(
+        &self,
+        block: &Block,
+        verified: &dyn Fn(usize) -> bool,
+    ) -> Result<(), String>;
 
-    /// Checks one transaction forwarded by a peer before it enters the mempool.
-    fn check_tx(&self, tx: &[u8]) -> bool;
+    /// Checks transactions forwarded by a peer before they enter the mempool; one answer per
+    /// transaction (implementations verify the signatures in one batch).
+    fn check_txs(&self, txs: &[Bytes]) -> Vec<bool>;
 
     /// Whether a block this replica stored already contains the transaction with this hash
     /// (the node asks its transaction index). With the mempool's memory of recent commits this

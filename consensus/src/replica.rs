@@ -216,7 +216,7 @@ pub struct Stats {
     pub delivered_blocks: u64,
     /// Catch-up requests sent.
     pub sync_requests: u64,
-    /// Forwarded transactions refused by [`Context::check_tx`].
+    /// Forwarded transactions refused by [`Context::check_txs`].
     pub rejected_txs: u64,
 }
 
@@ -746,8 +746,17 @@ impl<C: Context> Replica<C> {
         if txs.len() > MAX_FORWARD_TXS {
             return Err("too many forwarded transactions");
         }
-        for tx in txs {
-            if tx.len() > self.cfg.max_tx_bytes || !self.ctx.check_tx(&tx) {
+        // Only what is new here is checked (copies arrive from every validator).
+        let fresh: Vec<Bytes> = txs
+            .into_iter()
+            .filter(|tx| {
+                let h = tx_hash(tx);
+                !self.mempool.contains(&h) && !self.mempool.is_committed(&h)
+            })
+            .collect();
+        let verdicts = self.ctx.check_txs(&fresh);
+        for (tx, ok) in fresh.into_iter().zip(verdicts) {
+            if !ok || tx.len() > self.cfg.max_tx_bytes {
                 self.stats.rejected_txs += 1;
                 continue;
             }
@@ -893,6 +902,7 @@ impl<C: Context> Replica<C> {
         }
         let mut seen = HashSet::with_capacity(block.txs.len());
         let ancestors = self.chain_tx_hashes(h)?;
+        let mut in_mempool = Vec::with_capacity(block.txs.len());
         for tx in &block.txs {
             let hash = tx_hash(tx);
             if !seen.insert(hash)
@@ -902,9 +912,10 @@ impl<C: Context> Replica<C> {
             {
                 return Err("proposal repeats a transaction");
             }
+            in_mempool.push(self.mempool.contains(&hash));
         }
         self.ctx
-            .check_block_txs(block)
+            .check_block_txs(block, &|i| in_mempool[i])
             .map_err(|_| "proposal has invalid transactions")
     }
 

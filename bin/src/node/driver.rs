@@ -7,7 +7,7 @@ use super::shared::{BlockEvent, Input, Metrics, Shared};
 use anyhow::Result;
 use lanes_consensus::messages::{CertifiedBlock, Message};
 use lanes_consensus::{Action, Alarm, Context, Ed25519Keys, Event, Replica, SafetyWrite};
-use lanes_executor::tx::{check_stateless, check_stateless_unsigned, verify_signatures};
+use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
 use lanes_executor::Executor;
 use lanes_storage::{StorageError, Store};
 use lanes_types::codec::Encode;
@@ -65,20 +65,43 @@ impl Context for NodeContext {
         self.keys.verify_all(message, signatures)
     }
 
-    fn check_block_txs(&self, block: &Block) -> Result<(), String> {
-        let txs = block
-            .txs
-            .iter()
-            .map(|raw| {
-                check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params)
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        verify_signatures(&txs).map_err(|bad| format!("bad signatures at {bad:?}"))
+    fn check_block_txs(
+        &self,
+        block: &Block,
+        verified: &dyn Fn(usize) -> bool,
+    ) -> Result<(), String> {
+        let mut unverified = Vec::new();
+        for (i, raw) in block.txs.iter().enumerate() {
+            let stx = check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params)
+                .map_err(|e| e.to_string())?;
+            if !verified(i) {
+                unverified.push(stx);
+            }
+        }
+        verify_signatures(&unverified).map_err(|bad| format!("bad signatures at {bad:?}"))
     }
 
-    fn check_tx(&self, tx: &[u8]) -> bool {
-        check_stateless(tx, &self.genesis.chain_id, &self.genesis.params).is_ok()
+    fn check_txs(&self, txs: &[lanes_types::Bytes]) -> Vec<bool> {
+        let decoded: Vec<Option<_>> = txs
+            .iter()
+            .map(|raw| {
+                check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params).ok()
+            })
+            .collect();
+        let candidates: Vec<_> = decoded.iter().flatten().cloned().collect();
+        let bad: Vec<usize> = verify_signatures(&candidates).err().unwrap_or_default();
+        let mut k = 0;
+        decoded
+            .iter()
+            .map(|d| match d {
+                Some(_) => {
+                    let ok = !bad.contains(&k);
+                    k += 1;
+                    ok
+                }
+                None => false,
+            })
+            .collect()
     }
 
     fn tx_committed(&self, hash: &Hash) -> bool {

@@ -180,15 +180,19 @@ impl Context for SimContext {
             .get(validator as usize)
             .is_some_and(|k| sim_sign(k, message) == *signature)
     }
-    fn check_block_txs(&self, block: &Block) -> Result<(), String> {
+    fn check_block_txs(
+        &self,
+        block: &Block,
+        _verified: &dyn Fn(usize) -> bool,
+    ) -> Result<(), String> {
         if block.txs.iter().all(|t| sim_tx_valid(t)) {
             Ok(())
         } else {
             Err("malformed transaction".into())
         }
     }
-    fn check_tx(&self, tx: &[u8]) -> bool {
-        sim_tx_valid(tx)
+    fn check_txs(&self, txs: &[Bytes]) -> Vec<bool> {
+        txs.iter().map(|t| sim_tx_valid(t)).collect()
     }
     fn tx_committed(&self, hash: &Hash) -> bool {
         self.ledger.borrow().contains(hash)
