@@ -339,15 +339,7 @@ mod tests {
         Genesis {
             chain_id: "config-test".into(),
             genesis_time_ms: 0,
-            validators: keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| ValidatorInfo {
-                    name: format!("validator-{i}"),
-                    public_key: k.public_key(),
-                    address: format!("127.0.0.1:{}", 7000 + i),
-                })
-                .collect(),
+            validators: ValidatorInfo::local(keys, 7000),
             assets: vec![GenesisAsset {
                 symbol: "LANE".into(),
                 balances: vec![GenesisBalance {

@@ -157,7 +157,8 @@ mod tests {
     use crate::testnet::build_genesis;
     use lanes_executor::state::Value;
     use lanes_executor::{
-        check_stateless, execute_sequential, genesis_state, Key, MemState, StateView, Status, Write,
+        check_stateless, execute_sequential, genesis_writes, Key, MemState, StateView, Status,
+        Write,
     };
     use lanes_types::codec::Encode;
     use lanes_types::Genesis;
@@ -192,10 +193,7 @@ mod tests {
         let dev = dev_keys(5);
         let g = genesis(&dev);
         let mut state = MemState::default();
-        let writes: Vec<Write> = genesis_state(&g)
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
+        let writes: Vec<Write> = genesis_writes(&g);
         state.apply(&writes);
 
         let mut gen = LoadGen::new(&g.chain_id, dev, g.params.min_fee, vec![]);

@@ -229,19 +229,33 @@ pub enum Message {
 }
 
 impl Message {
+    /// The short name of each kind, indexed by its encoding tag.
+    pub const KINDS: [&'static str; 9] = [
+        "txs",
+        "pre-prepare",
+        "prepare",
+        "commit",
+        "checkpoint",
+        "view-change",
+        "new-view",
+        "sync-request",
+        "sync-response",
+    ];
+
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Message::Txs(_) => "txs",
-            Message::PrePrepare { .. } => "pre-prepare",
-            Message::Prepare(_) => "prepare",
-            Message::Commit(_) => "commit",
-            Message::Checkpoint(_) => "checkpoint",
-            Message::ViewChange { .. } => "view-change",
-            Message::NewView(_) => "new-view",
-            Message::SyncRequest { .. } => "sync-request",
-            Message::SyncResponse(_) => "sync-response",
-        }
+        let tag = match self {
+            Message::Txs(_) => 0,
+            Message::PrePrepare { .. } => 1,
+            Message::Prepare(_) => 2,
+            Message::Commit(_) => 3,
+            Message::Checkpoint(_) => 4,
+            Message::ViewChange { .. } => 5,
+            Message::NewView(_) => 6,
+            Message::SyncRequest { .. } => 7,
+            Message::SyncResponse(_) => 8,
+        };
+        Self::KINDS[tag]
     }
 }
 

@@ -32,17 +32,7 @@ fn corpus() -> &'static Vec<Vec<u8>> {
             .iter()
             .map(|b| Message::from_bytes(b).expect("valid").kind())
             .collect();
-        for kind in [
-            "txs",
-            "pre-prepare",
-            "prepare",
-            "commit",
-            "checkpoint",
-            "view-change",
-            "new-view",
-            "sync-request",
-            "sync-response",
-        ] {
+        for kind in Message::KINDS {
             assert!(kinds.contains(kind), "corpus lacks {kind}: {kinds:?}");
         }
         c.sent

@@ -184,15 +184,7 @@ mod tests {
         let keys: Vec<SecretKey> = (0..n)
             .map(|i| SecretKey::from_label(&format!("v{i}")))
             .collect();
-        let infos = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| ValidatorInfo {
-                name: format!("v{i}"),
-                public_key: k.public_key(),
-                address: format!("127.0.0.1:{}", 9000 + i),
-            })
-            .collect();
+        let infos = ValidatorInfo::local(&keys, 9000);
         (keys, ValidatorSet::new(infos))
     }
 

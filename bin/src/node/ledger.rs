@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use lanes_executor::smt::{self, Node, NodeStore};
 use lanes_executor::state::{Key, Value};
 use lanes_executor::tx::{check_stateless_unsigned, SignedTransaction};
-use lanes_executor::{genesis_state, Executor, StateView};
+use lanes_executor::{genesis_writes, Executor, StateView};
 use lanes_storage::{BlockCommit, Store};
 use lanes_types::codec::{Decode, Encode};
 use lanes_types::{Block, Bytes, CommitCertificate, Genesis, Hash};
@@ -60,10 +60,7 @@ pub fn ensure_genesis(store: &Store, genesis: &Genesis) -> Result<()> {
     if store.head()?.is_some() {
         return Ok(());
     }
-    let writes: Vec<(Key, Option<Value>)> = genesis_state(genesis)
-        .into_iter()
-        .map(|(k, v)| (k, Some(v)))
-        .collect();
+    let writes = genesis_writes(genesis);
     let empty = smt::MemNodeStore::default();
     let tree = smt::update(&empty, smt::EMPTY, &smt::tree_updates(&writes))
         .context("building the genesis state tree")?;

@@ -836,17 +836,6 @@ impl Sim {
         } else {
             None
         };
-        let names = [
-            "txs",
-            "pre-prepare",
-            "prepare",
-            "commit",
-            "checkpoint",
-            "view-change",
-            "new-view",
-            "sync-request",
-            "sync-response",
-        ];
         let trace = self
             .trace
             .iter()
@@ -856,7 +845,10 @@ impl Sim {
                     e.t,
                     e.node,
                     e.a,
-                    names.get(e.b as usize).copied().unwrap_or("garbage")
+                    Message::KINDS
+                        .get(e.b as usize)
+                        .copied()
+                        .unwrap_or("garbage")
                 ),
                 "deliver" => format!(
                     "{:>6}ms n{} delivers height {} ({:016x})",
