@@ -312,10 +312,14 @@ fn status(http: &ureq::Agent, api: SocketAddr) -> Result<Value> {
     Ok(r.body_mut().read_json()?)
 }
 
-/// Submits one thread's senders' transactions round-robin, each sender to its own node so its
-/// nonces arrive in order, paced to `rate` when given, until `duration` or the budget ends.
+/// Most transactions in one `POST /txs` of the benchmark.
+const MAX_BATCH: usize = 512;
+
+/// Submits one thread's senders' transactions in batches, each sender to its own node so its
+/// nonces arrive in order, paced to `rate` when given (a batch holds about 20 ms of it), until
+/// `duration` or the budget ends.
 fn submit_lane(
-    mut lane: Vec<(usize, Vec<SignedTransaction>)>,
+    lane: Vec<(usize, Vec<SignedTransaction>)>,
     apis: &[SocketAddr],
     rate: Option<f64>,
     duration: Duration,
@@ -323,18 +327,25 @@ fn submit_lane(
     stop: &AtomicBool,
 ) {
     let http = localnet::http_agent();
+    let batch_max = rate.map_or(MAX_BATCH, |r| ((r * 0.02) as usize).clamp(1, MAX_BATCH));
+    // Per node, its senders' queues, each in reverse so pop() gives nonce order.
+    let mut by_node: Vec<Vec<Vec<SignedTransaction>>> = vec![Vec::new(); apis.len()];
+    for (sender, mut txs) in lane {
+        txs.reverse();
+        by_node[sender % apis.len()].push(txs);
+    }
     let start = Instant::now();
     let mut sent = 0u64;
-    for (_, txs) in lane.iter_mut() {
-        txs.reverse(); // pop() takes them in nonce order
-    }
     loop {
         let mut any = false;
-        for (sender, txs) in lane.iter_mut() {
+        for (node, queues) in by_node.iter_mut().enumerate() {
             if stop.load(Ordering::Relaxed) || start.elapsed() >= duration {
                 return;
             }
-            let Some(tx) = txs.pop() else { continue };
+            let batch = take_round_robin(queues, batch_max);
+            if batch.is_empty() {
+                continue;
+            }
             any = true;
             if let Some(r) = rate {
                 let due = start + Duration::from_secs_f64(sent as f64 / r);
@@ -342,25 +353,46 @@ fn submit_lane(
                     std::thread::sleep(wait);
                 }
             }
-            let raw = tx.to_bytes();
-            let hash = tx_hash(&raw);
+            let raws: Vec<Vec<u8>> = batch.iter().map(|tx| tx.to_bytes()).collect();
+            let at = Instant::now();
             if let Ok(mut m) = tracker.submitted_at.lock() {
-                m.insert(hash, Instant::now());
+                m.extend(raws.iter().map(|raw| (tx_hash(raw), at)));
             }
-            match localnet::post_tx(&http, apis[*sender % apis.len()], &raw) {
-                Ok(()) => {
-                    tracker.submitted.fetch_add(1, Ordering::Relaxed);
+            let (ok, refused) = match localnet::post_txs(&http, apis[node], &raws) {
+                Ok(answers) => {
+                    let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+                    (ok, answers.len() as u64 - ok)
                 }
-                Err(_) => {
-                    tracker.rejected.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            sent += 1;
+                Err(_) => (0, raws.len() as u64),
+            };
+            tracker.submitted.fetch_add(ok, Ordering::Relaxed);
+            tracker.rejected.fetch_add(refused, Ordering::Relaxed);
+            sent += raws.len() as u64;
         }
         if !any {
             return;
         }
     }
+}
+
+/// Up to `max` transactions taken one per sender in turn, so every sender's nonces stay in order.
+fn take_round_robin(queues: &mut [Vec<SignedTransaction>], max: usize) -> Vec<SignedTransaction> {
+    let mut batch = Vec::with_capacity(max);
+    while batch.len() < max {
+        let before = batch.len();
+        for q in queues.iter_mut() {
+            if batch.len() == max {
+                break;
+            }
+            if let Some(tx) = q.pop() {
+                batch.push(tx);
+            }
+        }
+        if batch.len() == before {
+            break;
+        }
+    }
+    batch
 }
 
 /// Follows committed blocks from `start_height` and records each submitted transaction's

@@ -323,6 +323,34 @@ pub fn post_tx(http: &ureq::Agent, api: SocketAddr, raw: &[u8]) -> Result<(), St
     }
 }
 
+/// Submits transactions in one `POST /txs`; one answer per transaction (its hash, or why the
+/// node refused it), or an error for the whole request.
+pub fn post_txs(
+    http: &ureq::Agent,
+    api: SocketAddr,
+    raws: &[Vec<u8>],
+) -> Result<Vec<Result<(), String>>, String> {
+    let txs: Vec<String> = raws
+        .iter()
+        .map(|raw| raw.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let mut r = http
+        .post(format!("http://{api}/txs"))
+        .send_json(serde_json::json!({ "txs": txs }))
+        .map_err(|e| e.to_string())?;
+    if r.status().as_u16() != 200 {
+        return Err(r.body_mut().read_to_string().unwrap_or_default());
+    }
+    let answers: Vec<serde_json::Value> = r.body_mut().read_json().map_err(|e| e.to_string())?;
+    Ok(answers
+        .into_iter()
+        .map(|a| match a.get("error") {
+            Some(e) => Err(e.as_str().unwrap_or("refused").to_string()),
+            None => Ok(()),
+        })
+        .collect())
+}
+
 /// The built-in load: pool setup once, then transfers and swaps at `rate` per second.
 fn run_load(
     genesis: &lanes_types::Genesis,

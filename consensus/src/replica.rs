@@ -487,10 +487,20 @@ impl<C: Context> Replica<C> {
 
     /// Like [`Event::ClientTx`], but tells the caller whether the mempool took it.
     pub fn submit(&mut self, tx: Bytes, now: u64) -> (Result<Hash, AdmitError>, Vec<Action>) {
+        let (mut results, actions) = self.submit_batch(vec![tx], now);
+        (results.remove(0), actions)
+    }
+
+    /// Several client transactions in order, with one answer each.
+    pub fn submit_batch(
+        &mut self,
+        txs: Vec<Bytes>,
+        now: u64,
+    ) -> (Vec<Result<Hash, AdmitError>>, Vec<Action>) {
         self.now = self.now.max(now);
-        let result = self.admit_client_tx(tx);
+        let results = txs.into_iter().map(|tx| self.admit_client_tx(tx)).collect();
         self.after_event();
-        (result, std::mem::take(&mut self.out))
+        (results, std::mem::take(&mut self.out))
     }
 
     // ----- accessors -----

@@ -201,12 +201,17 @@ impl Cluster {
 
     /// POSTs `body` as-is to node `i`'s `/tx`.
     pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
-        let url = format!("http://{}/tx", self.nodes[i].api);
+        self.post(i, "/tx", body)
+    }
+
+    /// POSTs `body` as-is to `path` on node `i`; a 4xx or 5xx answer is an error.
+    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<Value> {
+        let url = format!("http://{}{path}", self.nodes[i].api);
         let mut resp = self.http.post(&url).send(body)?;
         let status = resp.status().as_u16();
         let body: Value = resp.body_mut().read_json()?;
         if status >= 400 {
-            bail!("POST /tx: {status} {body}");
+            bail!("POST {path}: {status} {body}");
         }
         Ok(body)
     }

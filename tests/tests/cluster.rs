@@ -123,6 +123,36 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
             "{body}: {err}"
         );
     }
+    // A batch answers each transaction on its own: accepted, undecodable, badly signed.
+    let good = c.transfer(0, 6, 1);
+    let mut forged = c.transfer(1, 6, 1);
+    let at = forged.len() - 40; // inside the signature's R half
+    forged[at] ^= 1;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let batch = serde_json::json!({ "txs": [hex(&good), "zz", hex(&forged)] }).to_string();
+    let answers = c.post(1, "/txs", &batch).unwrap();
+    assert!(answers[0]["hash"].is_string(), "{answers}");
+    assert!(answers[1]["error"].is_string(), "{answers}");
+    assert!(
+        answers[2]["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("signature"),
+        "{answers}"
+    );
+    c.wait_tx(
+        0,
+        answers[0]["hash"].as_str().unwrap(),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    for body in ["[]", "{\"txs\": 5}", "not json"] {
+        let err = c.post(1, "/txs", body).unwrap_err().to_string();
+        assert!(
+            err.contains("400") && err.contains("error"),
+            "{body}: {err}"
+        );
+    }
     let missing = c
         .get(0, &format!("/tx/{}", "ab".repeat(32)))
         .unwrap_err()
@@ -154,7 +184,7 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
     // Metrics in Prometheus text.
     let metrics = c.get_text(0, "/metrics").unwrap();
     assert!(
-        metrics.contains("lanes_height ") && metrics.contains("lanes_committed_txs_total 1"),
+        metrics.contains("lanes_height ") && metrics.contains("lanes_committed_txs_total 2"),
         "{metrics}"
     );
     // A proof for an account, backed by an execution certificate (retry until certified).

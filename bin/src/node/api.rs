@@ -11,7 +11,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use lanes_executor::smt;
 use lanes_executor::state::{Key, Value};
-use lanes_executor::tx::{check_stateless, SignedTransaction};
+use lanes_executor::tx::{
+    check_stateless, check_stateless_unsigned, verify_signatures, SignedTransaction,
+};
 use lanes_executor::Receipt;
 use lanes_storage::Store;
 use lanes_types::codec::{Decode, Encode};
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/status", get(status))
         .route("/validators", get(validators))
         .route("/tx", post(submit))
+        .route("/txs", post(submit_batch))
         .route("/tx/{hash}", get(tx))
         .route("/blocks", get(blocks))
         .route("/block/{id}", get(block))
@@ -127,6 +130,33 @@ struct TxBody {
     tx: String,
 }
 
+#[derive(Deserialize)]
+struct TxsBody {
+    /// Hex of each encoded signed transaction, in order.
+    txs: Vec<String>,
+}
+
+/// Most transactions in one `POST /txs`.
+const MAX_BATCH: usize = 4096;
+
+/// Hands checked transactions to the consensus thread and waits for the mempool's answers.
+async fn admit(
+    s: &Shared,
+    txs: Vec<lanes_types::Bytes>,
+) -> Result<Vec<Result<Hash, String>>, ApiError> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    s.inputs
+        .try_send(Input::Submit { txs, reply })
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "node busy, retry".into()))?;
+    let results = answer
+        .await
+        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "node shutting down".into()))?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.map_err(|e| e.to_string()))
+        .collect())
+}
+
 /// `POST /tx`: a hex-encoded signed transaction, as JSON `{"tx": "..."}` or a raw hex body.
 async fn submit(State(s): State<AppState>, body: Body) -> ApiResult {
     let text = std::str::from_utf8(&body).map_err(|_| bad("body is not UTF-8"))?;
@@ -141,21 +171,82 @@ async fn submit(State(s): State<AppState>, body: Body) -> ApiResult {
     };
     let stx = check_stateless(&raw, &s.genesis.chain_id, &s.genesis.params)
         .map_err(|e| reject(e.to_string()))?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    s.inputs
-        .try_send(Input::Submit {
-            tx: raw.into(),
-            reply,
-        })
-        .map_err(|_| ApiError(StatusCode::SERVICE_UNAVAILABLE, "node busy, retry".into()))?;
-    match answer.await {
-        Ok(Ok(hash)) => Ok(Json(json!({ "hash": hash.to_string() }))),
-        Ok(Err(e)) => Err(reject(format!("{e} ({})", stx.hash()))),
-        Err(_) => Err(ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node shutting down".into(),
-        )),
+    match admit(&s, vec![raw.into()]).await?.remove(0) {
+        Ok(hash) => Ok(Json(json!({ "hash": hash.to_string() }))),
+        Err(e) => Err(reject(format!("{e} ({})", stx.hash()))),
     }
+}
+
+/// `POST /txs`: `{"txs": [hex, ...]}`, up to 4,096 in order (one sender's nonces stay in
+/// order). Signatures are verified in one batch. The answer has one entry per transaction:
+/// `{"hash"}` or `{"error"}`.
+async fn submit_batch(State(s): State<AppState>, body: Body) -> ApiResult {
+    let body: TxsBody = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("expected {{\"txs\": [hex, ...]}}: {e}")))?;
+    if body.txs.len() > MAX_BATCH {
+        return Err(bad(format!("at most {MAX_BATCH} transactions per batch")));
+    }
+    let (chain_id, params) = (s.genesis.chain_id.clone(), s.genesis.params.clone());
+    // Decoding and batch verification are CPU work: keep them off the tokio workers.
+    let (mut out, slots, to_admit) =
+        tokio::task::spawn_blocking(move || check_batch(&body.txs, &chain_id, &params))
+            .await
+            .map_err(|_| ApiError(StatusCode::INTERNAL_SERVER_ERROR, "verifier failed".into()))?;
+    for (i, r) in slots.into_iter().zip(admit(&s, to_admit).await?) {
+        out[i] = Some(match r {
+            Ok(h) => json!({ "hash": h.to_string() }),
+            Err(e) => json!({ "error": e }),
+        });
+    }
+    let rejected = out
+        .iter()
+        .filter(|o| o.as_ref().is_some_and(|v| v.get("error").is_some()))
+        .count();
+    Metrics::add(&s.metrics.rejected_txs, rejected as u64);
+    Ok(Json(json!(out)))
+}
+
+/// One checked batch: an answer slot per transaction (filled for the rejected ones), the
+/// indices of the accepted ones, and their bytes for the mempool.
+type CheckedBatch = (Vec<Option<Json_>>, Vec<usize>, Vec<lanes_types::Bytes>);
+
+/// Stateless checks of a batch with its signatures verified together.
+fn check_batch(
+    txs: &[String],
+    chain_id: &str,
+    params: &lanes_types::ProtocolParams,
+) -> CheckedBatch {
+    let mut out: Vec<Option<Json_>> = vec![None; txs.len()];
+    let mut decoded = Vec::with_capacity(txs.len());
+    for (i, hex) in txs.iter().enumerate() {
+        let checked = decode_hex(hex)
+            .ok_or_else(|| "transaction is not hex".to_string())
+            .and_then(|raw| {
+                check_stateless_unsigned(&raw, chain_id, params)
+                    .map(|stx| (raw, stx))
+                    .map_err(|e| e.to_string())
+            });
+        match checked {
+            Ok(pair) => decoded.push((i, pair)),
+            Err(e) => out[i] = Some(json!({ "error": e })),
+        }
+    }
+    let stxs: Vec<SignedTransaction> = decoded.iter().map(|(_, (_, stx))| stx.clone()).collect();
+    let mut bad_sig = vec![false; stxs.len()];
+    for k in verify_signatures(&stxs).err().unwrap_or_default() {
+        bad_sig[k] = true;
+    }
+    let mut slots = Vec::with_capacity(decoded.len());
+    let mut accepted = Vec::with_capacity(decoded.len());
+    for (k, (i, (raw, _))) in decoded.into_iter().enumerate() {
+        if bad_sig[k] {
+            out[i] = Some(json!({ "error": "bad signature" }));
+        } else {
+            slots.push(i);
+            accepted.push(raw.into());
+        }
+    }
+    (out, slots, accepted)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

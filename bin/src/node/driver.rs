@@ -140,8 +140,8 @@ pub fn consensus_loop(
         let mut actions = match input {
             None => Vec::new(),
             Some(Input::Net { from, bytes }) => replica.handle(Event::Message { from, bytes }, now),
-            Some(Input::Submit { tx, reply }) => {
-                let (result, actions) = replica.submit(tx, now);
+            Some(Input::Submit { txs, reply }) => {
+                let (result, actions) = replica.submit_batch(txs, now);
                 let _ = reply.send(result);
                 actions
             }

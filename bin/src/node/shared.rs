@@ -19,12 +19,12 @@ pub enum Input {
         /// The encoded message.
         bytes: Vec<u8>,
     },
-    /// A client transaction that passed the stateless checks.
+    /// Client transactions that passed the stateless checks, in order.
     Submit {
-        /// Encoded signed transaction.
-        tx: Bytes,
-        /// Where the mempool's answer goes.
-        reply: tokio::sync::oneshot::Sender<Result<Hash, AdmitError>>,
+        /// Encoded signed transactions.
+        txs: Vec<Bytes>,
+        /// Where the mempool's answers go, one per transaction.
+        reply: tokio::sync::oneshot::Sender<Vec<Result<Hash, AdmitError>>>,
     },
     /// The executor stored a block.
     Executed {
