@@ -73,6 +73,9 @@ pub struct NodeConfig {
     /// Log format: `text` (default) or `json`.
     #[serde(default = "default_log_format")]
     pub log_format: String,
+    /// Blocks kept below the head; older ones are pruned (0, the default, keeps all).
+    #[serde(default)]
+    pub retain_blocks: u64,
     /// `host:port` overrides of genesis peer addresses, by validator index (a fault proxy
     /// between peers uses this). In TOML: a `[peers]` table with keys `"0"`, `"1"`, ...
     #[serde(default, with = "peer_map", skip_serializing_if = "BTreeMap::is_empty")]
@@ -119,6 +122,7 @@ impl NodeConfig {
             key: default_key(),
             exec_threads: default_exec_threads(),
             log_format: default_log_format(),
+            retain_blocks: 0,
             peers: BTreeMap::new(),
         }
     }
@@ -136,6 +140,7 @@ impl NodeConfig {
              # Relative paths are relative to this directory. Optional fields:\n\
              #   exec_threads = 2          executor threads\n\
              #   log_format = \"text\"       or \"json\"\n\
+             #   retain_blocks = 0         blocks kept below the head (0: all)\n\
              #   [peers]                   override genesis peer addresses by validator index\n\
              #   \"1\" = \"127.0.0.1:9001\"\n\
              \n{body}"

@@ -103,6 +103,10 @@ struct NodeArgs {
     /// Log format: text or json (default: the config's, else text).
     #[arg(long)]
     log_format: Option<String>,
+    /// Keep only this many blocks below the head (0 keeps all; default: the config's, else 0).
+    /// A peer that misses pruned blocks fetches the certified state instead.
+    #[arg(long)]
+    retain_blocks: Option<u64>,
 }
 
 fn init_logging(format: &str) -> Result<()> {
@@ -133,6 +137,7 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 peers: home.config.peers,
                 exec_threads: a.exec_threads.unwrap_or(home.config.exec_threads),
                 log_format: a.log_format.clone().unwrap_or(home.config.log_format),
+                retain_blocks: a.retain_blocks.unwrap_or(home.config.retain_blocks),
             }
         }
         None => {
@@ -149,6 +154,7 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 peers: Default::default(),
                 exec_threads: a.exec_threads.unwrap_or(2),
                 log_format: a.log_format.clone().unwrap_or_else(|| "text".into()),
+                retain_blocks: a.retain_blocks.unwrap_or(0),
             }
         }
     };

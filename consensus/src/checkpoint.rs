@@ -172,7 +172,7 @@ impl<C: Context> Replica<C> {
     // ----- catch-up -----
 
     /// The height at least one honest validator has executed: the (f+1)-th highest claim.
-    fn sync_target(&self) -> u64 {
+    pub(crate) fn sync_target(&self) -> u64 {
         let mut claims = self.claims.clone();
         claims.sort_unstable_by(|a, b| b.cmp(a));
         claims[self.f].max(self.stable.height)

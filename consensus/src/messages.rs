@@ -189,6 +189,40 @@ pub struct CertifiedBlock {
 }
 codec_struct!(CertifiedBlock { block, certificate });
 
+/// One piece of a validator's state, streamed to a replica that fetches the state because the
+/// blocks it misses are pruned (or its own state diverged). Handled by the node, not the
+/// consensus core: the receiver checks the certificate's quorum and rebuilds the state tree
+/// from the entries before it installs anything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChunk {
+    /// The requester's session id, echoed.
+    pub session: u64,
+    /// Height of the state (the sender's head when it took its snapshot).
+    pub height: u64,
+    /// Hash of the block at `height`.
+    pub block_hash: Hash,
+    /// The state root the sender computed at `height`.
+    pub state_root: Hash,
+    /// Position of this chunk in the stream, from 0.
+    pub seq: u32,
+    /// State entries (encoded key, encoded value), ascending by key.
+    pub entries: Vec<(Bytes, Bytes)>,
+    /// Whether this is the stream's last chunk.
+    pub last: bool,
+    /// In the last chunk: the execution certificate of `height`.
+    pub certificate: Option<CheckpointCertificate>,
+}
+codec_struct!(StateChunk {
+    session,
+    height,
+    block_hash,
+    state_root,
+    seq,
+    entries,
+    last,
+    certificate
+});
+
 /// Everything one validator sends another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -226,11 +260,18 @@ pub enum Message {
     },
     /// Committed blocks, ascending by height.
     SyncResponse(Vec<CertifiedBlock>),
+    /// Asks for a snapshot of the receiver's latest certified state (state transfer).
+    StateRequest {
+        /// Chosen by the requester; echoed in every chunk.
+        session: u64,
+    },
+    /// A piece of a state snapshot.
+    StateChunk(StateChunk),
 }
 
 impl Message {
     /// The short name of each kind, indexed by its encoding tag.
-    pub const KINDS: [&'static str; 9] = [
+    pub const KINDS: [&'static str; 11] = [
         "txs",
         "pre-prepare",
         "prepare",
@@ -240,7 +281,20 @@ impl Message {
         "new-view",
         "sync-request",
         "sync-response",
+        "state-request",
+        "state-chunk",
     ];
+
+    /// Whether encoded bytes are a [`Message::SyncResponse`] without blocks: the sender no
+    /// longer has the blocks asked for (pruned).
+    pub fn is_empty_sync_response(bytes: &[u8]) -> bool {
+        bytes == [8, 0, 0, 0, 0]
+    }
+
+    /// Whether encoded bytes are a state-transfer message, which the node handles itself.
+    pub fn is_state_transfer(bytes: &[u8]) -> bool {
+        matches!(bytes.first(), Some(9 | 10))
+    }
 
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
@@ -254,6 +308,8 @@ impl Message {
             Message::NewView(_) => 6,
             Message::SyncRequest { .. } => 7,
             Message::SyncResponse(_) => 8,
+            Message::StateRequest { .. } => 9,
+            Message::StateChunk(_) => 10,
         };
         Self::KINDS[tag]
     }
@@ -304,6 +360,14 @@ impl Encode for Message {
                 out.push(8);
                 blocks.encode(out);
             }
+            Message::StateRequest { session } => {
+                out.push(9);
+                session.encode(out);
+            }
+            Message::StateChunk(chunk) => {
+                out.push(10);
+                chunk.encode(out);
+            }
         }
     }
 }
@@ -330,6 +394,10 @@ impl Decode for Message {
                 to: Decode::decode(r)?,
             },
             8 => Message::SyncResponse(Decode::decode(r)?),
+            9 => Message::StateRequest {
+                session: Decode::decode(r)?,
+            },
+            10 => Message::StateChunk(Decode::decode(r)?),
             tag => return Err(DecodeError::InvalidTag { ty: "Message", tag }),
         })
     }

@@ -525,7 +525,13 @@ impl<C: Context> Replica<C> {
     pub fn committed_height(&self) -> u64 {
         self.committed.height
     }
-    /// Height of the last stable checkpoint (execution certificate).
+    /// A height at least one honest validator has executed: the (f+1)-th highest height
+    /// validators have signed a checkpoint for (or our stable checkpoint, if higher).
+    pub fn network_height(&self) -> u64 {
+        self.sync_target()
+    }
+
+    /// Height of the last stable checkpoint (the highest execution certificate).
     pub fn stable_height(&self) -> u64 {
         self.stable.height
     }
@@ -601,6 +607,9 @@ impl<C: Context> Replica<C> {
             Message::NewView(nv) => self.on_new_view(nv),
             Message::SyncRequest { from: lo, to: hi } => self.on_sync_request(from, lo, hi),
             Message::SyncResponse(blocks) => self.on_sync_response(blocks),
+            Message::StateRequest { .. } | Message::StateChunk(_) => {
+                Err("state transfer is the node's, not the replica's")
+            }
         }
     }
 

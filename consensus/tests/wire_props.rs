@@ -27,6 +27,8 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         c.restart(0);
         c.settle(12_000, all);
         assert!(c.delivered[0].len() >= 2, "the restarted replica caught up");
+        // State transfer is the node's: its two messages are added by hand.
+        c.sent.extend(state_transfer_samples());
         let kinds: std::collections::BTreeSet<&str> = c
             .sent
             .iter()
@@ -37,6 +39,37 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         }
         c.sent
     })
+}
+
+/// A state request and two chunks (a middle one, and a last one with a certificate).
+fn state_transfer_samples() -> Vec<Vec<u8>> {
+    use lanes_consensus::messages::StateChunk;
+    use lanes_types::{Bytes, CheckpointCertificate, Hash, Signature, ValidatorSignature};
+    let chunk = |seq, last: bool| StateChunk {
+        session: 42,
+        height: 9,
+        block_hash: Hash::tagged("test", b"block"),
+        state_root: Hash::tagged("test", b"root"),
+        seq,
+        entries: vec![(Bytes(vec![1, 2]), Bytes(vec![3; 40]))],
+        last,
+        certificate: last.then(|| CheckpointCertificate {
+            height: 9,
+            block_hash: Hash::tagged("test", b"block"),
+            state_root: Hash::tagged("test", b"root"),
+            signatures: (0..3)
+                .map(|v| ValidatorSignature {
+                    validator: v,
+                    signature: Signature([v as u8; 64]),
+                })
+                .collect(),
+        }),
+    };
+    vec![
+        Message::StateRequest { session: 42 }.to_bytes(),
+        Message::StateChunk(chunk(0, false)).to_bytes(),
+        Message::StateChunk(chunk(1, true)).to_bytes(),
+    ]
 }
 
 /// A fresh replica (n1) fed `bytes` from n2: must not panic, and must not vote.
@@ -82,5 +115,17 @@ proptest! {
         // A flipped byte either fails to decode, fails a check, or is harmless; a vote can only
         // follow from a valid pre-prepare from the primary, which n2 is not in view 0.
         prop_assert!(feed_fresh(bytes));
+    }
+}
+
+#[test]
+fn an_empty_sync_response_is_recognised_as_such() {
+    assert!(Message::is_empty_sync_response(
+        &Message::SyncResponse(Vec::new()).to_bytes()
+    ));
+    for bytes in corpus() {
+        let empty =
+            matches!(Message::from_bytes(bytes), Ok(Message::SyncResponse(b)) if b.is_empty());
+        assert_eq!(Message::is_empty_sync_response(bytes), empty);
     }
 }

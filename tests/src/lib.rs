@@ -65,6 +65,11 @@ pub struct Cluster {
 impl Cluster {
     /// Writes a genesis for `n` validators and starts them all.
     pub fn start(n: usize) -> Result<Cluster> {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra `lanes node` arguments for every node.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
         let accounts: Vec<SecretKey> = (0..8)
@@ -120,6 +125,10 @@ impl Cluster {
                 "--data".into(),
                 dir.path().join(format!("data-{i}")).display().to_string(),
             ];
+            let args = args
+                .into_iter()
+                .chain(extra_args.iter().map(|a| a.to_string()))
+                .collect();
             nodes.push(NodeProc {
                 index: i,
                 api,
@@ -157,7 +166,10 @@ impl Cluster {
             .open(&node.log)?;
         let child = Command::new(lanes_binary())
             .args(&node.args)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("LANES_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -82,8 +82,9 @@ fn a_node_killed_with_sigkill_restarts_and_catches_up_and_the_primary_can_fail()
     c.spawn(2).unwrap();
     c.wait_healthy(Duration::from_secs(30)).unwrap();
     let after = load(&mut c, 5, &[0, 1, 2, 3]);
-    c.wait_tx(2, after.last().unwrap(), Duration::from_secs(30))
-        .expect("restarted node has the new blocks");
+    if let Err(e) = c.wait_tx(2, after.last().unwrap(), Duration::from_secs(30)) {
+        panic!("restarted node lacks the new blocks: {e}");
+    }
     for h in first.iter().chain(&during) {
         c.wait_tx(2, h, Duration::from_secs(5))
             .expect("restarted node has every earlier block");

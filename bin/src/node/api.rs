@@ -99,6 +99,8 @@ async fn status(State(s): State<AppState>) -> ApiResult {
         "mempool": st.mempool,
         "peers": connected,
         "diverged_at": st.diverged_at,
+        "state_sync": st.state_sync,
+        "lowest_block": s.store.block_floor().unwrap_or(1),
     })))
 }
 
@@ -648,6 +650,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             "counter",
             "Certified roots that differed from ours.",
             g(&m.divergence_alarms) as f64,
+        ),
+        (
+            "lanes_state_syncs_total",
+            "counter",
+            "Certified state snapshots installed from peers.",
+            g(&m.state_syncs) as f64,
         ),
         (
             "lanes_rejected_messages_total",

@@ -4,13 +4,16 @@
 
 use super::ledger;
 use super::shared::{BlockEvent, Input, Metrics, Shared};
-use anyhow::Result;
+use super::state_sync::{self, Snapshot, StateSync};
+use anyhow::{Context as _, Result};
 use lanes_consensus::messages::{CertifiedBlock, Message};
-use lanes_consensus::{Action, Alarm, Context, Ed25519Keys, Event, Replica, SafetyWrite};
+use lanes_consensus::{
+    Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite,
+};
 use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
 use lanes_executor::Executor;
 use lanes_storage::{StorageError, Store};
-use lanes_types::codec::Encode;
+use lanes_types::codec::{Decode, Encode};
 use lanes_types::{Block, CheckpointCertificate, CommitCertificate, Genesis, Hash, Signature};
 use std::collections::BTreeMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -115,74 +118,167 @@ pub enum ExecJob {
     Block(Block, CommitCertificate),
     /// Store an execution certificate (once its block is stored).
     Certificate(CheckpointCertificate),
+    /// Install a certified state snapshot received from a peer.
+    Install(Snapshot),
 }
 
 /// Most bytes of blocks in one catch-up answer.
 const MAX_SYNC_BYTES: usize = 8 << 20;
 
-/// Runs the consensus thread until [`Input::Shutdown`].
-pub fn consensus_loop(
-    mut replica: Replica<NodeContext>,
-    inputs: Receiver<Input>,
-    shared: Arc<Shared>,
-    exec: Sender<ExecJob>,
-    clock: Clock,
-) -> Result<()> {
-    let mut timer: Option<u64> = None;
-    loop {
-        let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
-        let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
-            Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            Ok(input) => Some(input),
-            Err(RecvTimeoutError::Timeout) => None,
-        };
-        let now = clock.now();
-        let mut actions = match input {
-            None => Vec::new(),
-            Some(Input::Net { from, bytes }) => replica.handle(Event::Message { from, bytes }, now),
-            Some(Input::Submit { txs, reply }) => {
-                let (result, actions) = replica.submit_batch(txs, now);
-                let _ = reply.send(result);
-                actions
-            }
-            Some(Input::Executed {
-                height,
-                block_hash,
-                state_root,
-            }) => replica.handle(
-                Event::Executed {
+/// What the consensus thread needs besides the replica and its queues.
+pub struct ConsensusDriver {
+    /// Builds a replica from recovered state: at start-up, and again after a state transfer.
+    pub make_replica: Box<dyn Fn(Recovered) -> Result<Replica<NodeContext>> + Send>,
+    /// The async runtime, for network sends that wait for queue room.
+    pub runtime: tokio::runtime::Handle,
+    /// The node's clock.
+    pub clock: Clock,
+}
+
+impl ConsensusDriver {
+    /// Runs the consensus thread until [`Input::Shutdown`].
+    pub fn run(
+        self,
+        mut replica: Replica<NodeContext>,
+        inputs: Receiver<Input>,
+        shared: Arc<Shared>,
+        exec: Sender<ExecJob>,
+    ) -> Result<()> {
+        let clock = self.clock;
+        let stuck_ms = (30 * shared.genesis.params.view_timeout_ms).max(30_000);
+        let n = shared.genesis.validators.len() as u32;
+        let mut sync = StateSync::new(shared.me, n, stuck_ms, clock.now());
+        sync.executed(replica.committed_height(), clock.now());
+        let mut timer: Option<u64> = None;
+        loop {
+            let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
+            let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
+                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+            };
+            let now = clock.now();
+            let mut actions = match input {
+                None => Vec::new(),
+                Some(Input::Net { from, bytes }) if Message::is_state_transfer(&bytes) => {
+                    self.on_state_message(from, &bytes, &mut sync, &shared, &exec, now)?;
+                    Vec::new()
+                }
+                Some(Input::Net { from, bytes }) => {
+                    if Message::is_empty_sync_response(&bytes) {
+                        sync.blocks_unavailable(now);
+                    }
+                    replica.handle(Event::Message { from, bytes }, now)
+                }
+                Some(Input::Submit { txs, reply }) => {
+                    let (result, actions) = replica.submit_batch(txs, now);
+                    let _ = reply.send(result);
+                    actions
+                }
+                Some(Input::Executed {
                     height,
                     block_hash,
                     state_root,
-                },
+                }) => {
+                    sync.executed(height, now);
+                    replica.handle(
+                        Event::Executed {
+                            height,
+                            block_hash,
+                            state_root,
+                        },
+                        now,
+                    )
+                }
+                Some(Input::StateInstalled(result)) => {
+                    sync.installed(result.is_ok(), now);
+                    match result {
+                        Ok((head, certificate)) => {
+                            // The replica starts again from the installed state, with every
+                            // vote it promised (the safety records are untouched).
+                            replica = (self.make_replica)(Recovered {
+                                committed_height: head.height,
+                                committed_hash: head.block_hash,
+                                stable: Some(certificate),
+                                safety: shared.store.safety_records()?,
+                            })?;
+                            sync.executed(head.height, now);
+                            timer = None;
+                            replica.handle(Event::Timer, now)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "state snapshot refused");
+                            Vec::new()
+                        }
+                    }
+                }
+                Some(Input::Shutdown) => unreachable!("handled above"),
+            };
+            if timer.is_some_and(|t| t <= now) {
+                timer = None;
+                actions.extend(replica.handle(Event::Timer, now));
+            }
+            for action in actions {
+                carry_out(action, &shared, &exec, &mut timer)?;
+            }
+            let need = sync.need(
+                replica.network_height(),
+                replica.diverged_at().is_some(),
                 now,
-            ),
-            Some(Input::Shutdown) => unreachable!("handled above"),
-        };
-        if timer.is_some_and(|t| t <= now) {
-            timer = None;
-            actions.extend(replica.handle(Event::Timer, now));
+            );
+            if let Some((peer, request)) = sync.tick(need, now) {
+                let _ = shared.net.send(peer, request.to_bytes().into());
+            }
+            let stats = replica.stats();
+            shared
+                .metrics
+                .view_changes
+                .store(stats.view_changes, std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.rejected_messages.store(
+                stats.rejected_messages,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            shared.update_status(|s| {
+                s.view = replica.view();
+                s.primary = replica.primary();
+                s.in_view_change = replica.in_view_change();
+                s.certified_height = replica.stable_height();
+                s.mempool = replica.mempool_len();
+                s.diverged_at = replica.diverged_at();
+                s.state_sync = sync.describe();
+            });
         }
-        for action in actions {
-            carry_out(action, &shared, &exec, &mut timer)?;
+    }
+
+    /// A state request (served on a thread of its own) or a chunk of the transfer we asked for.
+    fn on_state_message(
+        &self,
+        from: u32,
+        bytes: &[u8],
+        sync: &mut StateSync,
+        shared: &Arc<Shared>,
+        exec: &Sender<ExecJob>,
+        now: u64,
+    ) -> Result<()> {
+        match Message::from_bytes(bytes) {
+            Ok(Message::StateRequest { session }) => {
+                state_sync::serve(shared, &self.runtime, from, session);
+            }
+            Ok(Message::StateChunk(chunk)) => {
+                match sync.on_chunk(from, chunk, &shared.genesis, now) {
+                    Ok(Some(snapshot)) => exec
+                        .send(ExecJob::Install(snapshot))
+                        .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?,
+                    Ok(None) => {}
+                    Err(e) => {
+                        Metrics::add(&shared.metrics.rejected_messages, 1);
+                        tracing::warn!(from, error = %e, "state transfer aborted");
+                    }
+                }
+            }
+            _ => Metrics::add(&shared.metrics.rejected_messages, 1),
         }
-        let stats = replica.stats();
-        shared
-            .metrics
-            .view_changes
-            .store(stats.view_changes, std::sync::atomic::Ordering::Relaxed);
-        shared.metrics.rejected_messages.store(
-            stats.rejected_messages,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        shared.update_status(|s| {
-            s.view = replica.view();
-            s.primary = replica.primary();
-            s.in_view_change = replica.in_view_change();
-            s.certified_height = replica.stable_height();
-            s.mempool = replica.mempool_len();
-            s.diverged_at = replica.diverged_at();
-        });
+        Ok(())
     }
 }
 
@@ -291,18 +387,24 @@ fn serve_sync(shared: &Shared, to: u32, from: u64, to_height: u64) {
             break;
         }
     }
-    if !blocks.is_empty() {
-        let message = Message::SyncResponse(blocks).to_bytes();
-        let _ = shared.net.send(to, message.into());
-    }
+    // An empty answer tells the requester we no longer have the blocks it needs (they were
+    // pruned): it then fetches the certified state instead.
+    let message = Message::SyncResponse(blocks).to_bytes();
+    let _ = shared.net.send(to, message.into());
 }
 
+/// Most blocks pruned after one committed block (pruning catches up gradually).
+const PRUNE_STEP: u64 = 64;
+
 /// Runs the executor thread: executes and stores committed blocks in order, stores execution
-/// certificates once their block is stored, and reports each stored block to consensus.
+/// certificates once their block is stored, installs certified state snapshots, prunes blocks
+/// older than `retain_blocks` below the head (0: never), and reports each stored block to
+/// consensus.
 pub fn executor_loop(
     jobs: Receiver<ExecJob>,
     shared: Arc<Shared>,
     executor: Executor,
+    retain_blocks: u64,
 ) -> Result<()> {
     let mut pending: BTreeMap<u64, CheckpointCertificate> = BTreeMap::new();
     while let Ok(job) = jobs.recv() {
@@ -310,49 +412,30 @@ pub fn executor_loop(
             ExecJob::Certificate(cert) => {
                 pending.insert(cert.height, cert);
             }
+            ExecJob::Install(snapshot) => {
+                let result = state_sync::install(&shared.store, &snapshot, &shared.metrics);
+                if let Ok(head) = &result {
+                    pending.retain(|h, _| *h > head.height);
+                    shared.update_status(|s| {
+                        s.height = head.height;
+                        s.block_hash = head.block_hash.to_string();
+                        s.state_root = head.state_root.to_string();
+                    });
+                }
+                let result = result.map(|head| (head, snapshot.certificate));
+                let _ = shared.inputs.send(Input::StateInstalled(result));
+            }
             ExecJob::Block(block, certificate) => {
-                let done = ledger::execute_and_store(
-                    &shared.store,
-                    &executor,
-                    &shared.genesis,
-                    &block,
-                    &certificate,
-                )?;
-                let m = &shared.metrics;
-                Metrics::add(&m.committed_blocks, 1);
-                Metrics::add(&m.committed_txs, block.txs.len() as u64);
-                let us = (done.exec_ms * 1e3) as u64;
-                m.last_exec_us
-                    .store(us, std::sync::atomic::Ordering::Relaxed);
-                Metrics::add(&m.exec_us_total, us);
-                let hash = block.hash();
-                shared.update_status(|s| {
-                    s.height = block.height();
-                    s.block_hash = hash.to_string();
-                    s.state_root = done.state_root.to_string();
-                });
-                let _ = shared.blocks.send(BlockEvent {
-                    height: block.height(),
-                    hash: hash.to_string(),
-                    txs: block.txs.len(),
-                    ok_txs: done.ok_txs,
-                    state_root: done.state_root.to_string(),
-                    timestamp_ms: block.header.timestamp_ms,
-                    view: certificate.view,
-                    exec_ms: done.exec_ms,
-                });
-                tracing::info!(
-                    height = block.height(),
-                    txs = block.txs.len(),
-                    root = %done.state_root.short(),
-                    exec_ms = format!("{:.1}", done.exec_ms),
-                    "committed"
-                );
-                let _ = shared.inputs.send(Input::Executed {
-                    height: block.height(),
-                    block_hash: hash,
-                    state_root: done.state_root,
-                });
+                execute_block(&shared, &executor, &block, &certificate)?;
+                let height = block.height();
+                if retain_blocks > 0 && height > retain_blocks {
+                    if let Err(e) = shared
+                        .store
+                        .prune_blocks(height - retain_blocks, PRUNE_STEP)
+                    {
+                        tracing::warn!(error = %e, "pruning old blocks failed");
+                    }
+                }
             }
         }
         // Certificates whose block is stored now.
@@ -382,5 +465,81 @@ pub fn executor_loop(
             }
         }
     }
+    Ok(())
+}
+
+/// Executes and stores one committed block and reports it. A block already stored (delivered
+/// again after a state transfer) is reported from storage; one above a gap is skipped (the
+/// node then fetches the certified state).
+fn execute_block(
+    shared: &Shared,
+    executor: &Executor,
+    block: &Block,
+    certificate: &CommitCertificate,
+) -> Result<()> {
+    let head = shared.store.head()?.context("no genesis state")?;
+    let height = block.height();
+    let hash = block.hash();
+    if height <= head.height {
+        let stored = if height == head.height {
+            Some(head.block_hash)
+        } else {
+            shared.store.block(height)?.map(|b| b.hash())
+        };
+        if let (Some(stored), Some(root)) = (stored, shared.store.state_root(height)?) {
+            if stored == hash {
+                let _ = shared.inputs.send(Input::Executed {
+                    height,
+                    block_hash: hash,
+                    state_root: root,
+                });
+            }
+        }
+        return Ok(());
+    }
+    if height > head.height + 1 {
+        tracing::warn!(
+            height,
+            head = head.height,
+            "committed block above a gap skipped; the certified state will be fetched"
+        );
+        return Ok(());
+    }
+    let done =
+        ledger::execute_and_store(&shared.store, executor, &shared.genesis, block, certificate)?;
+    let m = &shared.metrics;
+    Metrics::add(&m.committed_blocks, 1);
+    Metrics::add(&m.committed_txs, block.txs.len() as u64);
+    let us = (done.exec_ms * 1e3) as u64;
+    m.last_exec_us
+        .store(us, std::sync::atomic::Ordering::Relaxed);
+    Metrics::add(&m.exec_us_total, us);
+    shared.update_status(|s| {
+        s.height = height;
+        s.block_hash = hash.to_string();
+        s.state_root = done.state_root.to_string();
+    });
+    let _ = shared.blocks.send(BlockEvent {
+        height,
+        hash: hash.to_string(),
+        txs: block.txs.len(),
+        ok_txs: done.ok_txs,
+        state_root: done.state_root.to_string(),
+        timestamp_ms: block.header.timestamp_ms,
+        view: certificate.view,
+        exec_ms: done.exec_ms,
+    });
+    tracing::info!(
+        height,
+        txs = block.txs.len(),
+        root = %done.state_root.short(),
+        exec_ms = format!("{:.1}", done.exec_ms),
+        "committed"
+    );
+    let _ = shared.inputs.send(Input::Executed {
+        height,
+        block_hash: hash,
+        state_root: done.state_root,
+    });
     Ok(())
 }

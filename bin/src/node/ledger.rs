@@ -41,7 +41,8 @@ impl NodeStore for StoreNodes<'_> {
     }
 }
 
-fn tree_writes(nodes: &[(Hash, Node)]) -> Vec<(Bytes, Option<Bytes>)> {
+/// Tree nodes as storage writes.
+pub fn tree_writes(nodes: &[(Hash, Node)]) -> Vec<(Bytes, Option<Bytes>)> {
     nodes
         .iter()
         .map(|(h, n)| (Bytes(h.0.to_vec()), Some(Bytes(n.to_bytes()))))

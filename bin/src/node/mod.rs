@@ -10,6 +10,7 @@ pub mod api;
 mod driver;
 pub mod ledger;
 pub mod shared;
+pub mod state_sync;
 
 use anyhow::{bail, Context as _, Result};
 use driver::{Clock, NodeContext};
@@ -44,6 +45,8 @@ pub struct NodeParams {
     pub exec_threads: usize,
     /// Log format (text or json), applied by the caller.
     pub log_format: String,
+    /// Blocks kept below the head (0: all).
+    pub retain_blocks: u64,
 }
 
 /// Bound of the queue into the consensus thread; network messages beyond it are dropped
@@ -58,6 +61,14 @@ pub fn run(p: NodeParams) -> Result<()> {
         .with_context(|| format!("validator index {} is not in genesis", p.index))?;
     if me.public_key != p.key.public_key() {
         bail!("the key is not validator {}'s key in genesis", p.index);
+    }
+    let window = p.genesis.params.watermark_window;
+    if p.retain_blocks != 0 && p.retain_blocks < 2 * window {
+        bail!(
+            "retain_blocks is {}: it must be 0 (keep every block) or at least twice the watermark window ({})",
+            p.retain_blocks,
+            2 * window
+        );
     }
     std::fs::create_dir_all(&p.data_dir)
         .with_context(|| format!("creating {}", p.data_dir.display()))?;
@@ -84,13 +95,20 @@ pub fn run(p: NodeParams) -> Result<()> {
         safety_records = recovered.safety.len(),
         "recovered from storage"
     );
-    let ctx = NodeContext {
-        keys: Ed25519Keys::new(p.key.clone(), validators.clone()),
-        genesis: p.genesis.clone(),
-        store: store.clone(),
+    let make_replica = {
+        let (genesis, key, store) = (p.genesis.clone(), p.key.clone(), store.clone());
+        let index = p.index;
+        move |recovered: Recovered| -> Result<Replica<NodeContext>> {
+            let ctx = NodeContext {
+                keys: Ed25519Keys::new(key.clone(), genesis.validator_set()),
+                genesis: genesis.clone(),
+                store: store.clone(),
+            };
+            Replica::new(Config::from_genesis(&genesis, index), ctx, recovered)
+                .context("the persisted consensus safety state is unreadable")
+        }
     };
-    let replica = Replica::new(Config::from_genesis(&p.genesis, p.index), ctx, recovered)
-        .context("the persisted consensus safety state is unreadable")?;
+    let replica = make_replica(recovered)?;
     let executor = Executor::new(p.exec_threads).context("starting the executor pool")?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -146,11 +164,16 @@ pub fn run(p: NodeParams) -> Result<()> {
     let exec_shared = shared.clone();
     let exec_thread = std::thread::Builder::new()
         .name("executor".into())
-        .spawn(move || driver::executor_loop(exec_rx, exec_shared, executor))?;
+        .spawn(move || driver::executor_loop(exec_rx, exec_shared, executor, p.retain_blocks))?;
     let cons_shared = shared.clone();
+    let driver = driver::ConsensusDriver {
+        make_replica: Box::new(make_replica),
+        runtime: runtime.handle().clone(),
+        clock,
+    };
     let consensus_thread = std::thread::Builder::new()
         .name("consensus".into())
-        .spawn(move || driver::consensus_loop(replica, inputs_rx, cons_shared, exec_tx, clock))?;
+        .spawn(move || driver.run(replica, inputs_rx, cons_shared, exec_tx))?;
 
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(p.api))

@@ -35,6 +35,8 @@ pub enum Input {
         /// The root we computed.
         state_root: Hash,
     },
+    /// The executor installed a state snapshot (its head and certificate), or refused it.
+    StateInstalled(Result<(lanes_storage::Head, lanes_types::CheckpointCertificate), String>),
     /// Stop the thread.
     Shutdown,
 }
@@ -60,6 +62,8 @@ pub struct StatusSnapshot {
     pub mempool: usize,
     /// The height at which our root differed from the certified one, if it did.
     pub diverged_at: Option<u64>,
+    /// A state transfer under way, if any.
+    pub state_sync: Option<String>,
 }
 
 /// A committed block as followers see it.
@@ -106,6 +110,8 @@ pub struct Metrics {
     pub last_exec_us: AtomicU64,
     /// Total execution time, microseconds.
     pub exec_us_total: AtomicU64,
+    /// Certified state snapshots installed (state transfers).
+    pub state_syncs: AtomicU64,
 }
 
 impl Metrics {
