@@ -267,11 +267,19 @@ pub enum Message {
     },
     /// A piece of a state snapshot.
     StateChunk(StateChunk),
+    /// Asks for the receiver's executed height (a validator that lost its data asks before it
+    /// votes again).
+    HeightQuery,
+    /// The sender's executed height.
+    HeightReply {
+        /// Height of its last executed block.
+        height: u64,
+    },
 }
 
 impl Message {
     /// The short name of each kind, indexed by its encoding tag.
-    pub const KINDS: [&'static str; 11] = [
+    pub const KINDS: [&'static str; 13] = [
         "txs",
         "pre-prepare",
         "prepare",
@@ -283,6 +291,8 @@ impl Message {
         "sync-response",
         "state-request",
         "state-chunk",
+        "height-query",
+        "height-reply",
     ];
 
     /// Whether encoded bytes are a [`Message::SyncResponse`] without blocks: the sender no
@@ -291,9 +301,10 @@ impl Message {
         bytes == [8, 0, 0, 0, 0]
     }
 
-    /// Whether encoded bytes are a state-transfer message, which the node handles itself.
-    pub fn is_state_transfer(bytes: &[u8]) -> bool {
-        matches!(bytes.first(), Some(9 | 10))
+    /// Whether encoded bytes are a message the node handles itself (state transfer, height
+    /// queries), not the consensus core.
+    pub fn is_for_node(bytes: &[u8]) -> bool {
+        matches!(bytes.first(), Some(9..=12))
     }
 
     /// A short name for logs and counters.
@@ -310,6 +321,8 @@ impl Message {
             Message::SyncResponse(_) => 8,
             Message::StateRequest { .. } => 9,
             Message::StateChunk(_) => 10,
+            Message::HeightQuery => 11,
+            Message::HeightReply { .. } => 12,
         };
         Self::KINDS[tag]
     }
@@ -368,6 +381,11 @@ impl Encode for Message {
                 out.push(10);
                 chunk.encode(out);
             }
+            Message::HeightQuery => out.push(11),
+            Message::HeightReply { height } => {
+                out.push(12);
+                height.encode(out);
+            }
         }
     }
 }
@@ -398,6 +416,10 @@ impl Decode for Message {
                 session: Decode::decode(r)?,
             },
             10 => Message::StateChunk(Decode::decode(r)?),
+            11 => Message::HeightQuery,
+            12 => Message::HeightReply {
+                height: Decode::decode(r)?,
+            },
             tag => return Err(DecodeError::InvalidTag { ty: "Message", tag }),
         })
     }

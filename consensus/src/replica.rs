@@ -349,6 +349,9 @@ pub struct Replica<C: Context> {
     /// (restarted, partitioned) learns it is behind even when the chain is idle.
     pub(crate) my_checkpoint: Option<crate::messages::CheckpointVote>,
     pub(crate) heartbeat_at: u64,
+    /// Signs no proposal, vote, VIEW-CHANGE or NEW-VIEW (a replica that lost its safety state
+    /// and has not caught up yet); still follows what the others decide.
+    pub(crate) muted: bool,
     timer: Option<u64>,
     pub(crate) stats: Stats,
     pub(crate) out: Vec<Action>,
@@ -421,6 +424,7 @@ impl<C: Context> Replica<C> {
             diverged: None,
             my_checkpoint: None,
             heartbeat_at: 0,
+            muted: false,
             timer: None,
             stats: Stats::default(),
             out: Vec::new(),
@@ -535,6 +539,18 @@ impl<C: Context> Replica<C> {
     pub fn stable_height(&self) -> u64 {
         self.stable.height
     }
+    /// Mutes or unmutes the replica: a muted replica proposes nothing, signs no PREPARE, COMMIT,
+    /// VIEW-CHANGE or NEW-VIEW, and starts no view change; it still delivers the blocks a quorum
+    /// of others commits, executes them and signs checkpoints of its own roots.
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+    }
+
+    /// Whether the replica is muted.
+    pub fn muted(&self) -> bool {
+        self.muted
+    }
+
     /// Pending transactions.
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
@@ -607,9 +623,10 @@ impl<C: Context> Replica<C> {
             Message::NewView(nv) => self.on_new_view(nv),
             Message::SyncRequest { from: lo, to: hi } => self.on_sync_request(from, lo, hi),
             Message::SyncResponse(blocks) => self.on_sync_response(blocks),
-            Message::StateRequest { .. } | Message::StateChunk(_) => {
-                Err("state transfer is the node's, not the replica's")
-            }
+            Message::StateRequest { .. }
+            | Message::StateChunk(_)
+            | Message::HeightQuery
+            | Message::HeightReply { .. } => Err("a message for the node, not the replica"),
         }
     }
 
@@ -633,7 +650,11 @@ impl<C: Context> Replica<C> {
                 self.send_view_change();
             }
         } else if self.progress_deadline.is_some_and(|d| d <= self.now) {
-            self.start_view_change(self.view + 1);
+            if self.muted {
+                self.progress_deadline = None;
+            } else {
+                self.start_view_change(self.view + 1);
+            }
         }
     }
 
@@ -834,6 +855,9 @@ impl<C: Context> Replica<C> {
 
     /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
     fn propose(&mut self) {
+        if self.muted {
+            return;
+        }
         while self.is_primary() && self.next_height <= self.stable.height + self.cfg.window {
             let unproposed = self.unproposed();
             let due = self.batch_deadline.is_some_and(|d| d <= self.now);
@@ -989,7 +1013,7 @@ impl<C: Context> Replica<C> {
 
     /// Sends our PREPARE for the accepted block at `h` once its parent rule holds.
     pub(crate) fn try_prepare(&mut self, h: u64) {
-        if self.changing {
+        if self.changing || self.muted {
             return;
         }
         let view = self.view;

@@ -98,6 +98,10 @@ impl<C: Context> Replica<C> {
     /// Builds, persists the view of, and broadcasts our VIEW-CHANGE for the view we are
     /// starting, from our current stable checkpoint and prepared certificates.
     pub(crate) fn send_view_change(&mut self) {
+        if self.muted {
+            self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
+            return;
+        }
         let stable_height = self.stable.height;
         let mut prepared = Vec::new();
         let mut payloads = Vec::new();
@@ -268,7 +272,7 @@ impl<C: Context> Replica<C> {
 
     /// New primary: once a quorum asked for our view, start it.
     fn maybe_new_view(&mut self) {
-        if !self.changing || self.cfg.validators.primary(self.view) != self.cfg.me {
+        if self.muted || !self.changing || self.cfg.validators.primary(self.view) != self.cfg.me {
             return;
         }
         let entries: Vec<&(ViewChange, Vec<Vec<Bytes>>)> = self

@@ -167,3 +167,57 @@ fn garbage_and_forged_messages_are_counted_and_change_nothing() {
     assert_eq!(r.committed_height(), 0);
     assert!(c.persisted[1].is_empty(), "nothing was voted");
 }
+
+/// Kinds of message a validator signs on its own account (proposal, votes, view change).
+const SIGNED_KINDS: [&str; 5] = [
+    "pre-prepare",
+    "prepare",
+    "commit",
+    "view-change",
+    "new-view",
+];
+
+#[test]
+fn a_muted_replica_signs_nothing_yet_follows_and_two_muted_replicas_stop_progress() {
+    let mut c = Cluster::new();
+    for r in [0, 3] {
+        c.replicas[r].as_mut().unwrap().set_muted(true);
+    }
+    let spoke = std::cell::RefCell::new(Vec::new());
+    let watch = |from: u32, _: u32, m: &Message| {
+        if (from == 0 || from == 3) && SIGNED_KINDS.contains(&m.kind()) {
+            spoke.borrow_mut().push((from, m.kind()));
+        }
+        true
+    };
+    // Primary 0 and backup 3 muted: 1 and 2 alone are no quorum, whatever the time.
+    c.submit(1, 1);
+    c.settle(8_000, watch);
+    assert!(
+        c.delivered.iter().all(|d| d.is_empty()),
+        "no quorum without them"
+    );
+    assert!(
+        spoke.borrow().is_empty(),
+        "muted replicas signed {:?}",
+        spoke.borrow()
+    );
+    // Unmute 3: a view change (started by 1, 2 and 3) elects a new primary and blocks commit;
+    // muted 0 follows them without ever signing.
+    c.replicas[3].as_mut().unwrap().set_muted(false);
+    c.submit(2, 2);
+    c.settle(30_000, watch);
+    assert!(!c.delivered[1].is_empty(), "progress with three voters");
+    for r in 0..4 {
+        assert_eq!(
+            c.delivered[r], c.delivered[1],
+            "replica {r} has the same chain"
+        );
+    }
+    assert!(
+        spoke.borrow().iter().all(|(from, _)| *from == 3),
+        "muted replica 0 signed {:?}",
+        spoke.borrow()
+    );
+    assert!(c.view(1) > 0, "a view change replaced the muted primary");
+}

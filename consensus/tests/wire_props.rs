@@ -27,8 +27,8 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         c.restart(0);
         c.settle(12_000, all);
         assert!(c.delivered[0].len() >= 2, "the restarted replica caught up");
-        // State transfer is the node's: its two messages are added by hand.
-        c.sent.extend(state_transfer_samples());
+        // The node's own messages are added by hand.
+        c.sent.extend(node_message_samples());
         let kinds: std::collections::BTreeSet<&str> = c
             .sent
             .iter()
@@ -41,8 +41,9 @@ fn corpus() -> &'static Vec<Vec<u8>> {
     })
 }
 
-/// A state request and two chunks (a middle one, and a last one with a certificate).
-fn state_transfer_samples() -> Vec<Vec<u8>> {
+/// The node's own messages: a height query and reply, a state request and two chunks (a
+/// middle one, and a last one with a certificate).
+fn node_message_samples() -> Vec<Vec<u8>> {
     use lanes_consensus::messages::StateChunk;
     use lanes_types::{Bytes, CheckpointCertificate, Hash, Signature, ValidatorSignature};
     let chunk = |seq, last: bool| StateChunk {
@@ -66,6 +67,8 @@ fn state_transfer_samples() -> Vec<Vec<u8>> {
         }),
     };
     vec![
+        Message::HeightQuery.to_bytes(),
+        Message::HeightReply { height: 12 }.to_bytes(),
         Message::StateRequest { session: 42 }.to_bytes(),
         Message::StateChunk(chunk(0, false)).to_bytes(),
         Message::StateChunk(chunk(1, true)).to_bytes(),

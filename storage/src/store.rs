@@ -56,6 +56,7 @@ const META_GENESIS: &[u8] = b"genesis_hash";
 const META_HEAD: &[u8] = b"head";
 const META_CONSENSUS: &[u8] = b"consensus_position";
 const META_FLOOR: &[u8] = b"block_floor";
+const META_VOTING_HOLD: &[u8] = b"voting_hold";
 const CERT_COMMIT: u8 = 0;
 const CERT_CHECKPOINT: u8 = 1;
 
@@ -721,6 +722,23 @@ impl Store {
             }
         }
         Ok(None)
+    }
+
+    /// The height this validator must execute before it votes again, if it is holding its
+    /// votes (it started without its safety state; `u64::MAX`: not known yet).
+    pub fn voting_hold(&self) -> Result<Option<u64>, StorageError> {
+        self.get_decoded(cf::META, META_VOTING_HOLD, || "voting hold".into())
+    }
+
+    /// Sets (`Some`) or lifts (`None`) the voting hold, durably (synced).
+    pub fn set_voting_hold(&self, hold: Option<u64>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let meta = self.handle(cf::META);
+        match hold {
+            Some(h) => batch.put_cf(meta, META_VOTING_HOLD, h.to_bytes()),
+            None => batch.delete_cf(meta, META_VOTING_HOLD),
+        }
+        self.write(batch, true)
     }
 
     /// Lowest height whose block may still be stored: 1 unless blocks were pruned or the state

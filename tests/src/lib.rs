@@ -186,6 +186,12 @@ impl Cluster {
         }
     }
 
+    /// Deletes node `i`'s data directory (stop it first).
+    pub fn wipe(&mut self, i: usize) -> Result<()> {
+        let dir = self.dir.path().join(format!("data-{i}"));
+        std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))
+    }
+
     /// The last lines of node `i`'s log (for failure messages).
     pub fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();

@@ -10,8 +10,10 @@ fn commit_one_by_one(c: &mut Cluster, n: usize) {
     for i in 0..n {
         let tx = c.transfer(i % 3, 6, 1);
         let hash = c.submit(i % 3, &tx).expect("submitted");
-        c.wait_tx(0, &hash, Duration::from_secs(20))
-            .expect("committed");
+        if let Err(e) = c.wait_tx(0, &hash, Duration::from_secs(20)) {
+            let logs: Vec<String> = (1..4).map(|n| c.log_tail(n)).collect();
+            panic!("not committed: {e}\n{}", logs.join("\n-----\n"));
+        }
     }
 }
 
@@ -76,4 +78,63 @@ fn a_node_whose_missing_blocks_were_pruned_rejoins_by_state_transfer() {
         c.get(node, &format!("/account/{addr}")).unwrap()
     };
     assert_eq!(balance(3), balance(0));
+}
+
+#[test]
+fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
+    let mut c = Cluster::start(4).expect("cluster starts");
+    // A new network decides at once that there is nothing to hold.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(0..4).all(|i| c.get(i, "/status").unwrap()["voting"] == true) {
+        assert!(
+            Instant::now() < deadline,
+            "a new network never started voting"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    commit_one_by_one(&mut c, 5);
+    c.kill9(1);
+    c.wipe(1).unwrap();
+    c.spawn(1).unwrap();
+    c.wait_healthy(Duration::from_secs(30)).unwrap();
+    let reached = c.height(0).unwrap();
+    // It learns how far the chain went and holds its votes past the window above it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let until = loop {
+        let st = c.get(1, "/status").unwrap();
+        assert_eq!(st["voting"], false, "{st}");
+        if let Some(until) = st["voting_hold_until"].as_u64() {
+            break until;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hold was never decided: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(until > reached, "hold until {until}, chain at {reached}");
+    // The chain goes on without its votes; it follows, then votes again.
+    commit_one_by_one(&mut c, (until - reached) as usize + 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.get(1, "/status").unwrap();
+        if st["voting"] == true {
+            assert!(st["height"].as_u64().unwrap() >= until, "{st}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never voted again: {st}\n{}",
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its chain is everyone's, from block 1.
+    let h = c.height(1).unwrap();
+    assert_eq!(c.chain(1, h).unwrap(), c.chain(0, h).unwrap());
+    // With node 3 down, progress needs node 1's votes: they count again.
+    c.kill9(3);
+    let tx = c.transfer(5, 6, 1);
+    let hash = c.submit(1, &tx).unwrap();
+    c.wait_tx(1, &hash, Duration::from_secs(30)).unwrap();
 }

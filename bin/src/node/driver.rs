@@ -2,6 +2,7 @@
 //! carries out its actions in order, and the executor thread that executes and stores committed
 //! blocks. Neither runs on tokio's workers; the executor has its own rayon pool.
 
+use super::hold::{self, VotingHold};
 use super::ledger;
 use super::shared::{BlockEvent, Input, Metrics, Shared};
 use super::state_sync::{self, Snapshot, StateSync};
@@ -149,6 +150,23 @@ impl ConsensusDriver {
         let n = shared.genesis.validators.len() as u32;
         let mut sync = StateSync::new(shared.me, n, stuck_ms, clock.now());
         sync.executed(replica.committed_height(), clock.now());
+        let mut executed = replica.committed_height();
+        let mut hold = VotingHold::new(
+            shared.store.voting_hold()?,
+            n as usize,
+            shared.genesis.params.watermark_window,
+        );
+        if let Some(until) = hold.until() {
+            tracing::warn!(
+                until = if until == hold::UNKNOWN {
+                    None
+                } else {
+                    Some(until)
+                },
+                "started without the consensus safety state: holding votes until caught up"
+            );
+        }
+        replica.set_muted(hold.holding());
         let mut timer: Option<u64> = None;
         loop {
             let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
@@ -160,8 +178,22 @@ impl ConsensusDriver {
             let now = clock.now();
             let mut actions = match input {
                 None => Vec::new(),
-                Some(Input::Net { from, bytes }) if Message::is_state_transfer(&bytes) => {
-                    self.on_state_message(from, &bytes, &mut sync, &shared, &exec, now)?;
+                Some(Input::Net { from, bytes }) if Message::is_for_node(&bytes) => {
+                    match Message::from_bytes(&bytes) {
+                        Ok(Message::HeightQuery) => {
+                            let reply = Message::HeightReply { height: executed };
+                            let _ = shared.net.send(from, reply.to_bytes().into());
+                        }
+                        Ok(Message::HeightReply { height }) => {
+                            if let Some(decided) = hold.on_reply(from, height) {
+                                shared.store.set_voting_hold(decided)?;
+                                tracing::info!(until = ?decided, "voting hold decided from peers' heights");
+                            }
+                        }
+                        decoded => {
+                            self.on_state_message(from, decoded, &mut sync, &shared, &exec, now)?
+                        }
+                    }
                     Vec::new()
                 }
                 Some(Input::Net { from, bytes }) => {
@@ -181,6 +213,7 @@ impl ConsensusDriver {
                     state_root,
                 }) => {
                     sync.executed(height, now);
+                    executed = executed.max(height);
                     replica.handle(
                         Event::Executed {
                             height,
@@ -203,6 +236,7 @@ impl ConsensusDriver {
                                 safety: shared.store.safety_records()?,
                             })?;
                             sync.executed(head.height, now);
+                            executed = head.height;
                             timer = None;
                             replica.handle(Event::Timer, now)
                         }
@@ -214,6 +248,16 @@ impl ConsensusDriver {
                 }
                 Some(Input::Shutdown) => unreachable!("handled above"),
             };
+            if hold.on_executed(executed) {
+                shared.store.set_voting_hold(None)?;
+                tracing::info!(height = executed, "caught up: voting again");
+            }
+            if replica.muted() != hold.holding() {
+                replica.set_muted(hold.holding());
+            }
+            if hold.wants_query(now) {
+                let _ = shared.net.broadcast(Message::HeightQuery.to_bytes().into());
+            }
             if timer.is_some_and(|t| t <= now) {
                 timer = None;
                 actions.extend(replica.handle(Event::Timer, now));
@@ -246,6 +290,9 @@ impl ConsensusDriver {
                 s.mempool = replica.mempool_len();
                 s.diverged_at = replica.diverged_at();
                 s.state_sync = sync.describe();
+                s.voting_hold = hold
+                    .until()
+                    .map(|u| if u == hold::UNKNOWN { None } else { Some(u) });
             });
         }
     }
@@ -254,13 +301,13 @@ impl ConsensusDriver {
     fn on_state_message(
         &self,
         from: u32,
-        bytes: &[u8],
+        message: Result<Message, lanes_types::codec::DecodeError>,
         sync: &mut StateSync,
         shared: &Arc<Shared>,
         exec: &Sender<ExecJob>,
         now: u64,
     ) -> Result<()> {
-        match Message::from_bytes(bytes) {
+        match message {
             Ok(Message::StateRequest { session }) => {
                 state_sync::serve(shared, &self.runtime, from, session);
             }

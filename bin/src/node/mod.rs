@@ -8,6 +8,7 @@
 
 pub mod api;
 mod driver;
+pub mod hold;
 pub mod ledger;
 pub mod shared;
 pub mod state_sync;
@@ -80,6 +81,13 @@ pub fn run(p: NodeParams) -> Result<()> {
         Store::open(&p.data_dir, &identity)
             .with_context(|| format!("opening the database in {}", p.data_dir.display()))?,
     );
+    if store.head()?.is_none() {
+        // A new (or wiped) database: whatever this validator signed before is unknown, so it
+        // holds its votes until it knows how far the chain went (see `hold`).
+        store
+            .set_voting_hold(Some(hold::UNKNOWN))
+            .context("storing the voting hold")?;
+    }
     ledger::ensure_genesis(&store, &p.genesis)?;
     let head = store.head()?.context("no head after genesis")?;
     let recovered = Recovered {
@@ -138,6 +146,9 @@ pub fn run(p: NodeParams) -> Result<()> {
             height: head.height,
             block_hash: head.block_hash.to_string(),
             state_root: head.state_root.to_string(),
+            voting_hold: store
+                .voting_hold()?
+                .map(|u| (u != hold::UNKNOWN).then_some(u)),
             ..Default::default()
         }),
         metrics: Metrics::default(),

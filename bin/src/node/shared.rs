@@ -64,6 +64,9 @@ pub struct StatusSnapshot {
     pub diverged_at: Option<u64>,
     /// A state transfer under way, if any.
     pub state_sync: Option<String>,
+    /// Votes are held (a new or wiped database): `Some(None)` while asking peers how far the
+    /// chain went, `Some(Some(h))` until height `h` is executed.
+    pub voting_hold: Option<Option<u64>>,
 }
 
 /// A committed block as followers see it.
