@@ -330,30 +330,13 @@ impl Home {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanes_types::genesis::{GenesisAsset, GenesisBalance};
-    use lanes_types::{ProtocolParams, ValidatorInfo};
 
     fn keys() -> Vec<SecretKey> {
-        (0..4)
-            .map(|i| SecretKey::from_label(&format!("config-{i}")))
-            .collect()
+        crate::fixtures::keys("config")
     }
 
     fn genesis(keys: &[SecretKey]) -> Genesis {
-        let owner = keys[0].public_key().address();
-        Genesis {
-            chain_id: "config-test".into(),
-            genesis_time_ms: 0,
-            validators: ValidatorInfo::local(keys, 7000),
-            assets: vec![GenesisAsset {
-                symbol: "LANE".into(),
-                balances: vec![GenesisBalance {
-                    account: owner,
-                    amount: 1,
-                }],
-            }],
-            params: ProtocolParams::local_defaults(owner),
-        }
+        crate::fixtures::genesis("config-test", keys)
     }
 
     /// A valid home for validator 2 in a fresh temporary directory.

@@ -8,6 +8,8 @@ mod bench_e2e;
 mod bench_exec;
 mod config;
 mod explorer;
+#[cfg(test)]
+mod fixtures;
 mod load;
 mod localnet;
 mod node;

@@ -401,32 +401,14 @@ pub fn install(store: &Store, snapshot: &Snapshot, metrics: &Metrics) -> Result<
 mod tests {
     use super::*;
     use lanes_types::cert::checkpoint_message;
-    use lanes_types::{
-        GenesisAsset, GenesisBalance, Hash, ProtocolParams, SecretKey, ValidatorInfo,
-        ValidatorSignature,
-    };
+    use lanes_types::{Hash, SecretKey, ValidatorSignature};
 
     fn keys() -> Vec<SecretKey> {
-        (0..4)
-            .map(|i| SecretKey::from_label(&format!("state-sync-{i}")))
-            .collect()
+        crate::fixtures::keys("state-sync")
     }
 
     fn genesis(keys: &[SecretKey]) -> Genesis {
-        let owner = keys[0].public_key().address();
-        Genesis {
-            chain_id: "state-sync-test".into(),
-            genesis_time_ms: 0,
-            validators: ValidatorInfo::local(keys, 7000),
-            assets: vec![GenesisAsset {
-                symbol: "LANE".into(),
-                balances: vec![GenesisBalance {
-                    account: owner,
-                    amount: 1,
-                }],
-            }],
-            params: ProtocolParams::local_defaults(owner),
-        }
+        crate::fixtures::genesis("state-sync-test", keys)
     }
 
     /// An execution certificate of (9, block, root) signed by `signers`.
