@@ -1,9 +1,21 @@
 //! `lanes`: the validator node and its command-line tools.
 //!
-//! Today it checks genesis files, inspects databases and benchmarks the executor; the node, `localnet`, the wallet,
+//! Today it checks genesis files, inspects databases, benchmarks the executor and runs the
+//! consensus simulator; the node, `localnet`, the wallet,
 //! the explorer and the benchmark arrive with the issues that build them (see README).
 
+mod bench_e2e;
 mod bench_exec;
+mod config;
+mod explorer;
+#[cfg(test)]
+mod fixtures;
+mod load;
+mod localnet;
+mod node;
+mod sim_cmd;
+mod testnet;
+mod wallet;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -26,16 +38,130 @@ enum Command {
         #[command(subcommand)]
         command: GenesisCommand,
     },
-    /// Benchmark programs.
+    /// The end-to-end benchmark (a temporary localnet under load); `bench executor` for the
+    /// executor alone.
+    #[command(args_conflicts_with_subcommands = true)]
     Bench {
         #[command(subcommand)]
-        target: BenchTarget,
+        target: Option<BenchTarget>,
+        #[command(flatten)]
+        e2e: bench_e2e::E2eBenchArgs,
     },
+    /// Runs one validator.
+    Node(NodeArgs),
+    /// Starts a whole network on this machine with a live view of blocks and a light load.
+    Localnet(localnet::LocalnetArgs),
+    #[command(flatten)]
+    Explorer(explorer::ExplorerCommand),
+    /// The local keystore.
+    Keys {
+        #[command(subcommand)]
+        command: wallet::KeysCommand,
+    },
+    /// Builds, signs and submits a transaction, then waits for its receipt.
+    Send {
+        #[command(subcommand)]
+        command: wallet::SendCommand,
+    },
+    /// Generates keys, a genesis and a home directory per validator for a new network.
+    Testnet(testnet::TestnetArgs),
+    /// Runs the deterministic consensus simulator over many seeds and fault profiles.
+    Sim(sim_cmd::SimArgs),
     /// Database tools (read-only: safe on a running node's data directory).
     Db {
         #[command(subcommand)]
         command: DbCommand,
     },
+}
+
+/// How to find a validator's files: its home directory (what `lanes testnet` writes), or each
+/// file given explicitly (for scripts and test harnesses).
+#[derive(clap::Args, Debug)]
+struct NodeArgs {
+    /// The validator's home: config.toml, genesis.json, validator.key, data/.
+    #[arg(long, required_unless_present_all = ["genesis", "key_file", "index", "listen", "api", "data"])]
+    home: Option<PathBuf>,
+    /// Genesis file (without --home).
+    #[arg(long, conflicts_with = "home")]
+    genesis: Option<PathBuf>,
+    /// File with the validator's 32-byte ed25519 seed in hex (without --home).
+    #[arg(long, conflicts_with = "home")]
+    key_file: Option<PathBuf>,
+    /// The validator's index in genesis (without --home).
+    #[arg(long, conflicts_with = "home")]
+    index: Option<u32>,
+    /// QUIC listen address (without --home).
+    #[arg(long, conflicts_with = "home")]
+    listen: Option<std::net::SocketAddr>,
+    /// HTTP API listen address (without --home).
+    #[arg(long, conflicts_with = "home")]
+    api: Option<std::net::SocketAddr>,
+    /// Database directory (without --home).
+    #[arg(long, conflicts_with = "home")]
+    data: Option<PathBuf>,
+    /// Executor threads (default: the config's, else 2).
+    #[arg(long)]
+    exec_threads: Option<usize>,
+    /// Log format: text or json (default: the config's, else text).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Keep only this many blocks below the head (0 keeps all; default: the config's, else 0).
+    /// A peer that misses pruned blocks fetches the certified state instead.
+    #[arg(long)]
+    retain_blocks: Option<u64>,
+}
+
+fn init_logging(format: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown log format {other:?} (text or json)"),
+    }
+    Ok(())
+}
+
+fn run_node(a: NodeArgs) -> Result<()> {
+    let params = match &a.home {
+        Some(dir) => {
+            let home = config::Home::load(dir)?;
+            node::NodeParams {
+                data_dir: home.data_dir(),
+                genesis: home.genesis,
+                key: home.key,
+                index: home.config.index,
+                listen: home.config.listen,
+                api: home.config.api,
+                peers: home.config.peers,
+                exec_threads: a.exec_threads.unwrap_or(home.config.exec_threads),
+                log_format: a.log_format.clone().unwrap_or(home.config.log_format),
+                retain_blocks: a.retain_blocks.unwrap_or(home.config.retain_blocks),
+            }
+        }
+        None => {
+            let need = |what: &str| anyhow::anyhow!("--{what} is required without --home");
+            let genesis_path = a.genesis.clone().ok_or_else(|| need("genesis"))?;
+            node::NodeParams {
+                genesis: Genesis::load(&genesis_path)
+                    .with_context(|| format!("loading genesis {}", genesis_path.display()))?,
+                key: config::read_key(a.key_file.as_ref().ok_or_else(|| need("key-file"))?)?,
+                index: a.index.ok_or_else(|| need("index"))?,
+                listen: a.listen.ok_or_else(|| need("listen"))?,
+                api: a.api.ok_or_else(|| need("api"))?,
+                data_dir: a.data.clone().ok_or_else(|| need("data"))?,
+                peers: Default::default(),
+                exec_threads: a.exec_threads.unwrap_or(2),
+                log_format: a.log_format.clone().unwrap_or_else(|| "text".into()),
+                retain_blocks: a.retain_blocks.unwrap_or(0),
+            }
+        }
+    };
+    init_logging(&params.log_format)?;
+    node::run(params)
 }
 
 #[derive(Subcommand, Debug)]
@@ -124,8 +250,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Bench {
-            target: BenchTarget::Executor(args),
+            target: Some(BenchTarget::Executor(args)),
+            ..
         } => bench_exec::run(args)?,
+        Command::Bench { target: None, e2e } => bench_e2e::run(e2e)?,
+        Command::Sim(args) => sim_cmd::run_sim(args)?,
+        Command::Node(args) => run_node(args)?,
+        Command::Localnet(args) => localnet::run(args)?,
+        Command::Explorer(cmd) => explorer::run(cmd)?,
+        Command::Testnet(args) => testnet::run(args)?,
+        Command::Keys { command } => wallet::keys(command)?,
+        Command::Send { command } => wallet::send(command)?,
         Command::Db {
             command: DbCommand::Status { dir, json },
         } => {

@@ -1,10 +1,32 @@
-//! lanes-consensus: PBFT ordering as a pure, sans-IO state machine (`handle(event) -> actions`),
-//! the mempool, and a deterministic simulator that drives replicas through a seeded faulty
-//! network.
+//! lanes-consensus: PBFT ordering as a pure, sans-IO state machine, the mempool, and a
+//! deterministic simulator that drives replicas through a seeded faulty network.
 //!
-//! Built so far: the [`mempool`]. The PBFT core and the simulator are the rest of issue 4.
-//! This crate depends only on `lanes-types`.
+//! - [`replica`]: the [`Replica`]: `handle(event, now) -> Vec<Action>`; normal case;
+//! - `view_change`: VIEW-CHANGE / NEW-VIEW and [`plan_new_view`];
+//! - `checkpoint`: CHECKPOINT votes, execution certificates, divergence, catch-up;
+//! - [`messages`]: every message replicas exchange, with its encoding and signed bytes;
+//! - [`safety`]: the records a replica persists before it votes, and their recovery;
+//! - [`context`]: what the replica asks of its host (signatures, transaction checks);
+//! - [`mempool`]: pending transactions, de-duplicated and bounded;
+//! - [`sim`]: the deterministic simulator with network, crash and byzantine faults.
+//!
+//! No clock, socket, thread or random source is used outside [`sim`] (whose randomness is a
+//! seeded ChaCha stream). This crate depends only on `lanes-types`.
 
+#![warn(missing_docs)]
+
+mod checkpoint;
+pub mod context;
 pub mod mempool;
+pub mod messages;
+pub mod replica;
+pub mod safety;
+pub mod sim;
+mod view_change;
 
+pub use context::{Context, Ed25519Keys};
 pub use mempool::{AdmitError, Mempool, MempoolLimits};
+pub use messages::Message;
+pub use replica::{Action, Alarm, Config, Event, Recovered, Replica, Stats};
+pub use safety::{RestoreError, SafetyWrite};
+pub use view_change::{plan_new_view, Plan};

@@ -92,6 +92,11 @@ impl Mempool {
         self.pending_bytes
     }
 
+    /// Whether a transaction with this hash was committed recently (within the remembered set).
+    pub fn is_committed(&self, hash: &Hash) -> bool {
+        self.committed.contains(hash)
+    }
+
     /// Whether a transaction with this hash is pending.
     pub fn contains(&self, hash: &Hash) -> bool {
         self.pending.contains_key(hash)
@@ -125,13 +130,24 @@ impl Mempool {
     /// arrival order. They stay pending until [`Mempool::mark_committed`] removes them, so a
     /// proposal that fails does not lose them.
     pub fn peek_batch(&self, max_txs: usize, max_bytes: usize) -> Vec<Bytes> {
+        self.peek_batch_where(max_txs, max_bytes, |_| true)
+    }
+
+    /// Like [`Mempool::peek_batch`], skipping transactions whose hash `wanted` refuses (the
+    /// primary skips those already in a proposal in flight).
+    pub fn peek_batch_where(
+        &self,
+        max_txs: usize,
+        max_bytes: usize,
+        wanted: impl Fn(&Hash) -> bool,
+    ) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut bytes = 0;
         for hash in &self.queue {
             if out.len() >= max_txs {
                 break;
             }
-            let Some(tx) = self.pending.get(hash) else {
+            let Some(tx) = self.pending.get(hash).filter(|_| wanted(hash)) else {
                 continue;
             };
             if bytes + tx.len() > max_bytes {

@@ -300,6 +300,14 @@ pub fn symbol_bytes(symbol: &str) -> Option<SymbolBytes> {
     Some(out)
 }
 
+/// [`genesis_state`] as writes (every key set), ready for the tree and storage.
+pub fn genesis_writes(genesis: &Genesis) -> Vec<Write> {
+    genesis_state(genesis)
+        .into_iter()
+        .map(|(k, v)| (k, Some(v)))
+        .collect()
+}
+
 /// The initial state of a chain, sorted by key: genesis assets `0..n` with their supply, symbol
 /// index and balances, the asset counter (the pool counter is absent, i.e. 0), and every
 /// validator registered under the address of its key.

@@ -4,7 +4,7 @@
 
 use crate::smt::{self, MemNodeStore, SmtError};
 use crate::{
-    execute_sequential, genesis_state, BlockOutput, ExecError, Executor, MemState, Operation,
+    execute_sequential, genesis_writes, BlockOutput, ExecError, Executor, MemState, Operation,
     SignedTransaction, Status, Transaction, Write,
 };
 use lanes_types::genesis::{GenesisAsset, GenesisBalance};
@@ -143,10 +143,7 @@ impl World {
             .map(|i| SecretKey::from_label(&format!("bench-account-{i}")))
             .collect();
         let genesis = genesis(&keys);
-        let writes: Vec<Write> = genesis_state(&genesis)
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
+        let writes: Vec<Write> = genesis_writes(&genesis);
         let mut world = World {
             keys,
             params: genesis.params,

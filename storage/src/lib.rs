@@ -9,4 +9,7 @@ mod error;
 mod store;
 
 pub use error::StorageError;
-pub use store::{cf, BlockCommit, ChainIdentity, Head, Store, TxLocation, SCHEMA_VERSION};
+pub use store::{
+    cf, BlockCommit, ChainIdentity, Head, Record, StateInstall, Store, TxLocation, Write,
+    SCHEMA_VERSION,
+};

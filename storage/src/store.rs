@@ -55,6 +55,8 @@ const META_CHAIN: &[u8] = b"chain_id";
 const META_GENESIS: &[u8] = b"genesis_hash";
 const META_HEAD: &[u8] = b"head";
 const META_CONSENSUS: &[u8] = b"consensus_position";
+const META_FLOOR: &[u8] = b"block_floor";
+const META_VOTING_HOLD: &[u8] = b"voting_hold";
 const CERT_COMMIT: u8 = 0;
 const CERT_CHECKPOINT: u8 = 1;
 
@@ -95,6 +97,20 @@ codec_struct!(TxLocation { height, index });
 
 /// A state or tree write: the key and the new value, or `None` to delete.
 pub type Write = (Bytes, Option<Bytes>);
+
+/// A raw key-value record.
+pub type Record = (Vec<u8>, Vec<u8>);
+
+/// A verified state snapshot to install in place of the current state (state transfer).
+#[derive(Debug, Clone, Copy)]
+pub struct StateInstall<'a> {
+    /// The execution certificate of the snapshot's height; its block and root become the head.
+    pub certificate: &'a CheckpointCertificate,
+    /// Every state entry (key, value).
+    pub state: &'a [Record],
+    /// Every state-tree node of the certified root.
+    pub tree: &'a [Write],
+}
 
 /// Everything one committed and executed block changes; written atomically.
 #[derive(Debug, Clone, Copy)]
@@ -658,11 +674,178 @@ impl Store {
     /// Durably stores consensus safety records (synced before returning): a vote may leave the
     /// node only after this returns.
     pub fn safety_put(&self, records: &[(&[u8], &[u8])]) -> Result<(), StorageError> {
+        self.safety_write(records, &[])
+    }
+
+    /// Durably applies safety record changes in one synced batch: `puts`, then deletion of every
+    /// key in each half-open range `[from, to)`.
+    pub fn safety_write(
+        &self,
+        puts: &[(&[u8], &[u8])],
+        delete_ranges: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), StorageError> {
         let handle = self.handle(cf::SAFETY);
         let mut batch = WriteBatch::default();
-        for (k, v) in records {
+        for (k, v) in puts {
             batch.put_cf(handle, k, v);
         }
+        for (from, to) in delete_ranges {
+            batch.delete_range_cf(handle, from, to);
+        }
+        self.write(batch, true)
+    }
+
+    /// Every consensus safety record, in key order (read once at start-up).
+    pub fn safety_records(&self) -> Result<Vec<Record>, StorageError> {
+        self.db
+            .iterator_cf(self.handle(cf::SAFETY), rocksdb::IteratorMode::Start)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(self.rocks("read safety records"))
+            })
+            .collect()
+    }
+
+    /// The execution certificate of the highest height that has one.
+    pub fn latest_checkpoint_certificate(
+        &self,
+    ) -> Result<Option<CheckpointCertificate>, StorageError> {
+        let iter = self
+            .db
+            .iterator_cf(self.handle(cf::CERTIFICATES), rocksdb::IteratorMode::End);
+        for item in iter {
+            let (key, _) = item.map_err(self.rocks("read certificates"))?;
+            if key.len() == 9 && key[8] == CERT_CHECKPOINT {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&key[..8]);
+                return self.checkpoint_certificate(u64::from_be_bytes(h));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The height this validator must execute before it votes again, if it is holding its
+    /// votes (it started without its safety state; `u64::MAX`: not known yet).
+    pub fn voting_hold(&self) -> Result<Option<u64>, StorageError> {
+        self.get_decoded(cf::META, META_VOTING_HOLD, || "voting hold".into())
+    }
+
+    /// Sets (`Some`) or lifts (`None`) the voting hold, durably (synced).
+    pub fn set_voting_hold(&self, hold: Option<u64>) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        let meta = self.handle(cf::META);
+        match hold {
+            Some(h) => batch.put_cf(meta, META_VOTING_HOLD, h.to_bytes()),
+            None => batch.delete_cf(meta, META_VOTING_HOLD),
+        }
+        self.write(batch, true)
+    }
+
+    /// Lowest height whose block may still be stored: 1 unless blocks were pruned or the state
+    /// was installed from a snapshot.
+    pub fn block_floor(&self) -> Result<u64, StorageError> {
+        Ok(self
+            .get_decoded(cf::META, META_FLOOR, || "block floor".into())?
+            .unwrap_or(1))
+    }
+
+    /// Deletes stored blocks below `below` (bodies, hash index, certificates, receipts and
+    /// transaction index), at most `max_blocks` of them per call, oldest first. Returns the new
+    /// floor. Never deletes the head. Not synced: a pruning lost in a crash is redone.
+    pub fn prune_blocks(&self, below: u64, max_blocks: u64) -> Result<u64, StorageError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let head = self.head()?.map_or(0, |h| h.height);
+        let floor = self.block_floor()?;
+        let to = below.min(head).min(floor.saturating_add(max_blocks));
+        if to <= floor {
+            return Ok(floor);
+        }
+        let mut batch = WriteBatch::default();
+        for height in floor..to {
+            if let Some(block) = self.block(height)? {
+                batch.delete_cf(self.handle(cf::BLOCK_HASHES), block.hash().0);
+                for tx in &block.txs {
+                    batch.delete_cf(self.handle(cf::TX_INDEX), lanes_types::tx_hash(tx).0);
+                }
+            }
+            batch.delete_cf(self.handle(cf::BLOCKS), height_key(height));
+            for kind in [CERT_COMMIT, CERT_CHECKPOINT] {
+                batch.delete_cf(self.handle(cf::CERTIFICATES), cert_key(height, kind));
+            }
+            batch.delete_range_cf(
+                self.handle(cf::RECEIPTS),
+                receipt_key(height, 0),
+                receipt_key(height + 1, 0),
+            );
+        }
+        batch.put_cf(self.handle(cf::META), META_FLOOR, to.to_bytes());
+        self.write(batch, false)?;
+        Ok(to)
+    }
+
+    /// Runs `f` over a consistent snapshot of the head and every state entry in key order
+    /// (for serving state transfer while blocks keep committing).
+    pub fn with_state_snapshot<R>(
+        &self,
+        f: impl FnOnce(Head, &mut dyn Iterator<Item = Result<Record, StorageError>>) -> R,
+    ) -> Result<R, StorageError> {
+        let snapshot = self.db.snapshot();
+        let head = snapshot
+            .get_cf(self.handle(cf::META), META_HEAD)
+            .map_err(self.rocks("read head"))?
+            .ok_or_else(|| StorageError::NoGenesis(self.path.clone()))?;
+        let head = Head::from_bytes(&head).map_err(|source| StorageError::Corrupt {
+            path: self.path.clone(),
+            what: "head".into(),
+            source,
+        })?;
+        let mut entries = snapshot
+            .iterator_cf(self.handle(cf::STATE), rocksdb::IteratorMode::Start)
+            .map(|item| {
+                item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(self.rocks("read state snapshot"))
+            });
+        Ok(f(head, &mut entries))
+    }
+
+    /// Replaces the whole state and state tree with a verified snapshot in one synced write: the
+    /// certificate's block and root become the head, its height the block floor (blocks below
+    /// are not stored). The caller has checked the certificate's quorum and that `tree` hashes
+    /// to its root.
+    pub fn install_state(&self, s: &StateInstall<'_>) -> Result<(), StorageError> {
+        let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cert = s.certificate;
+        let mut batch = WriteBatch::default();
+        for family in [cf::STATE, cf::TREE] {
+            let handle = self.handle(family);
+            for item in self.db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+                let (key, _) = item.map_err(self.rocks("clear state"))?;
+                batch.delete_cf(handle, key);
+            }
+        }
+        let state = self.handle(cf::STATE);
+        for (k, v) in s.state {
+            batch.put_cf(state, k, v);
+        }
+        self.put_writes(&mut batch, cf::TREE, s.tree);
+        batch.put_cf(
+            self.handle(cf::CERTIFICATES),
+            cert_key(cert.height, CERT_CHECKPOINT),
+            cert.to_bytes(),
+        );
+        batch.put_cf(
+            self.handle(cf::ROOTS),
+            height_key(cert.height),
+            cert.state_root.0,
+        );
+        let meta = self.handle(cf::META);
+        let head = Head {
+            height: cert.height,
+            block_hash: cert.block_hash,
+            state_root: cert.state_root,
+        };
+        batch.put_cf(meta, META_HEAD, head.to_bytes());
+        batch.put_cf(meta, META_FLOOR, (cert.height + 1).to_bytes());
         self.write(batch, true)
     }
 

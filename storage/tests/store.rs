@@ -329,3 +329,101 @@ fn a_secondary_open_follows_the_primary() {
     follower.catch_up().unwrap();
     assert_eq!(common::assert_complete_prefix(&follower), 3);
 }
+
+#[test]
+fn pruning_deletes_old_blocks_in_steps_and_keeps_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    for _ in 0..10 {
+        common::commit_next(&store);
+    }
+    let old = store.block(3).unwrap().unwrap();
+    assert_eq!(store.block_floor().unwrap(), 1);
+    assert_eq!(
+        store.prune_blocks(8, 4).unwrap(),
+        5,
+        "at most 4 blocks per call"
+    );
+    assert_eq!(store.prune_blocks(8, 4).unwrap(), 8);
+    assert_eq!(store.prune_blocks(100, 100).unwrap(), 10, "never the head");
+    for h in 1..10 {
+        assert!(store.block(h).unwrap().is_none(), "block {h} pruned");
+        assert!(store.commit_certificate(h).unwrap().is_none());
+        assert!(store.receipt(h, 0).unwrap().is_none());
+    }
+    assert!(store.block_height(&old.hash()).unwrap().is_none());
+    assert!(store
+        .tx_location(&lanes_types::tx_hash(&old.txs[0]))
+        .unwrap()
+        .is_none());
+    assert!(store.block(10).unwrap().is_some());
+    // The next block still commits on top, and the floor survives a reopen.
+    common::commit_next(&store);
+    drop(store);
+    let store = Store::open(dir.path(), &common::identity()).unwrap();
+    assert_eq!(store.block_floor().unwrap(), 10);
+    assert_eq!(store.head().unwrap().unwrap().height, 11);
+}
+
+#[test]
+fn a_state_snapshot_is_consistent_and_installs_in_place_of_the_state() {
+    use lanes_storage::StateInstall;
+    use lanes_types::{Bytes, ValidatorSignature};
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    for _ in 0..5 {
+        common::commit_next(&store);
+    }
+    // The snapshot sees the head and state as of its start, whatever commits meanwhile.
+    let (head, entries) = store
+        .with_state_snapshot(|head, entries| {
+            common::commit_next(&store);
+            (head, entries.collect::<Result<Vec<_>, _>>().unwrap())
+        })
+        .unwrap();
+    assert_eq!(head.height, 5);
+    assert!(entries.contains(&(b"count".to_vec(), 5u64.to_be_bytes().to_vec())));
+    assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "key order");
+
+    // A second database takes the snapshot: its head, floor, certificate and state follow.
+    let other = tempfile::tempdir().unwrap();
+    let target = common::open_with_genesis(other.path());
+    common::commit_next(&target);
+    let cert = CheckpointCertificate {
+        height: head.height,
+        block_hash: head.block_hash,
+        state_root: head.state_root,
+        signatures: (0..3)
+            .map(|v| ValidatorSignature {
+                validator: v,
+                signature: lanes_types::Signature([v as u8; 64]),
+            })
+            .collect(),
+    };
+    let tree = vec![(Bytes(b"node".to_vec()), Some(Bytes(b"bytes".to_vec())))];
+    target
+        .install_state(&StateInstall {
+            certificate: &cert,
+            state: &entries,
+            tree: &tree,
+        })
+        .unwrap();
+    let new_head = target.head().unwrap().unwrap();
+    assert_eq!(new_head, head);
+    assert_eq!(target.block_floor().unwrap(), 6);
+    assert_eq!(target.checkpoint_certificate(5).unwrap(), Some(cert));
+    assert_eq!(target.state_root(5).unwrap(), Some(head.state_root));
+    assert_eq!(
+        target.state_get(b"count").unwrap(),
+        Some(5u64.to_be_bytes().to_vec())
+    );
+    assert_eq!(
+        target.tree_get(&common::tree_key(1)).unwrap(),
+        None,
+        "old tree gone"
+    );
+    assert_eq!(target.tree_get(b"node").unwrap(), Some(b"bytes".to_vec()));
+    // The chain goes on from the installed head.
+    let f = common::fixture(6, head.block_hash);
+    target.commit_block(&f.commit()).unwrap();
+}

@@ -1,8 +1,18 @@
 //! lanes-tests: end-to-end tests that start real `lanes` processes (see `tests/tests/`).
 //!
-//! This library holds the harness those tests share.
+//! This library holds the harness those tests share: a [`Cluster`] of `lanes node` processes on
+//! loopback with a fresh genesis, funded dev accounts, and helpers to talk to the HTTP API.
 
+use anyhow::{bail, Context, Result};
+use lanes_executor::tx::{Operation, Transaction};
+use lanes_types::codec::Encode;
+use lanes_types::genesis::{GenesisAsset, GenesisBalance};
+use lanes_types::{Address, Genesis, ProtocolParams, SecretKey, ValidatorInfo};
+use serde_json::Value;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Path of the `lanes` binary built alongside the tests (same profile directory as the test
 /// executable).
@@ -13,4 +23,357 @@ pub fn lanes_binary() -> PathBuf {
         dir.pop();
     }
     dir.join("lanes")
+}
+
+/// A loopback port free for both UDP and TCP right now.
+fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+        let port = udp.local_addr().expect("addr").port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// One `lanes node` process.
+pub struct NodeProc {
+    /// Validator index.
+    pub index: usize,
+    /// Its HTTP API.
+    pub api: SocketAddr,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of validators on loopback with funded dev accounts.
+pub struct Cluster {
+    /// Scratch directory holding genesis, keys, data and logs.
+    pub dir: tempfile::TempDir,
+    /// The genesis.
+    pub genesis: Genesis,
+    /// The nodes.
+    pub nodes: Vec<NodeProc>,
+    /// Funded accounts (native asset 0).
+    pub accounts: Vec<SecretKey>,
+    /// Next nonce per account.
+    pub nonces: Vec<u64>,
+    http: ureq::Agent,
+}
+
+impl Cluster {
+    /// Writes a genesis for `n` validators and starts them all.
+    pub fn start(n: usize) -> Result<Cluster> {
+        Cluster::start_with(n, &[])
+    }
+
+    /// Like [`Cluster::start`], with extra `lanes node` arguments for every node.
+    pub fn start_with(n: usize, extra_args: &[&str]) -> Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let keys: Vec<SecretKey> = (0..n).map(|_| SecretKey::generate()).collect();
+        let accounts: Vec<SecretKey> = (0..8)
+            .map(|i| SecretKey::from_label(&format!("e2e-account-{i}")))
+            .collect();
+        let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut params = ProtocolParams::local_defaults(accounts[0].public_key().address());
+        params.view_timeout_ms = 1_000;
+        let genesis = Genesis {
+            chain_id: "lanes-e2e".into(),
+            genesis_time_ms: 0,
+            validators: keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| ValidatorInfo {
+                    name: format!("validator-{i}"),
+                    public_key: k.public_key(),
+                    address: format!("127.0.0.1:{}", p2p[i]),
+                })
+                .collect(),
+            assets: vec![GenesisAsset {
+                symbol: "LANE".into(),
+                balances: accounts
+                    .iter()
+                    .map(|k| GenesisBalance {
+                        account: k.public_key().address(),
+                        amount: 1_000_000_000,
+                    })
+                    .collect(),
+            }],
+            params,
+        };
+        let genesis_path = dir.path().join("genesis.json");
+        std::fs::write(&genesis_path, genesis.to_json())?;
+        let mut nodes = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let key_path = dir.path().join(format!("validator-{i}.key"));
+            let seed: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
+            std::fs::write(&key_path, seed)?;
+            let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+            let args = vec![
+                "node".into(),
+                "--genesis".into(),
+                genesis_path.display().to_string(),
+                "--key-file".into(),
+                key_path.display().to_string(),
+                "--index".into(),
+                i.to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{}", p2p[i]),
+                "--api".into(),
+                api.to_string(),
+                "--data".into(),
+                dir.path().join(format!("data-{i}")).display().to_string(),
+            ];
+            let args = args
+                .into_iter()
+                .chain(extra_args.iter().map(|a| a.to_string()))
+                .collect();
+            nodes.push(NodeProc {
+                index: i,
+                api,
+                args,
+                log: dir.path().join(format!("node-{i}.log")),
+                child: None,
+            });
+        }
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut cluster = Cluster {
+            dir,
+            genesis,
+            nodes,
+            nonces: vec![0; accounts.len()],
+            accounts,
+            http,
+        };
+        for i in 0..n {
+            cluster.spawn(i)?;
+        }
+        cluster.wait_healthy(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Starts node `i` (again).
+    pub fn spawn(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)?;
+        let child = Command::new(lanes_binary())
+            .args(&node.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("LANES_NODE_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning lanes node")?;
+        node.child = Some(child);
+        Ok(())
+    }
+
+    /// Kills node `i` with SIGKILL.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Deletes node `i`'s data directory (stop it first).
+    pub fn wipe(&mut self, i: usize) -> Result<()> {
+        let dir = self.dir.path().join(format!("data-{i}"));
+        std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))
+    }
+
+    /// The last lines of node `i`'s log (for failure messages).
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// GET a JSON document from node `i`.
+    pub fn get(&self, i: usize, path: &str) -> Result<Value> {
+        let url = format!("http://{}{}", self.nodes[i].api, path);
+        let mut resp = self.http.get(&url).call()?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.body_mut().read_json()?;
+        if status >= 400 {
+            bail!("GET {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// GET a text document from node `i`.
+    pub fn get_text(&self, i: usize, path: &str) -> Result<String> {
+        let url = format!("http://{}{}", self.nodes[i].api, path);
+        Ok(self.http.get(&url).call()?.body_mut().read_to_string()?)
+    }
+
+    /// POSTs `body` as-is to node `i`'s `/tx`.
+    pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
+        self.post(i, "/tx", body)
+    }
+
+    /// POSTs `body` as-is to `path` on node `i`; a 4xx or 5xx answer is an error.
+    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<Value> {
+        let url = format!("http://{}{path}", self.nodes[i].api);
+        let mut resp = self.http.post(&url).send(body)?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.body_mut().read_json()?;
+        if status >= 400 {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    /// Waits until every running node answers `/health`.
+    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            loop {
+                let url = format!("http://{}/health", node.api);
+                if matches!(self.http.get(&url).call(), Ok(r) if r.status().as_u16() == 200) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!(
+                        "node {} not healthy:\n{}",
+                        node.index,
+                        self.log_tail(node.index)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
+    /// Signs a transfer of `amount` native units from account `from` to account `to`.
+    pub fn transfer(&mut self, from: usize, to: usize, amount: u64) -> Vec<u8> {
+        let to = self.accounts[to].public_key().address();
+        self.sign(
+            from,
+            Operation::Transfer {
+                asset: 0,
+                to,
+                amount,
+            },
+        )
+    }
+
+    /// Signs `op` from account `from` with its next nonce.
+    pub fn sign(&mut self, from: usize, op: Operation) -> Vec<u8> {
+        let nonce = self.nonces[from];
+        self.nonces[from] += 1;
+        Transaction {
+            chain_id: self.genesis.chain_id.clone(),
+            sender: self.accounts[from].public_key(),
+            nonce,
+            fee: self.genesis.params.min_fee,
+            op,
+        }
+        .sign(&self.accounts[from])
+        .to_bytes()
+    }
+
+    /// Kills every node with SIGKILL.
+    pub fn kill_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
+
+    /// Every node's (height, block hash, state root) from `/status`.
+    pub fn heads(&self) -> Result<Vec<(u64, String, String)>> {
+        (0..self.nodes.len())
+            .map(|i| {
+                let s = self.get(i, "/status")?;
+                Ok((
+                    s["height"].as_u64().unwrap_or(0),
+                    s["block_hash"].as_str().unwrap_or("").to_string(),
+                    s["state_root"].as_str().unwrap_or("").to_string(),
+                ))
+            })
+            .collect()
+    }
+
+    /// (hash, state root) of every block `1..=height` as node `i` reports them.
+    pub fn chain(&self, i: usize, height: u64) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut from = 1;
+        while from <= height {
+            let page = self.get(i, &format!("/blocks?from={from}&limit=100"))?;
+            let page = page.as_array().cloned().unwrap_or_default();
+            if page.is_empty() {
+                bail!("node {i} has no block at {from}");
+            }
+            for b in page {
+                if b["height"].as_u64().unwrap_or(0) > height {
+                    break;
+                }
+                out.push((
+                    b["hash"].as_str().unwrap_or("").to_string(),
+                    b["state_root"].as_str().unwrap_or("").to_string(),
+                ));
+                from += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Submits a transaction to node `i`; returns its hash.
+    pub fn submit(&self, i: usize, tx: &[u8]) -> Result<String> {
+        let hex: String = tx.iter().map(|b| format!("{b:02x}")).collect();
+        let url = format!("http://{}/tx", self.nodes[i].api);
+        let mut resp = self
+            .http
+            .post(&url)
+            .send_json(serde_json::json!({ "tx": hex }))?;
+        let status = resp.status().as_u16();
+        let body: Value = resp.body_mut().read_json()?;
+        if status >= 400 {
+            bail!("POST /tx: {status} {body}");
+        }
+        Ok(body["hash"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits until node `i` reports the transaction in a committed block.
+    pub fn wait_tx(&self, i: usize, hash: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(v) = self.get(i, &format!("/tx/{hash}")) {
+                return Ok(v);
+            }
+            if Instant::now() > deadline {
+                bail!("tx {hash} not committed at node {i}:\n{}", self.log_tail(i));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Height reported by node `i`.
+    pub fn height(&self, i: usize) -> Result<u64> {
+        Ok(self.get(i, "/status")?["height"].as_u64().unwrap_or(0))
+    }
+
+    /// The address of account `i`.
+    pub fn address(&self, i: usize) -> Address {
+        self.accounts[i].public_key().address()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill9(i);
+        }
+    }
 }

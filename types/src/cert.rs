@@ -9,8 +9,8 @@ use crate::hash::Hash;
 use crate::validator::{QuorumError, ValidatorSet, ValidatorSignature};
 
 /// Starts a signed message with its domain tag, length-prefixed like [`Hash::tagged`], and the
-/// chain id.
-fn signed_message(tag: &str, chain_id: &str) -> Vec<u8> {
+/// chain id. Every message a validator signs starts this way, each kind with its own tag.
+pub fn signed_message(tag: &str, chain_id: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(128);
     tag.to_string().encode(&mut out);
     chain_id.to_string().encode(&mut out);
@@ -32,6 +32,15 @@ fn signers_ascending<T: HasSignatures>(cert: &T) -> Result<(), &'static str> {
 
 trait HasSignatures {
     fn signatures(&self) -> &[ValidatorSignature];
+}
+
+/// The bytes a validator signs to PREPARE `block_hash` at (`view`, `height`) on `chain_id`.
+pub fn prepare_vote_message(chain_id: &str, view: u64, height: u64, block_hash: &Hash) -> Vec<u8> {
+    let mut out = signed_message("lanes/prepare", chain_id);
+    view.encode(&mut out);
+    height.encode(&mut out);
+    block_hash.encode(&mut out);
+    out
 }
 
 /// The bytes a validator signs to COMMIT `block_hash` at (`view`, `height`) on `chain_id`.

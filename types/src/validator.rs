@@ -20,6 +20,21 @@ codec_struct!(ValidatorInfo {
     address
 });
 
+impl ValidatorInfo {
+    /// Validators named `validator-<i>` at `127.0.0.1:<base_port + i>`, one per key: the
+    /// layout local networks and tests use.
+    pub fn local(keys: &[crate::crypto::SecretKey], base_port: u16) -> Vec<ValidatorInfo> {
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| ValidatorInfo {
+                name: format!("validator-{i}"),
+                public_key: k.public_key(),
+                address: format!("127.0.0.1:{}", base_port as usize + i),
+            })
+            .collect()
+    }
+}
+
 /// A signature by the validator at `validator` (its index in the set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValidatorSignature {

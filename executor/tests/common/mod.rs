@@ -7,7 +7,7 @@ use lanes_executor::smt::{self, MemNodeStore};
 use lanes_executor::state::{Market, Pool};
 pub use lanes_executor::workload::{genesis, validator_keys, CHAIN};
 use lanes_executor::{
-    execute_sequential, genesis_state, Key, MemState, Operation, SignedTransaction, Transaction,
+    execute_sequential, genesis_writes, Key, MemState, Operation, SignedTransaction, Transaction,
     Value, Write,
 };
 use lanes_types::{Address, Hash, ProtocolParams, SecretKey};
@@ -55,10 +55,7 @@ impl World {
     pub fn from_genesis(keys: Vec<SecretKey>) -> World {
         let g = genesis(&keys);
         let mut state = MemState::default();
-        let writes: Vec<Write> = genesis_state(&g)
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
+        let writes: Vec<Write> = genesis_writes(&g);
         state.apply(&writes);
         let mut nodes = MemNodeStore::default();
         let up = smt::update(&nodes, smt::EMPTY, &smt::tree_updates(&writes)).unwrap();

@@ -1,0 +1,443 @@
+//! `lanes localnet`: a whole network on this machine. Generates a testnet (once), starts each
+//! validator as its own `lanes node` process on loopback, waits until they are healthy, prints
+//! where their APIs listen, shows a live line per committed block, and keeps a light load of
+//! transfers and swaps running. Ctrl-C stops every child; running it again resumes the chain.
+
+use crate::config::Home;
+use crate::load::LoadGen;
+use crate::testnet;
+use anyhow::{bail, Context, Result};
+use lanes_types::codec::Encode;
+use lanes_types::SecretKey;
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `lanes localnet`.
+#[derive(clap::Args, Debug)]
+pub struct LocalnetArgs {
+    /// Number of validators (at least 4).
+    #[arg(long, default_value_t = 4)]
+    validators: usize,
+    /// Where the network lives (keys, genesis, databases, logs).
+    #[arg(long, default_value = ".lanes/localnet")]
+    dir: PathBuf,
+    /// Delete the directory first and start a new chain.
+    #[arg(long)]
+    reset: bool,
+    /// Do not run the built-in load.
+    #[arg(long)]
+    no_load: bool,
+    /// Transactions per second of the built-in load.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// First port: validators use P.., their APIs P+100..
+    #[arg(long, default_value_t = 7000)]
+    base_port: u16,
+}
+
+/// A running `lanes node` child process.
+pub struct NodeChild {
+    index: usize,
+    /// Its HTTP API.
+    pub api: SocketAddr,
+    process: Child,
+}
+
+/// Runs `lanes localnet` until Ctrl-C.
+pub fn run(args: LocalnetArgs) -> Result<()> {
+    if args.validators < 4 {
+        bail!(
+            "PBFT needs at least 4 validators (3f+1); got {}",
+            args.validators
+        );
+    }
+    if args.reset && args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)
+            .with_context(|| format!("removing {}", args.dir.display()))?;
+    }
+    let home0 = args.dir.join("validator-0");
+    if !home0.join("config.toml").exists() {
+        println!(
+            "creating a {}-validator network in {}",
+            args.validators,
+            args.dir.display()
+        );
+        testnet::generate(&testnet::TestnetOptions {
+            validators: args.validators,
+            out: args.dir.clone(),
+            base_port: args.base_port,
+            host: "127.0.0.1".into(),
+            ..testnet::TestnetOptions::default()
+        })?;
+    } else {
+        println!(
+            "resuming the network in {} (use --reset for a new chain)",
+            args.dir.display()
+        );
+    }
+    let mut homes = Vec::new();
+    for i in 0.. {
+        let dir = args.dir.join(format!("validator-{i}"));
+        if !dir.exists() {
+            break;
+        }
+        homes.push(Home::load(&dir)?);
+    }
+    if homes.len() < 4 {
+        bail!(
+            "{} holds {} validator homes; use --reset",
+            args.dir.display(),
+            homes.len()
+        );
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc_flag(flag)?;
+
+    let mut children = spawn_nodes(&homes)?;
+    let result = supervise(&args, &homes, &mut children, &stop);
+    stop_all(&mut children);
+    result
+}
+
+/// Starts one `lanes node --home` process per home, logging to `node.log` in the home.
+pub fn spawn_nodes(homes: &[Home]) -> Result<Vec<NodeChild>> {
+    let exe = std::env::current_exe().context("locating the lanes binary")?;
+    let mut children = Vec::new();
+    for (i, home) in homes.iter().enumerate() {
+        let log = std::fs::File::create(home.dir.join("node.log"))?;
+        let process = Command::new(&exe)
+            .args(["node", "--home"])
+            .arg(&home.dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting validator {i}"))?;
+        children.push(NodeChild {
+            index: i,
+            api: home.config.api,
+            process,
+        });
+    }
+    Ok(children)
+}
+
+/// An HTTP client for the local APIs.
+pub fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(3)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Waits until every child answers `/health` (60 s at most); fails if one exits.
+pub fn wait_healthy(
+    http: &ureq::Agent,
+    children: &mut [NodeChild],
+    homes: &[Home],
+    stop: &AtomicBool,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for c in children.iter_mut() {
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if let Some(status) = c.process.try_wait()? {
+                bail!(
+                    "validator {} exited ({status}); see {}",
+                    c.index,
+                    homes[c.index].dir.join("node.log").display()
+                );
+            }
+            let ok = http
+                .get(format!("http://{}/health", c.api))
+                .call()
+                .is_ok_and(|r| r.status().as_u16() == 200);
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("validator {} did not become healthy", c.index);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    Ok(())
+}
+
+fn supervise(
+    args: &LocalnetArgs,
+    homes: &[Home],
+    children: &mut [NodeChild],
+    stop: &Arc<AtomicBool>,
+) -> Result<()> {
+    let http = http_agent();
+    wait_healthy(&http, children, homes, stop)?;
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    println!("{} validators running:", children.len());
+    for c in children.iter() {
+        println!(
+            "  {:<12} api http://{}   log {}",
+            homes[c.index].config.name,
+            c.api,
+            homes[c.index].dir.join("node.log").display()
+        );
+    }
+    println!(
+        "explore with e.g. `lanes status --node http://{}`; Ctrl-C stops everything",
+        children[0].api
+    );
+    let apis: Vec<SocketAddr> = children.iter().map(|c| c.api).collect();
+    if !args.no_load {
+        let dev = dev_keys(&args.dir)?;
+        let genesis = homes[0].genesis.clone();
+        let (stop, http, apis, rate) = (stop.clone(), http.clone(), apis.clone(), args.rate);
+        std::thread::spawn(move || {
+            if let Err(e) = run_load(&genesis, dev, &apis, rate, &http, &stop) {
+                eprintln!("built-in load stopped: {e:#}");
+            }
+        });
+    }
+    follow(&http, &apis, children, homes, stop)
+}
+
+/// Prints a line per committed block until Ctrl-C; reports a validator that exits.
+fn follow(
+    http: &ureq::Agent,
+    apis: &[SocketAddr],
+    children: &mut [NodeChild],
+    homes: &[Home],
+    stop: &AtomicBool,
+) -> Result<()> {
+    println!(
+        "{:>8}  {:>5}  {:<10}  {:<9}  {:>4}  time",
+        "height", "txs", "root", "certified", "view"
+    );
+    // Start a few blocks back from the head (the whole history can be long on a resumed chain).
+    let head = http
+        .get(format!("http://{}/status", apis[0]))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+        .and_then(|v| v["height"].as_u64())
+        .unwrap_or(0);
+    let mut next = head.saturating_sub(4).max(1);
+    let mut source = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        for c in children.iter_mut() {
+            if let Some(status) = c.process.try_wait()? {
+                bail!(
+                    "validator {} exited ({status}); see {}",
+                    c.index,
+                    homes[c.index].dir.join("node.log").display()
+                );
+            }
+        }
+        let url = format!("http://{}/blocks?from={next}&limit=100", apis[source]);
+        match http.get(&url).call() {
+            Ok(mut r) if r.status().as_u16() == 200 => {
+                let blocks: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+                for b in blocks.as_array().into_iter().flatten() {
+                    let height = b["height"].as_u64().unwrap_or(0);
+                    let root = b["state_root"].as_str().unwrap_or("");
+                    let ts = b["timestamp_ms"].as_u64().unwrap_or(0);
+                    println!(
+                        "{:>8}  {:>5}  {:<10}  {:<9}  {:>4}  {}",
+                        height,
+                        b["txs"].as_u64().unwrap_or(0),
+                        &root[..root.len().min(10)],
+                        if b["certified"].as_bool() == Some(true) {
+                            "yes"
+                        } else {
+                            "pending"
+                        },
+                        b["view"].as_u64().unwrap_or(0),
+                        clock_time(ts),
+                    );
+                    next = height + 1;
+                }
+            }
+            _ => source = (source + 1) % apis.len(),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    println!("stopping");
+    Ok(())
+}
+
+fn clock_time(ms: u64) -> String {
+    let s = ms / 1000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03} UTC",
+        (s / 3600) % 24,
+        (s / 60) % 60,
+        s % 60,
+        ms % 1000
+    )
+}
+
+pub fn dev_keys(dir: &Path) -> Result<Vec<SecretKey>> {
+    let mut keys = Vec::new();
+    for k in 0.. {
+        let path = dir.join("dev-keys").join(format!("dev-{k}.key"));
+        if !path.exists() {
+            break;
+        }
+        keys.push(crate::config::read_key(&path)?);
+    }
+    if keys.len() < 2 {
+        bail!("no dev keys in {}", dir.join("dev-keys").display());
+    }
+    Ok(keys)
+}
+
+pub fn account_nonce(http: &ureq::Agent, api: SocketAddr, key: &SecretKey) -> u64 {
+    let url = format!("http://{api}/account/{}", key.public_key().address());
+    http.get(&url)
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
+        .and_then(|v| v["nonce"].as_u64())
+        .unwrap_or(0)
+}
+
+pub fn post_tx(http: &ureq::Agent, api: SocketAddr, raw: &[u8]) -> Result<(), String> {
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    match http
+        .post(format!("http://{api}/tx"))
+        .send_json(serde_json::json!({ "tx": hex }))
+    {
+        Ok(r) if r.status().as_u16() == 200 => Ok(()),
+        Ok(mut r) => Err(r.body_mut().read_to_string().unwrap_or_default()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Submits transactions in one `POST /txs`; one answer per transaction (its hash, or why the
+/// node refused it), or an error for the whole request.
+pub fn post_txs(
+    http: &ureq::Agent,
+    api: SocketAddr,
+    raws: &[Vec<u8>],
+) -> Result<Vec<Result<(), String>>, String> {
+    let txs: Vec<String> = raws
+        .iter()
+        .map(|raw| raw.iter().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    let mut r = http
+        .post(format!("http://{api}/txs"))
+        .send_json(serde_json::json!({ "txs": txs }))
+        .map_err(|e| e.to_string())?;
+    if r.status().as_u16() != 200 {
+        return Err(r.body_mut().read_to_string().unwrap_or_default());
+    }
+    let answers: Vec<serde_json::Value> = r.body_mut().read_json().map_err(|e| e.to_string())?;
+    Ok(answers
+        .into_iter()
+        .map(|a| match a.get("error") {
+            Some(e) => Err(e.as_str().unwrap_or("refused").to_string()),
+            None => Ok(()),
+        })
+        .collect())
+}
+
+/// The built-in load: pool setup once, then transfers and swaps at `rate` per second.
+fn run_load(
+    genesis: &lanes_types::Genesis,
+    keys: Vec<SecretKey>,
+    apis: &[SocketAddr],
+    rate: u64,
+    http: &ureq::Agent,
+    stop: &AtomicBool,
+) -> Result<()> {
+    let nonces = keys
+        .iter()
+        .map(|k| account_nonce(http, apis[0], k))
+        .collect();
+    let fresh = keys.iter().all(|k| account_nonce(http, apis[0], k) == 0);
+    let mut gen = LoadGen::new(
+        &genesis.chain_id,
+        keys.clone(),
+        genesis.params.min_fee,
+        nonces,
+    );
+    if fresh {
+        for tx in gen.setup_txs() {
+            let _ = post_tx(http, apis[0], &tx.to_bytes());
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let tick = Duration::from_millis(100);
+    let per_tick = (rate / 10).max(1) as usize;
+    let mut n = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let start = Instant::now();
+        for tx in gen.next_batch(per_tick, !fresh || n > 0) {
+            let api = apis[n % apis.len()];
+            n += 1;
+            if let Err(e) = post_tx(http, api, &tx.to_bytes()) {
+                if e.contains("nonce") {
+                    // Re-sync every sender from the chain.
+                    for (i, k) in keys.iter().enumerate() {
+                        gen.set_nonce(i, account_nonce(http, api, k));
+                    }
+                    break;
+                }
+            }
+        }
+        if let Some(rest) = tick.checked_sub(start.elapsed()) {
+            std::thread::sleep(rest);
+        }
+    }
+    Ok(())
+}
+
+/// Sets `flag` on Ctrl-C or SIGTERM (a tiny runtime thread waits for the signals).
+pub fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        });
+        flag.store(true, Ordering::Relaxed);
+    });
+    Ok(())
+}
+
+/// Stops every child: SIGTERM, up to 5 s to exit, then SIGKILL.
+pub fn stop_all(children: &mut [NodeChild]) {
+    for c in children.iter() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &c.process.id().to_string()])
+            .status();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for c in children.iter_mut() {
+        while Instant::now() < deadline {
+            if matches!(c.process.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.process.kill();
+        let _ = c.process.wait();
+    }
+}

@@ -1,0 +1,592 @@
+//! The two threads around the replica: the consensus thread that owns the [`Replica`] and
+//! carries out its actions in order, and the executor thread that executes and stores committed
+//! blocks. Neither runs on tokio's workers; the executor has its own rayon pool.
+
+use super::hold::{self, VotingHold};
+use super::ledger;
+use super::shared::{BlockEvent, Input, Metrics, Shared};
+use super::state_sync::{self, Snapshot, StateSync};
+use anyhow::{Context as _, Result};
+use lanes_consensus::messages::{CertifiedBlock, Message};
+use lanes_consensus::{
+    Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite,
+};
+use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
+use lanes_executor::Executor;
+use lanes_storage::{StorageError, Store};
+use lanes_types::codec::{Decode, Encode};
+use lanes_types::{Block, CheckpointCertificate, CommitCertificate, Genesis, Hash, Signature};
+use std::collections::BTreeMap;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds on a monotonic clock that starts at the Unix time of the node's start.
+#[derive(Clone, Copy)]
+pub struct Clock {
+    base_ms: u64,
+    start: Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        let base_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Clock {
+            base_ms,
+            start: Instant::now(),
+        }
+    }
+
+    /// Milliseconds since the Unix epoch, never going backwards.
+    pub fn now(&self) -> u64 {
+        self.base_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// The node's [`Context`]: ed25519 keys, the executor's stateless checks, the transaction index.
+pub struct NodeContext {
+    /// Signing and verification.
+    pub keys: Ed25519Keys,
+    /// Chain id and parameters for the stateless checks.
+    pub genesis: Genesis,
+    /// Storage, for the transaction index.
+    pub store: Arc<Store>,
+}
+
+impl Context for NodeContext {
+    fn sign(&self, message: &[u8]) -> Signature {
+        self.keys.sign(message)
+    }
+
+    fn verify(&self, validator: u32, message: &[u8], signature: &Signature) -> bool {
+        self.keys.verify(validator, message, signature)
+    }
+
+    fn verify_all(&self, message: &[u8], signatures: &[lanes_types::ValidatorSignature]) -> bool {
+        self.keys.verify_all(message, signatures)
+    }
+
+    fn check_block_txs(
+        &self,
+        block: &Block,
+        verified: &dyn Fn(usize) -> bool,
+    ) -> Result<(), String> {
+        let mut unverified = Vec::new();
+        for (i, raw) in block.txs.iter().enumerate() {
+            let stx = check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params)
+                .map_err(|e| e.to_string())?;
+            if !verified(i) {
+                unverified.push(stx);
+            }
+        }
+        verify_signatures(&unverified).map_err(|bad| format!("bad signatures at {bad:?}"))
+    }
+
+    fn check_txs(&self, txs: &[lanes_types::Bytes]) -> Vec<bool> {
+        let decoded: Vec<Option<_>> = txs
+            .iter()
+            .map(|raw| {
+                check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params).ok()
+            })
+            .collect();
+        let candidates: Vec<_> = decoded.iter().flatten().cloned().collect();
+        let bad: Vec<usize> = verify_signatures(&candidates).err().unwrap_or_default();
+        let mut k = 0;
+        decoded
+            .iter()
+            .map(|d| match d {
+                Some(_) => {
+                    let ok = !bad.contains(&k);
+                    k += 1;
+                    ok
+                }
+                None => false,
+            })
+            .collect()
+    }
+
+    fn tx_committed(&self, hash: &Hash) -> bool {
+        matches!(self.store.tx_location(hash), Ok(Some(_)))
+    }
+}
+
+/// Work for the executor thread.
+pub enum ExecJob {
+    /// Execute and store a committed block.
+    Block(Block, CommitCertificate),
+    /// Store an execution certificate (once its block is stored).
+    Certificate(CheckpointCertificate),
+    /// Install a certified state snapshot received from a peer.
+    Install(Snapshot),
+}
+
+/// Most bytes of blocks in one catch-up answer.
+const MAX_SYNC_BYTES: usize = 8 << 20;
+
+/// What the consensus thread needs besides the replica and its queues.
+pub struct ConsensusDriver {
+    /// Builds a replica from recovered state: at start-up, and again after a state transfer.
+    pub make_replica: Box<dyn Fn(Recovered) -> Result<Replica<NodeContext>> + Send>,
+    /// The async runtime, for network sends that wait for queue room.
+    pub runtime: tokio::runtime::Handle,
+    /// The node's clock.
+    pub clock: Clock,
+}
+
+impl ConsensusDriver {
+    /// Runs the consensus thread until [`Input::Shutdown`].
+    pub fn run(
+        self,
+        mut replica: Replica<NodeContext>,
+        inputs: Receiver<Input>,
+        shared: Arc<Shared>,
+        exec: Sender<ExecJob>,
+    ) -> Result<()> {
+        let clock = self.clock;
+        let stuck_ms = (30 * shared.genesis.params.view_timeout_ms).max(30_000);
+        let n = shared.genesis.validators.len() as u32;
+        let mut sync = StateSync::new(shared.me, n, stuck_ms, clock.now());
+        sync.executed(replica.committed_height(), clock.now());
+        let mut executed = replica.committed_height();
+        let mut hold = VotingHold::new(
+            shared.store.voting_hold()?,
+            n as usize,
+            shared.genesis.params.watermark_window,
+        );
+        if let Some(until) = hold.until() {
+            tracing::warn!(
+                until = if until == hold::UNKNOWN {
+                    None
+                } else {
+                    Some(until)
+                },
+                "started without the consensus safety state: holding votes until caught up"
+            );
+        }
+        replica.set_muted(hold.holding());
+        let mut timer: Option<u64> = None;
+        loop {
+            let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
+            let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
+                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+            };
+            let now = clock.now();
+            let mut actions = match input {
+                None => Vec::new(),
+                Some(Input::Net { from, bytes }) if Message::is_for_node(&bytes) => {
+                    match Message::from_bytes(&bytes) {
+                        Ok(Message::HeightQuery) => {
+                            let reply = Message::HeightReply { height: executed };
+                            let _ = shared.net.send(from, reply.to_bytes().into());
+                        }
+                        Ok(Message::HeightReply { height }) => {
+                            if let Some(decided) = hold.on_reply(from, height) {
+                                shared.store.set_voting_hold(decided)?;
+                                tracing::info!(until = ?decided, "voting hold decided from peers' heights");
+                            }
+                        }
+                        decoded => {
+                            self.on_state_message(from, decoded, &mut sync, &shared, &exec, now)?
+                        }
+                    }
+                    Vec::new()
+                }
+                Some(Input::Net { from, bytes }) => {
+                    if Message::is_empty_sync_response(&bytes) {
+                        sync.blocks_unavailable(now);
+                    }
+                    replica.handle(Event::Message { from, bytes }, now)
+                }
+                Some(Input::Submit { txs, reply }) => {
+                    let (result, actions) = replica.submit_batch(txs, now);
+                    let _ = reply.send(result);
+                    actions
+                }
+                Some(Input::Executed {
+                    height,
+                    block_hash,
+                    state_root,
+                }) => {
+                    sync.executed(height, now);
+                    executed = executed.max(height);
+                    replica.handle(
+                        Event::Executed {
+                            height,
+                            block_hash,
+                            state_root,
+                        },
+                        now,
+                    )
+                }
+                Some(Input::StateInstalled(result)) => {
+                    sync.installed(result.is_ok(), now);
+                    match result {
+                        Ok((head, certificate)) => {
+                            // The replica starts again from the installed state, with every
+                            // vote it promised (the safety records are untouched).
+                            replica = (self.make_replica)(Recovered {
+                                committed_height: head.height,
+                                committed_hash: head.block_hash,
+                                stable: Some(certificate),
+                                safety: shared.store.safety_records()?,
+                            })?;
+                            sync.executed(head.height, now);
+                            executed = head.height;
+                            timer = None;
+                            replica.handle(Event::Timer, now)
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "state snapshot refused");
+                            Vec::new()
+                        }
+                    }
+                }
+                Some(Input::Shutdown) => unreachable!("handled above"),
+            };
+            if hold.on_executed(executed) {
+                shared.store.set_voting_hold(None)?;
+                tracing::info!(height = executed, "caught up: voting again");
+            }
+            if replica.muted() != hold.holding() {
+                replica.set_muted(hold.holding());
+            }
+            if hold.wants_query(now) {
+                let _ = shared.net.broadcast(Message::HeightQuery.to_bytes().into());
+            }
+            if timer.is_some_and(|t| t <= now) {
+                timer = None;
+                actions.extend(replica.handle(Event::Timer, now));
+            }
+            for action in actions {
+                carry_out(action, &shared, &exec, &mut timer)?;
+            }
+            let need = sync.need(
+                replica.network_height(),
+                replica.diverged_at().is_some(),
+                now,
+            );
+            if let Some((peer, request)) = sync.tick(need, now) {
+                let _ = shared.net.send(peer, request.to_bytes().into());
+            }
+            let stats = replica.stats();
+            shared
+                .metrics
+                .view_changes
+                .store(stats.view_changes, std::sync::atomic::Ordering::Relaxed);
+            shared.metrics.rejected_messages.store(
+                stats.rejected_messages,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            shared.update_status(|s| {
+                s.view = replica.view();
+                s.primary = replica.primary();
+                s.in_view_change = replica.in_view_change();
+                s.certified_height = replica.stable_height();
+                s.mempool = replica.mempool_len();
+                s.diverged_at = replica.diverged_at();
+                s.state_sync = sync.describe();
+                s.voting_hold = hold
+                    .until()
+                    .map(|u| if u == hold::UNKNOWN { None } else { Some(u) });
+            });
+        }
+    }
+
+    /// A state request (served on a thread of its own) or a chunk of the transfer we asked for.
+    fn on_state_message(
+        &self,
+        from: u32,
+        message: Result<Message, lanes_types::codec::DecodeError>,
+        sync: &mut StateSync,
+        shared: &Arc<Shared>,
+        exec: &Sender<ExecJob>,
+        now: u64,
+    ) -> Result<()> {
+        match message {
+            Ok(Message::StateRequest { session }) => {
+                state_sync::serve(shared, &self.runtime, from, session);
+            }
+            Ok(Message::StateChunk(chunk)) => {
+                match sync.on_chunk(from, chunk, &shared.genesis, now) {
+                    Ok(Some(snapshot)) => exec
+                        .send(ExecJob::Install(snapshot))
+                        .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?,
+                    Ok(None) => {}
+                    Err(e) => {
+                        Metrics::add(&shared.metrics.rejected_messages, 1);
+                        tracing::warn!(from, error = %e, "state transfer aborted");
+                    }
+                }
+            }
+            _ => Metrics::add(&shared.metrics.rejected_messages, 1),
+        }
+        Ok(())
+    }
+}
+
+/// Carries out one action. Persist is synced before returning, so every later action (a vote)
+/// leaves only after the record that forbids a conflicting one is durable.
+fn carry_out(
+    action: Action,
+    shared: &Shared,
+    exec: &Sender<ExecJob>,
+    timer: &mut Option<u64>,
+) -> Result<()> {
+    match action {
+        Action::Persist(writes) => persist(&shared.store, &writes)?,
+        Action::Send { to, message } => {
+            if let Err(e) = shared.net.send(to, message.to_bytes().into()) {
+                tracing::debug!(to, error = %e, "send failed");
+            }
+        }
+        Action::Broadcast(message) => {
+            if let Err(e) = shared.net.broadcast(message.to_bytes().into()) {
+                tracing::debug!(error = %e, "broadcast failed");
+            }
+        }
+        Action::Deliver { block, certificate } => {
+            // The backlog is bounded by consensus itself: nothing is proposed beyond the
+            // window above the last execution certificate, and certificates need execution.
+            exec.send(ExecJob::Block(block, certificate))
+                .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?;
+        }
+        Action::Certified(cert) => {
+            exec.send(ExecJob::Certificate(cert))
+                .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?;
+        }
+        Action::ServeSync {
+            to,
+            from,
+            to_height,
+        } => serve_sync(shared, to, from, to_height),
+        Action::SetTimer { at } => *timer = Some(at),
+        Action::Alarm(alarm) => match alarm {
+            Alarm::Divergence {
+                height,
+                ours,
+                certified,
+            } => {
+                Metrics::add(&shared.metrics.divergence_alarms, 1);
+                tracing::error!(height, %ours, %certified, "DIVERGENCE: a quorum certified another state root; this node stops acknowledging blocks");
+            }
+            Alarm::Fork { height } => {
+                tracing::error!(
+                    height,
+                    "a decided block does not extend our chain: more than f faulty validators"
+                );
+            }
+            Alarm::Equivocation {
+                validator,
+                view,
+                height,
+            } => {
+                Metrics::add(&shared.metrics.equivocation_alarms, 1);
+                tracing::warn!(validator, view, height, "equivocation seen");
+            }
+        },
+    }
+    Ok(())
+}
+
+/// The three height-keyed record kinds of `lanes_consensus::safety`.
+const HEIGHT_KEYED: [u8; 3] = [b'p', b'c', b'q'];
+
+fn persist(store: &Store, writes: &[SafetyWrite]) -> Result<()> {
+    let mut puts: Vec<(&[u8], &[u8])> = Vec::new();
+    let mut ranges = Vec::new();
+    for w in writes {
+        match w {
+            SafetyWrite::Put { key, value } => puts.push((key, value)),
+            SafetyWrite::DeleteThrough { height } => {
+                for kind in HEIGHT_KEYED {
+                    let mut from = vec![kind];
+                    from.extend_from_slice(&0u64.to_be_bytes());
+                    let mut to = vec![kind];
+                    to.extend_from_slice(&height.saturating_add(1).to_be_bytes());
+                    ranges.push((from, to));
+                }
+            }
+        }
+    }
+    store
+        .safety_write(&puts, &ranges)
+        .map_err(|e| anyhow::anyhow!("cannot persist the consensus safety state: {e}"))
+}
+
+fn serve_sync(shared: &Shared, to: u32, from: u64, to_height: u64) {
+    let mut blocks = Vec::new();
+    let mut bytes = 0;
+    for height in from..=to_height {
+        let (Ok(Some(block)), Ok(Some(certificate))) = (
+            shared.store.block(height),
+            shared.store.commit_certificate(height),
+        ) else {
+            break;
+        };
+        bytes += block.txs.iter().map(|t| t.len() + 4).sum::<usize>() + 512;
+        blocks.push(CertifiedBlock { block, certificate });
+        if bytes > MAX_SYNC_BYTES {
+            break;
+        }
+    }
+    // An empty answer tells the requester we no longer have the blocks it needs (they were
+    // pruned): it then fetches the certified state instead.
+    let message = Message::SyncResponse(blocks).to_bytes();
+    let _ = shared.net.send(to, message.into());
+}
+
+/// Most blocks pruned after one committed block (pruning catches up gradually).
+const PRUNE_STEP: u64 = 64;
+
+/// Runs the executor thread: executes and stores committed blocks in order, stores execution
+/// certificates once their block is stored, installs certified state snapshots, prunes blocks
+/// older than `retain_blocks` below the head (0: never), and reports each stored block to
+/// consensus.
+pub fn executor_loop(
+    jobs: Receiver<ExecJob>,
+    shared: Arc<Shared>,
+    executor: Executor,
+    retain_blocks: u64,
+) -> Result<()> {
+    let mut pending: BTreeMap<u64, CheckpointCertificate> = BTreeMap::new();
+    while let Ok(job) = jobs.recv() {
+        match job {
+            ExecJob::Certificate(cert) => {
+                pending.insert(cert.height, cert);
+            }
+            ExecJob::Install(snapshot) => {
+                let result = state_sync::install(&shared.store, &snapshot, &shared.metrics);
+                if let Ok(head) = &result {
+                    pending.retain(|h, _| *h > head.height);
+                    shared.update_status(|s| {
+                        s.height = head.height;
+                        s.block_hash = head.block_hash.to_string();
+                        s.state_root = head.state_root.to_string();
+                    });
+                }
+                let result = result.map(|head| (head, snapshot.certificate));
+                let _ = shared.inputs.send(Input::StateInstalled(result));
+            }
+            ExecJob::Block(block, certificate) => {
+                execute_block(&shared, &executor, &block, &certificate)?;
+                let height = block.height();
+                if retain_blocks > 0 && height > retain_blocks {
+                    if let Err(e) = shared
+                        .store
+                        .prune_blocks(height - retain_blocks, PRUNE_STEP)
+                    {
+                        tracing::warn!(error = %e, "pruning old blocks failed");
+                    }
+                }
+            }
+        }
+        // Certificates whose block is stored now.
+        let stored = shared.store.head()?.map_or(0, |h| h.height);
+        while let Some(entry) = pending.first_entry() {
+            if *entry.key() > stored {
+                break;
+            }
+            let cert = entry.remove();
+            match shared.store.put_checkpoint_certificate(&cert) {
+                Ok(()) => {}
+                Err(StorageError::Divergence {
+                    height,
+                    ours,
+                    certified,
+                }) => {
+                    tracing::error!(
+                        height,
+                        ours,
+                        certified,
+                        "DIVERGENCE: stored root differs from the certified one"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(height = cert.height, error = %e, "execution certificate not stored")
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Executes and stores one committed block and reports it. A block already stored (delivered
+/// again after a state transfer) is reported from storage; one above a gap is skipped (the
+/// node then fetches the certified state).
+fn execute_block(
+    shared: &Shared,
+    executor: &Executor,
+    block: &Block,
+    certificate: &CommitCertificate,
+) -> Result<()> {
+    let head = shared.store.head()?.context("no genesis state")?;
+    let height = block.height();
+    let hash = block.hash();
+    if height <= head.height {
+        let stored = if height == head.height {
+            Some(head.block_hash)
+        } else {
+            shared.store.block(height)?.map(|b| b.hash())
+        };
+        if let (Some(stored), Some(root)) = (stored, shared.store.state_root(height)?) {
+            if stored == hash {
+                let _ = shared.inputs.send(Input::Executed {
+                    height,
+                    block_hash: hash,
+                    state_root: root,
+                });
+            }
+        }
+        return Ok(());
+    }
+    if height > head.height + 1 {
+        tracing::warn!(
+            height,
+            head = head.height,
+            "committed block above a gap skipped; the certified state will be fetched"
+        );
+        return Ok(());
+    }
+    let done =
+        ledger::execute_and_store(&shared.store, executor, &shared.genesis, block, certificate)?;
+    let m = &shared.metrics;
+    Metrics::add(&m.committed_blocks, 1);
+    Metrics::add(&m.committed_txs, block.txs.len() as u64);
+    let us = (done.exec_ms * 1e3) as u64;
+    m.last_exec_us
+        .store(us, std::sync::atomic::Ordering::Relaxed);
+    Metrics::add(&m.exec_us_total, us);
+    shared.update_status(|s| {
+        s.height = height;
+        s.block_hash = hash.to_string();
+        s.state_root = done.state_root.to_string();
+    });
+    let _ = shared.blocks.send(BlockEvent {
+        height,
+        hash: hash.to_string(),
+        txs: block.txs.len(),
+        ok_txs: done.ok_txs,
+        state_root: done.state_root.to_string(),
+        timestamp_ms: block.header.timestamp_ms,
+        view: certificate.view,
+        exec_ms: done.exec_ms,
+    });
+    tracing::info!(
+        height,
+        txs = block.txs.len(),
+        root = %done.state_root.short(),
+        exec_ms = format!("{:.1}", done.exec_ms),
+        "committed"
+    );
+    let _ = shared.inputs.send(Input::Executed {
+        height,
+        block_hash: hash,
+        state_root: done.state_root,
+    });
+    Ok(())
+}

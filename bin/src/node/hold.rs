@@ -1,0 +1,126 @@
+//! The voting hold of a validator that starts without its consensus safety state.
+//!
+//! A validator whose data directory is new (first start, or wiped) cannot know which votes it
+//! signed before: voting again at once could sign a second block for a (view, height) it
+//! already voted on. So a new database starts with its votes held (persisted, so a crash while
+//! holding keeps holding). The node asks the other validators for their executed height
+//! ([`Message::HeightQuery`](lanes_consensus::messages::Message::HeightQuery)); with answers
+//! from f+1 of them it knows a height `N` at least one honest validator reached. If `N` is 0
+//! the chain has not started and it votes at once (every validator of a new network is in this
+//! case). Otherwise anything it signed before lies at or below `N` plus the watermark window,
+//! so it keeps following the chain without signing (the consensus replica is muted) until it
+//! has executed that height. A peer that inflates its answer only delays this validator.
+
+use std::collections::BTreeMap;
+
+/// The hold's height while the peers' answers are awaited.
+pub const UNKNOWN: u64 = u64::MAX;
+/// How often the height query is broadcast while the hold is [`UNKNOWN`].
+const QUERY_EVERY_MS: u64 = 500;
+
+/// The hold, driven by the consensus thread.
+#[derive(Debug)]
+pub struct VotingHold {
+    until: Option<u64>,
+    replies: BTreeMap<u32, u64>,
+    needed: usize,
+    window: u64,
+    next_query: u64,
+}
+
+impl VotingHold {
+    /// A hold read from storage (`None`: not holding) for a set of `validators` with the
+    /// given watermark `window`.
+    pub fn new(until: Option<u64>, validators: usize, window: u64) -> VotingHold {
+        VotingHold {
+            until,
+            replies: BTreeMap::new(),
+            needed: (validators.saturating_sub(1)) / 3 + 1,
+            window,
+            next_query: 0,
+        }
+    }
+
+    /// Whether votes are held.
+    pub fn holding(&self) -> bool {
+        self.until.is_some()
+    }
+
+    /// The height to reach before voting ([`UNKNOWN`] while asking), if holding.
+    pub fn until(&self) -> Option<u64> {
+        self.until
+    }
+
+    /// Whether to broadcast a height query now.
+    pub fn wants_query(&mut self, now: u64) -> bool {
+        if self.until != Some(UNKNOWN) || now < self.next_query {
+            return false;
+        }
+        self.next_query = now + QUERY_EVERY_MS;
+        true
+    }
+
+    /// A peer's executed height. Returns the decided hold (to persist) once f+1 peers answered.
+    pub fn on_reply(&mut self, from: u32, height: u64) -> Option<Option<u64>> {
+        if self.until != Some(UNKNOWN) {
+            return None;
+        }
+        self.replies.insert(from, height);
+        if self.replies.len() < self.needed {
+            return None;
+        }
+        let reached = self.replies.values().copied().max().unwrap_or(0);
+        self.until = (reached > 0).then(|| reached.saturating_add(self.window));
+        Some(self.until)
+    }
+
+    /// Our executed height; true when that lifts the hold (to persist).
+    pub fn on_executed(&mut self, height: u64) -> bool {
+        match self.until {
+            Some(until) if until != UNKNOWN && height >= until => {
+                self.until = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_network_votes_once_f_plus_one_peers_say_nothing_happened() {
+        let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
+        assert!(h.wants_query(0));
+        assert!(!h.wants_query(100), "rate limited");
+        assert!(h.wants_query(600));
+        assert_eq!(h.on_reply(1, 0), None, "one answer is not f+1");
+        assert_eq!(h.on_reply(1, 0), None, "the same peer twice counts once");
+        assert_eq!(h.on_reply(2, 0), Some(None));
+        assert!(!h.holding());
+        assert!(!h.wants_query(10_000));
+    }
+
+    #[test]
+    fn a_wiped_validator_waits_past_the_window_above_the_highest_answer() {
+        let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
+        assert!(!h.on_executed(1_000), "unknown: never lifted by execution");
+        assert_eq!(h.on_reply(3, 40), None);
+        assert_eq!(h.on_reply(1, 42), Some(Some(50)));
+        assert_eq!(h.on_reply(2, 1_000), None, "decided already");
+        assert!(h.holding());
+        assert!(!h.on_executed(49));
+        assert!(h.on_executed(50));
+        assert!(!h.holding());
+    }
+
+    #[test]
+    fn a_validator_without_a_hold_votes() {
+        let mut h = VotingHold::new(None, 7, 8);
+        assert!(!h.holding());
+        assert!(!h.wants_query(0));
+        assert_eq!(h.on_reply(1, 5), None);
+    }
+}

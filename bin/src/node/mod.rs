@@ -1,0 +1,243 @@
+//! `lanes node`: one validator. Wires QUIC (tokio) <-> consensus thread <-> executor thread
+//! (own rayon pool) <-> RocksDB, and serves the HTTP API.
+//!
+//! Start-up: open (or create) the database, write genesis state if absent, read the stored head,
+//! the latest execution certificate and the persisted safety records, and rebuild the replica
+//! from them; so after `kill -9` the node rejoins with every acknowledged block and every vote
+//! it promised.
+
+pub mod api;
+mod driver;
+pub mod hold;
+pub mod ledger;
+pub mod shared;
+pub mod state_sync;
+
+use anyhow::{bail, Context as _, Result};
+use driver::{Clock, NodeContext};
+use lanes_consensus::{Config, Ed25519Keys, Recovered, Replica};
+use lanes_executor::Executor;
+use lanes_net::{NetConfig, Network};
+use lanes_storage::{ChainIdentity, Store};
+use lanes_types::{Genesis, SecretKey};
+use shared::{Input, Metrics, Shared, StatusSnapshot};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc, Mutex};
+
+/// Everything needed to run one validator (read from its home directory).
+pub struct NodeParams {
+    /// The chain's genesis.
+    pub genesis: Genesis,
+    /// This validator's key.
+    pub key: SecretKey,
+    /// Its index in the genesis validator list.
+    pub index: u32,
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// HTTP API listen address.
+    pub api: SocketAddr,
+    /// RocksDB directory.
+    pub data_dir: PathBuf,
+    /// Peer address overrides by validator index (e.g. through a fault proxy).
+    pub peers: BTreeMap<u32, String>,
+    /// Executor threads.
+    pub exec_threads: usize,
+    /// Log format (text or json), applied by the caller.
+    pub log_format: String,
+    /// Blocks kept below the head (0: all).
+    pub retain_blocks: u64,
+}
+
+/// Bound of the queue into the consensus thread; network messages beyond it are dropped
+/// (consensus tolerates loss), client submissions get "busy".
+const INPUT_QUEUE: usize = 16_384;
+
+/// Runs the validator until Ctrl-C or SIGTERM.
+pub fn run(p: NodeParams) -> Result<()> {
+    let validators = p.genesis.validator_set();
+    let me = validators
+        .get(p.index)
+        .with_context(|| format!("validator index {} is not in genesis", p.index))?;
+    if me.public_key != p.key.public_key() {
+        bail!("the key is not validator {}'s key in genesis", p.index);
+    }
+    let window = p.genesis.params.watermark_window;
+    if p.retain_blocks != 0 && p.retain_blocks < 2 * window {
+        bail!(
+            "retain_blocks is {}: it must be 0 (keep every block) or at least twice the watermark window ({})",
+            p.retain_blocks,
+            2 * window
+        );
+    }
+    std::fs::create_dir_all(&p.data_dir)
+        .with_context(|| format!("creating {}", p.data_dir.display()))?;
+    let identity = ChainIdentity {
+        chain_id: p.genesis.chain_id.clone(),
+        genesis_hash: p.genesis.hash(),
+    };
+    let store = Arc::new(
+        Store::open(&p.data_dir, &identity)
+            .with_context(|| format!("opening the database in {}", p.data_dir.display()))?,
+    );
+    if store.head()?.is_none() {
+        // A new (or wiped) database: whatever this validator signed before is unknown, so it
+        // holds its votes until it knows how far the chain went (see `hold`).
+        store
+            .set_voting_hold(Some(hold::UNKNOWN))
+            .context("storing the voting hold")?;
+    }
+    ledger::ensure_genesis(&store, &p.genesis)?;
+    let head = store.head()?.context("no head after genesis")?;
+    let recovered = Recovered {
+        committed_height: head.height,
+        committed_hash: head.block_hash,
+        stable: store.latest_checkpoint_certificate()?,
+        safety: store.safety_records()?,
+    };
+    tracing::info!(
+        validator = p.index,
+        height = head.height,
+        root = %head.state_root.short(),
+        safety_records = recovered.safety.len(),
+        "recovered from storage"
+    );
+    let make_replica = {
+        let (genesis, key, store) = (p.genesis.clone(), p.key.clone(), store.clone());
+        let index = p.index;
+        move |recovered: Recovered| -> Result<Replica<NodeContext>> {
+            let ctx = NodeContext {
+                keys: Ed25519Keys::new(key.clone(), genesis.validator_set()),
+                genesis: genesis.clone(),
+                store: store.clone(),
+            };
+            Replica::new(Config::from_genesis(&genesis, index), ctx, recovered)
+                .context("the persisted consensus safety state is unreadable")
+        }
+    };
+    let replica = make_replica(recovered)?;
+    let executor = Executor::new(p.exec_threads).context("starting the executor pool")?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _guard = runtime.enter();
+
+    let mut net_config = NetConfig::from_validators(p.index, p.key.clone(), p.listen, &validators)
+        .context("network configuration")?;
+    for peer in &mut net_config.peers {
+        if let Some(addr) = p.peers.get(&peer.index) {
+            peer.addr = resolve(addr)?;
+        }
+    }
+    let (net, mut inbound) = Network::start(net_config).context("starting QUIC")?;
+
+    let (inputs_tx, inputs_rx) = mpsc::sync_channel(INPUT_QUEUE);
+    let (exec_tx, exec_rx) = mpsc::channel();
+    let (blocks_tx, _) = tokio::sync::broadcast::channel(256);
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        genesis: p.genesis.clone(),
+        me: p.index,
+        status: Mutex::new(StatusSnapshot {
+            height: head.height,
+            block_hash: head.block_hash.to_string(),
+            state_root: head.state_root.to_string(),
+            voting_hold: store
+                .voting_hold()?
+                .map(|u| (u != hold::UNKNOWN).then_some(u)),
+            ..Default::default()
+        }),
+        metrics: Metrics::default(),
+        inputs: inputs_tx.clone(),
+        blocks: blocks_tx,
+        net: net.clone(),
+    });
+
+    // Network -> consensus.
+    let fwd = shared.clone();
+    runtime.spawn(async move {
+        while let Some(msg) = inbound.recv().await {
+            let input = Input::Net {
+                from: msg.from,
+                bytes: msg.msg.to_vec(),
+            };
+            if fwd.inputs.try_send(input).is_err() {
+                Metrics::add(&fwd.metrics.dropped_inputs, 1);
+            }
+        }
+    });
+
+    let clock = Clock::new();
+    let exec_shared = shared.clone();
+    let exec_thread = std::thread::Builder::new()
+        .name("executor".into())
+        .spawn(move || driver::executor_loop(exec_rx, exec_shared, executor, p.retain_blocks))?;
+    let cons_shared = shared.clone();
+    let driver = driver::ConsensusDriver {
+        make_replica: Box::new(make_replica),
+        runtime: runtime.handle().clone(),
+        clock,
+    };
+    let consensus_thread = std::thread::Builder::new()
+        .name("consensus".into())
+        .spawn(move || driver.run(replica, inputs_rx, cons_shared, exec_tx))?;
+
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(p.api))
+        .with_context(|| format!("binding the API on {}", p.api))?;
+    let app = api::router(shared.clone());
+    runtime.spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "API server stopped");
+        }
+    });
+    tracing::info!(validator = p.index, api = %p.api, p2p = %p.listen, "node running");
+
+    // Run until a signal, or until a thread fails.
+    let failed = runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return None,
+                _ = term.recv() => return None,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                    if exec_thread.is_finished() || consensus_thread.is_finished() {
+                        return Some(());
+                    }
+                }
+            }
+        }
+    });
+    let _ = inputs_tx.send(Input::Shutdown);
+    runtime.block_on(net.shutdown());
+    if failed.is_some() {
+        let why = |r: std::thread::Result<Result<()>>| match r {
+            Ok(Err(e)) => format!("{e:#}"),
+            Ok(Ok(())) => "stopped".into(),
+            Err(_) => "panicked".into(),
+        };
+        let mut reasons = Vec::new();
+        if exec_thread.is_finished() {
+            reasons.push(format!("executor: {}", why(exec_thread.join())));
+        }
+        if consensus_thread.is_finished() {
+            reasons.push(format!("consensus: {}", why(consensus_thread.join())));
+        }
+        bail!("node stopped: {}", reasons.join("; "));
+    }
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+fn resolve(addr: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| format!("resolving {addr}"))?
+        .next()
+        .with_context(|| format!("{addr} resolves to nothing"))
+}

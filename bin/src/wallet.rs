@@ -1,0 +1,581 @@
+//! The wallet: a local keystore (`lanes keys`) and `lanes send`, which builds, signs and submits
+//! a transaction, fills the nonce from the node, and waits for its receipt.
+
+use crate::config::{read_key, write_key};
+use crate::explorer::DEFAULT_NODE;
+use anyhow::{bail, Context, Result};
+use lanes_executor::tx::{Operation, Transaction};
+use lanes_types::codec::Encode;
+use lanes_types::{Address, SecretKey};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Where keys live, and the dev keys `lanes localnet` writes (usable by name, e.g. `dev-0`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeystoreOpts {
+    /// Keystore directory (default: $LANES_KEYSTORE, else `.lanes/keys`).
+    #[arg(long, env = "LANES_KEYSTORE", default_value = ".lanes/keys")]
+    keystore: PathBuf,
+    /// A directory of funded dev keys also searched by name.
+    #[arg(long, default_value = ".lanes/localnet/dev-keys")]
+    dev_keys: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `lanes keys ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Creates a new key under a name.
+    New {
+        /// Name of the key (letters, digits, `-`, `_`).
+        name: String,
+        #[command(flatten)]
+        opts: KeystoreOpts,
+    },
+    /// Lists the keystore's keys (and the localnet dev keys).
+    List {
+        #[command(flatten)]
+        opts: KeystoreOpts,
+    },
+    /// Shows a key's address and public key.
+    Show {
+        /// Name of the key.
+        name: String,
+        #[command(flatten)]
+        opts: KeystoreOpts,
+    },
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        bail!("bad key name {name:?}: use 1-64 letters, digits, '-' or '_'");
+    }
+    Ok(())
+}
+
+/// Finds a key by name in the keystore, then among the dev keys; or reads a key file path.
+fn find_key(name: &str, opts: &KeystoreOpts) -> Result<SecretKey> {
+    let as_path = Path::new(name);
+    if name.ends_with(".key") && as_path.exists() {
+        return read_key(as_path);
+    }
+    check_name(name)?;
+    for dir in [&opts.keystore, &opts.dev_keys] {
+        let path = dir.join(format!("{name}.key"));
+        if path.exists() {
+            return read_key(&path);
+        }
+    }
+    bail!(
+        "no key named {name:?} in {} or {}",
+        opts.keystore.display(),
+        opts.dev_keys.display()
+    )
+}
+
+fn key_json(name: &str, key: &SecretKey) -> Value {
+    json!({
+        "name": name,
+        "address": key.public_key().address().to_string(),
+        "public_key": key.public_key().to_string(),
+    })
+}
+
+fn list_dir(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let name = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".key")?
+                .to_string();
+            Some((name, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs `lanes keys ...`.
+pub fn keys(cmd: KeysCommand) -> Result<()> {
+    match cmd {
+        KeysCommand::New { name, opts } => {
+            check_name(&name)?;
+            let path = opts.keystore.join(format!("{name}.key"));
+            if path.exists() {
+                bail!("a key named {name:?} already exists ({})", path.display());
+            }
+            std::fs::create_dir_all(&opts.keystore)
+                .with_context(|| format!("creating {}", opts.keystore.display()))?;
+            let key = SecretKey::generate();
+            write_key(&path, &key)?;
+            print_key(&name, &key, opts.json)
+        }
+        KeysCommand::Show { name, opts } => {
+            let key = find_key(&name, &opts)?;
+            print_key(&name, &key, opts.json)
+        }
+        KeysCommand::List { opts } => {
+            let mut rows = Vec::new();
+            for (dir, kind) in [(&opts.keystore, "keystore"), (&opts.dev_keys, "dev")] {
+                for (name, path) in list_dir(dir) {
+                    match read_key(&path) {
+                        Ok(key) => {
+                            let mut j = key_json(&name, &key);
+                            j["kind"] = json!(kind);
+                            rows.push(j);
+                        }
+                        Err(e) => eprintln!("skipping {}: {e:#}", path.display()),
+                    }
+                }
+            }
+            if opts.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!("{:<16}  {:<8}  address", "name", "kind");
+                for r in &rows {
+                    println!(
+                        "{:<16}  {:<8}  {}",
+                        r["name"].as_str().unwrap_or(""),
+                        r["kind"].as_str().unwrap_or(""),
+                        r["address"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn print_key(name: &str, key: &SecretKey, json: bool) -> Result<()> {
+    if json {
+        println!("{}", key_json(name, key));
+    } else {
+        println!("name        {name}");
+        println!("address     {}", key.public_key().address());
+        println!("public key  {}", key.public_key());
+    }
+    Ok(())
+}
+
+/// Options of every `lanes send` operation.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SendOpts {
+    /// The signing key: a keystore or dev key name (e.g. `dev-0`) or a key file.
+    #[arg(long)]
+    from: String,
+    /// Fee in the native asset (default: the chain's minimum).
+    #[arg(long)]
+    fee: Option<u64>,
+    /// Nonce (default: the account's next nonce, asked from the node).
+    #[arg(long)]
+    nonce: Option<u64>,
+    /// Submit and return without waiting for the receipt.
+    #[arg(long)]
+    no_wait: bool,
+    /// The node's API URL (default: $LANES_NODE, else the first localnet validator).
+    #[arg(long, env = "LANES_NODE", default_value = DEFAULT_NODE)]
+    node: String,
+    #[command(flatten)]
+    keystore: KeystoreOpts,
+}
+
+/// `lanes send <operation>`.
+#[derive(clap::Subcommand, Debug)]
+pub enum SendCommand {
+    /// Moves an asset to another account.
+    Transfer {
+        #[arg(long)]
+        to: String,
+        #[arg(long)]
+        amount: u64,
+        #[arg(long, default_value_t = 0)]
+        asset: u32,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Creates an asset; the sender gets the whole supply.
+    CreateAsset {
+        #[arg(long)]
+        symbol: String,
+        #[arg(long)]
+        supply: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Creates a constant-product pool between two assets.
+    CreatePool {
+        #[arg(long)]
+        a: u32,
+        #[arg(long)]
+        b: u32,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Deposits both assets of a pool for shares.
+    AddLiquidity {
+        #[arg(long)]
+        pool: u32,
+        #[arg(long)]
+        amount_a: u64,
+        #[arg(long)]
+        amount_b: u64,
+        #[arg(long, default_value_t = 0)]
+        min_shares: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Burns shares for both assets.
+    RemoveLiquidity {
+        #[arg(long)]
+        pool: u32,
+        #[arg(long)]
+        shares: u64,
+        #[arg(long, default_value_t = 0)]
+        min_a: u64,
+        #[arg(long, default_value_t = 0)]
+        min_b: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Swaps one asset of a pool for the other.
+    Swap {
+        #[arg(long)]
+        pool: u32,
+        #[arg(long)]
+        asset_in: u32,
+        #[arg(long)]
+        amount_in: u64,
+        #[arg(long, default_value_t = 0)]
+        min_out: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Stakes native asset with a validator (its address).
+    Stake {
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Withdraws stake from a validator.
+    Unstake {
+        #[arg(long)]
+        validator: String,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Supplies an asset to its lending market (collateral).
+    Supply {
+        #[arg(long)]
+        asset: u32,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Withdraws supplied collateral.
+    Withdraw {
+        #[arg(long)]
+        asset: u32,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Borrows against supplied collateral.
+    Borrow {
+        #[arg(long)]
+        asset: u32,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Repays a debt.
+    Repay {
+        #[arg(long)]
+        asset: u32,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Repays part of an under-collateralised borrower's debt and seizes collateral.
+    Liquidate {
+        #[arg(long)]
+        borrower: String,
+        #[arg(long)]
+        debt_asset: u32,
+        #[arg(long)]
+        collateral_asset: u32,
+        #[arg(long)]
+        amount: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+    /// Sets an asset's oracle price (only the genesis oracle account).
+    SetPrice {
+        #[arg(long)]
+        asset: u32,
+        #[arg(long)]
+        price: u64,
+        #[command(flatten)]
+        opts: SendOpts,
+    },
+}
+
+fn address(s: &str) -> Result<Address> {
+    s.parse()
+        .map_err(|e| anyhow::anyhow!("bad address {s:?}: {e:?}"))
+}
+
+impl SendCommand {
+    fn into_parts(self) -> Result<(Operation, SendOpts)> {
+        use SendCommand as S;
+        Ok(match self {
+            S::Transfer {
+                to,
+                amount,
+                asset,
+                opts,
+            } => (
+                Operation::Transfer {
+                    asset,
+                    to: address(&to)?,
+                    amount,
+                },
+                opts,
+            ),
+            S::CreateAsset {
+                symbol,
+                supply,
+                opts,
+            } => (Operation::CreateAsset { symbol, supply }, opts),
+            S::CreatePool { a, b, opts } => (Operation::CreatePool { a, b }, opts),
+            S::AddLiquidity {
+                pool,
+                amount_a,
+                amount_b,
+                min_shares,
+                opts,
+            } => (
+                Operation::AddLiquidity {
+                    pool,
+                    amount_a,
+                    amount_b,
+                    min_shares,
+                },
+                opts,
+            ),
+            S::RemoveLiquidity {
+                pool,
+                shares,
+                min_a,
+                min_b,
+                opts,
+            } => (
+                Operation::RemoveLiquidity {
+                    pool,
+                    shares,
+                    min_a,
+                    min_b,
+                },
+                opts,
+            ),
+            S::Swap {
+                pool,
+                asset_in,
+                amount_in,
+                min_out,
+                opts,
+            } => (
+                Operation::Swap {
+                    pool,
+                    asset_in,
+                    amount_in,
+                    min_out,
+                },
+                opts,
+            ),
+            S::Stake {
+                validator,
+                amount,
+                opts,
+            } => (
+                Operation::Stake {
+                    validator: address(&validator)?,
+                    amount,
+                },
+                opts,
+            ),
+            S::Unstake {
+                validator,
+                amount,
+                opts,
+            } => (
+                Operation::Unstake {
+                    validator: address(&validator)?,
+                    amount,
+                },
+                opts,
+            ),
+            S::Supply {
+                asset,
+                amount,
+                opts,
+            } => (Operation::Supply { asset, amount }, opts),
+            S::Withdraw {
+                asset,
+                amount,
+                opts,
+            } => (Operation::Withdraw { asset, amount }, opts),
+            S::Borrow {
+                asset,
+                amount,
+                opts,
+            } => (Operation::Borrow { asset, amount }, opts),
+            S::Repay {
+                asset,
+                amount,
+                opts,
+            } => (Operation::Repay { asset, amount }, opts),
+            S::Liquidate {
+                borrower,
+                debt_asset,
+                collateral_asset,
+                amount,
+                opts,
+            } => (
+                Operation::Liquidate {
+                    borrower: address(&borrower)?,
+                    debt_asset,
+                    collateral_asset,
+                    amount,
+                },
+                opts,
+            ),
+            S::SetPrice { asset, price, opts } => (Operation::SetPrice { asset, price }, opts),
+        })
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get(http: &ureq::Agent, base: &str, path: &str) -> Result<(u16, Value)> {
+    let mut r = http
+        .get(format!("{base}{path}"))
+        .call()
+        .with_context(|| format!("node unreachable at {base}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.body_mut().read_json().unwrap_or(Value::Null)))
+}
+
+/// Runs `lanes send ...`.
+pub fn send(cmd: SendCommand) -> Result<()> {
+    let (op, opts) = cmd.into_parts()?;
+    let key = find_key(&opts.from, &opts.keystore)?;
+    let base = opts.node.trim_end_matches('/').to_string();
+    let http = agent();
+    let (_, status) = get(&http, &base, "/status")?;
+    let chain_id = status["chain_id"]
+        .as_str()
+        .context("the node did not report its chain id")?
+        .to_string();
+    let sender = key.public_key().address();
+    let nonce = match opts.nonce {
+        Some(n) => n,
+        None => get(&http, &base, &format!("/account/{sender}"))?.1["nonce"]
+            .as_u64()
+            .unwrap_or(0),
+    };
+    let fee = opts
+        .fee
+        .unwrap_or_else(|| status["min_fee"].as_u64().unwrap_or(1));
+    let name = op.name();
+    let raw = Transaction {
+        chain_id,
+        sender: key.public_key(),
+        nonce,
+        fee,
+        op,
+    }
+    .sign(&key)
+    .to_bytes();
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    let mut r = http
+        .post(format!("{base}/tx"))
+        .send_json(json!({ "tx": hex }))
+        .with_context(|| format!("node unreachable at {base}"))?;
+    let code = r.status().as_u16();
+    let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
+    if code >= 400 {
+        bail!(
+            "rejected: {}",
+            body["error"].as_str().unwrap_or("unknown error")
+        );
+    }
+    let hash = body["hash"].as_str().unwrap_or("").to_string();
+    if opts.no_wait {
+        if opts.keystore.json {
+            println!("{}", json!({ "hash": hash, "op": name, "nonce": nonce }));
+        } else {
+            println!("submitted {name} {hash} (nonce {nonce})");
+        }
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, tx) = get(&http, &base, &format!("/tx/{hash}"))?;
+        if code == 200 {
+            if opts.keystore.json {
+                println!("{}", serde_json::to_string_pretty(&tx)?);
+            } else {
+                println!("{name} {hash}");
+                println!(
+                    "  block {} (index {}), {}",
+                    tx["height"],
+                    tx["index"],
+                    tx["receipt"]["status"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "  fee paid {}, outputs {}",
+                    tx["receipt"]["fee_paid"], tx["receipt"]["outputs"]
+                );
+            }
+            if tx["receipt"]["success"] != true {
+                bail!(
+                    "{name} committed but did not succeed: {}",
+                    tx["receipt"]["status"].as_str().unwrap_or("?")
+                );
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{hash} was accepted but not committed within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

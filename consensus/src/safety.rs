@@ -1,0 +1,175 @@
+//! The safety state a replica persists before any vote that depends on it leaves the node, and
+//! how it is read back after a restart.
+//!
+//! Records are small key/value pairs so that each vote writes only what changed:
+//!
+//! | key | value | written before |
+//! | --- | --- | --- |
+//! | `view` | (view, installed) | a VIEW-CHANGE, or the first vote in a new view |
+//! | `p` ++ height | (view, block hash) of our PREPARE | our PREPARE |
+//! | `c` ++ height | (view, block hash) of our COMMIT | our COMMIT |
+//! | `q` ++ height | our highest prepared certificate and its payload | our COMMIT |
+//!
+//! Heights are big-endian so records sort by height; records at or below the stable checkpoint
+//! are deleted with [`SafetyWrite::DeleteThrough`].
+
+use crate::messages::PreparedCert;
+use lanes_types::codec::{Decode, DecodeError, Encode};
+use lanes_types::{Bytes, Hash};
+use std::collections::BTreeMap;
+
+/// One change to the persisted safety state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SafetyWrite {
+    /// Store `value` under `key`, replacing what was there.
+    Put {
+        /// Record key.
+        key: Vec<u8>,
+        /// Record value.
+        value: Vec<u8>,
+    },
+    /// Delete every height-keyed record (`p`, `c`, `q`) at a height `<= height`.
+    DeleteThrough {
+        /// Highest height to forget.
+        height: u64,
+    },
+}
+
+/// Why persisted safety records could not be read back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// A record's key is not one this version writes.
+    #[error("unknown safety record key {0:02x?}")]
+    UnknownKey(Vec<u8>),
+    /// A record's value does not decode.
+    #[error("safety record {key:02x?} is corrupt: {error}")]
+    Corrupt {
+        /// The record's key.
+        key: Vec<u8>,
+        /// The decoding error.
+        error: DecodeError,
+    },
+}
+
+/// Key of the view record.
+pub const VIEW_KEY: &[u8] = b"view";
+const PREPARE: u8 = b'p';
+const COMMIT: u8 = b'c';
+const PREPARED: u8 = b'q';
+
+fn height_key(kind: u8, height: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(kind);
+    key.extend_from_slice(&height.to_be_bytes());
+    key
+}
+
+/// Applies `DeleteThrough` to an in-memory copy of the records (used by the simulator and
+/// tests; the node does the same with a range delete).
+pub fn apply(records: &mut BTreeMap<Vec<u8>, Vec<u8>>, write: &SafetyWrite) {
+    match write {
+        SafetyWrite::Put { key, value } => {
+            records.insert(key.clone(), value.clone());
+        }
+        SafetyWrite::DeleteThrough { height } => {
+            records.retain(|key, _| match parse_height_key(key) {
+                Some((_, h)) => h > *height,
+                None => true,
+            });
+        }
+    }
+}
+
+/// The (kind, height) of a height-keyed record key.
+pub fn parse_height_key(key: &[u8]) -> Option<(u8, u64)> {
+    if key.len() != 9 || ![PREPARE, COMMIT, PREPARED].contains(&key[0]) {
+        return None;
+    }
+    let mut h = [0u8; 8];
+    h.copy_from_slice(&key[1..]);
+    Some((key[0], u64::from_be_bytes(h)))
+}
+
+/// The view record.
+pub(crate) fn view_record(view: u64, installed: bool) -> SafetyWrite {
+    SafetyWrite::Put {
+        key: VIEW_KEY.to_vec(),
+        value: (view, installed).to_bytes(),
+    }
+}
+
+/// Our PREPARE (`commit == false`) or COMMIT vote at `height`.
+pub(crate) fn vote_record(commit: bool, height: u64, view: u64, hash: Hash) -> SafetyWrite {
+    SafetyWrite::Put {
+        key: height_key(if commit { COMMIT } else { PREPARE }, height),
+        value: (view, hash).to_bytes(),
+    }
+}
+
+/// Our highest prepared certificate at its height, with the block's transactions.
+pub(crate) fn prepared_record(cert: &PreparedCert, txs: &[Bytes]) -> SafetyWrite {
+    let mut value = cert.to_bytes();
+    txs.to_vec().encode(&mut value);
+    SafetyWrite::Put {
+        key: height_key(PREPARED, cert.header.height),
+        value,
+    }
+}
+
+/// Everything read back from the safety records.
+#[derive(Debug, Default)]
+pub(crate) struct Restored {
+    /// (view, installed), if a view record exists.
+    pub view: Option<(u64, bool)>,
+    /// Our PREPARE per height: (view, hash).
+    pub prepares: BTreeMap<u64, (u64, Hash)>,
+    /// Our COMMIT per height: (view, hash).
+    pub commits: BTreeMap<u64, (u64, Hash)>,
+    /// Our prepared certificates per height, with payloads.
+    pub prepared: BTreeMap<u64, (PreparedCert, Vec<Bytes>)>,
+}
+
+/// Parses persisted records; any unknown or undecodable record is an error (the node refuses to
+/// start rather than vote with a safety state it cannot read).
+pub(crate) fn restore<'a>(
+    records: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+) -> Result<Restored, RestoreError> {
+    let mut out = Restored::default();
+    for (key, value) in records {
+        let corrupt = |error| RestoreError::Corrupt {
+            key: key.to_vec(),
+            error,
+        };
+        if key == VIEW_KEY {
+            out.view = Some(<(u64, bool)>::from_bytes(value).map_err(corrupt)?);
+            continue;
+        }
+        let (kind, height) =
+            parse_height_key(key).ok_or_else(|| RestoreError::UnknownKey(key.to_vec()))?;
+        match kind {
+            PREPARE => {
+                out.prepares
+                    .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);
+            }
+            COMMIT => {
+                out.commits
+                    .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);
+            }
+            _ => {
+                let mut r = lanes_types::codec::Reader::new(value);
+                let cert = PreparedCert::decode(&mut r).map_err(corrupt)?;
+                let txs = Vec::<Bytes>::decode(&mut r).map_err(corrupt)?;
+                r.finish().map_err(corrupt)?;
+                if cert.header.height != height
+                    || lanes_types::payload_digest(&txs) != cert.header.payload_digest
+                {
+                    return Err(corrupt(DecodeError::Invalid(
+                        "prepared record does not match its key or payload",
+                    )));
+                }
+                out.prepared.insert(height, (cert, txs));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,411 @@
+//! VIEW-CHANGE and NEW-VIEW.
+//!
+//! A replica that sees no progress for its timeout asks for view v+1 and stops taking part in
+//! view v. Its VIEW-CHANGE reports its stable checkpoint and every prepared certificate above it.
+//! If NEW-VIEW does not come in time it asks for the next view, with a doubled timeout. It joins
+//! a view change when f+1 validators ask for views above its own (at least one of them honest).
+//!
+//! The new primary, with a quorum of VIEW-CHANGEs, re-proposes [`plan_new_view`]: starting from
+//! the highest stable checkpoint among them, at each height the prepared certificate of the
+//! highest view, as long as each links to the one below. Why nothing committed is lost: a block
+//! B committed at h in view v was prepared by f+1 honest replicas, each of which (by the parent
+//! rule in `replica.rs`) had also prepared B's ancestors in view v. Any quorum of VIEW-CHANGEs
+//! contains one of them, so the highest-view certificates at h and below are B and its
+//! ancestors, and the walk reaches B. Later views re-propose the same chain, by induction.
+
+use crate::context::Context;
+use crate::messages::{Message, NewView, PreparedCert, ViewChange};
+use crate::replica::{Reject, Replica, MAX_VIEW_AHEAD};
+use crate::safety;
+use lanes_types::cert::checkpoint_message;
+use lanes_types::{payload_digest, Block, Bytes, Hash};
+use std::collections::BTreeMap;
+
+/// What a NEW-VIEW re-proposes, computed the same way by the primary and every verifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Height of the highest stable checkpoint among the VIEW-CHANGEs (0: genesis).
+    pub base_height: u64,
+    /// Its block hash ([`Hash::ZERO`] at genesis).
+    pub base_hash: Hash,
+    /// (index of the view change, index of the certificate) of each re-proposed block,
+    /// ascending by height from `base_height + 1`.
+    pub chain: Vec<(usize, usize)>,
+}
+
+/// Computes the re-proposals of a NEW-VIEW from its VIEW-CHANGEs (already verified).
+pub fn plan_new_view(view_changes: &[ViewChange]) -> Plan {
+    let base = view_changes
+        .iter()
+        .filter_map(|vc| vc.stable.as_ref())
+        .fold(
+            None::<&lanes_types::CheckpointCertificate>,
+            |best, c| match best {
+                Some(b) if b.height >= c.height => Some(b),
+                _ => Some(c),
+            },
+        );
+    let (base_height, base_hash) = base.map_or((0, Hash::ZERO), |c| (c.height, c.block_hash));
+    // Highest-view certificate per height; ties keep the first (equal views certify one block).
+    let mut best: BTreeMap<u64, (u64, usize, usize)> = BTreeMap::new();
+    for (i, vc) in view_changes.iter().enumerate() {
+        for (j, pc) in vc.prepared.iter().enumerate() {
+            let h = pc.header.height;
+            if h <= base_height {
+                continue;
+            }
+            match best.get(&h) {
+                Some((view, _, _)) if *view >= pc.view => {}
+                _ => {
+                    best.insert(h, (pc.view, i, j));
+                }
+            }
+        }
+    }
+    let mut chain = Vec::new();
+    let mut prev = base_hash;
+    let mut h = base_height + 1;
+    while let Some(&(_, i, j)) = best.get(&h) {
+        let header = &view_changes[i].prepared[j].header;
+        if header.parent != prev {
+            break;
+        }
+        prev = header.hash();
+        chain.push((i, j));
+        h += 1;
+    }
+    Plan {
+        base_height,
+        base_hash,
+        chain,
+    }
+}
+
+impl<C: Context> Replica<C> {
+    /// Gives up on the current view and asks for `target`.
+    pub(crate) fn start_view_change(&mut self, target: u64) {
+        debug_assert!(target > self.view || (target == self.view && self.changing));
+        self.view = target;
+        self.changing = true;
+        self.backoff = (self.backoff + 1).min(16);
+        self.vc_deadline = None;
+        self.stats.view_changes += 1;
+        self.future.retain(|(v, _), _| *v >= target);
+        tracing::info!(replica = self.cfg.me, view = target, "view change");
+        self.send_view_change();
+    }
+
+    /// Builds, persists the view of, and broadcasts our VIEW-CHANGE for the view we are
+    /// starting, from our current stable checkpoint and prepared certificates.
+    pub(crate) fn send_view_change(&mut self) {
+        if self.muted {
+            self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
+            return;
+        }
+        let stable_height = self.stable.height;
+        let mut prepared = Vec::new();
+        let mut payloads = Vec::new();
+        for (_, slot) in self.log.range(stable_height + 1..) {
+            if let Some(pc) = &slot.prepared {
+                if let Some(block) = slot.blocks.get(&pc.header.hash()) {
+                    prepared.push(pc.clone());
+                    payloads.push(block.txs.clone());
+                }
+            }
+            if prepared.len() as u64 >= self.max_prepared_in_view_change() {
+                break;
+            }
+        }
+        let mut vc = ViewChange {
+            view: self.view,
+            validator: self.cfg.me,
+            stable: self.stable_cert.clone(),
+            prepared,
+            signature: lanes_types::Signature([0; 64]),
+        };
+        vc.signature = self.ctx.sign(&vc.signed_bytes(&self.cfg.chain_id));
+        self.persist(vec![safety::view_record(self.view, false)]);
+        self.broadcast(Message::ViewChange {
+            view_change: vc.clone(),
+            payloads: payloads.clone(),
+        });
+        self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
+        self.view_changes.insert(self.cfg.me, (vc, payloads));
+        self.check_view_change_quorum();
+        self.maybe_new_view();
+    }
+
+    /// Starts the NEW-VIEW timer once a quorum (counting us) asks for the view we are starting.
+    fn check_view_change_quorum(&mut self) {
+        if !self.changing || self.vc_deadline.is_some() {
+            return;
+        }
+        let asking = self
+            .view_changes
+            .values()
+            .filter(|(vc, _)| vc.view == self.view)
+            .count();
+        if asking >= self.q {
+            self.vc_deadline = Some(self.now + self.timeout());
+        }
+    }
+
+    /// Bound on the prepared certificates one VIEW-CHANGE carries (heights in flight are
+    /// bounded by the window; restarts and catch-up can leave a few more).
+    fn max_prepared_in_view_change(&self) -> u64 {
+        4 * self.cfg.window
+    }
+
+    pub(crate) fn on_view_change(
+        &mut self,
+        from: u32,
+        vc: ViewChange,
+        payloads: Vec<Vec<Bytes>>,
+    ) -> Result<(), Reject> {
+        if vc.validator != from {
+            return Err("view change signed for another validator");
+        }
+        if vc.view < self.view || (vc.view == self.view && !self.changing) {
+            // The sender is behind: show it how the current view started.
+            self.serve_new_view(from);
+            return Ok(());
+        }
+        if vc.view > self.view + MAX_VIEW_AHEAD {
+            return Err("view change too far ahead");
+        }
+        if self
+            .view_changes
+            .get(&from)
+            .is_some_and(|(old, _)| old.view >= vc.view)
+        {
+            return Ok(());
+        }
+        self.check_view_change(&vc, Some(&payloads))?;
+        if let Some(cert) = vc.stable.clone() {
+            self.on_certified(cert);
+        }
+        self.view_changes.insert(from, (vc, payloads));
+        // Join when f+1 validators want a higher view: at least one of them is honest.
+        let mut higher: Vec<u64> = self
+            .view_changes
+            .values()
+            .map(|(vc, _)| vc.view)
+            .filter(|v| *v > self.view)
+            .collect();
+        if higher.len() > self.f {
+            higher.sort_unstable_by(|a, b| b.cmp(a));
+            self.start_view_change(higher[self.f]);
+        }
+        self.check_view_change_quorum();
+        self.maybe_new_view();
+        Ok(())
+    }
+
+    /// Verifies a VIEW-CHANGE: signature, checkpoint certificate, prepared certificates, and
+    /// (when given) that the payloads match the headers.
+    pub(crate) fn check_view_change(
+        &self,
+        vc: &ViewChange,
+        payloads: Option<&Vec<Vec<Bytes>>>,
+    ) -> Result<(), Reject> {
+        if vc.validator as usize >= self.n {
+            return Err("view change from an unknown validator");
+        }
+        if !self.ctx.verify(
+            vc.validator,
+            &vc.signed_bytes(&self.cfg.chain_id),
+            &vc.signature,
+        ) {
+            return Err("bad view change signature");
+        }
+        if let Some(c) = &vc.stable {
+            let msg =
+                checkpoint_message(&self.cfg.chain_id, c.height, &c.block_hash, &c.state_root);
+            if !self.verify_quorum(&msg, &c.signatures) {
+                return Err("bad checkpoint certificate in view change");
+            }
+        }
+        if vc.prepared.len() as u64 > self.max_prepared_in_view_change() {
+            return Err("too many prepared certificates");
+        }
+        let mut last = vc.stable_height();
+        for pc in &vc.prepared {
+            let h = pc.header.height;
+            if h <= last {
+                return Err("prepared certificates out of order or below the checkpoint");
+            }
+            last = h;
+            self.check_prepared_cert(pc, vc.view)?;
+        }
+        if let Some(payloads) = payloads {
+            if payloads.len() != vc.prepared.len()
+                || payloads
+                    .iter()
+                    .zip(&vc.prepared)
+                    .any(|(txs, pc)| payload_digest(txs) != pc.header.payload_digest)
+            {
+                return Err("view change payloads do not match their headers");
+            }
+        }
+        Ok(())
+    }
+
+    fn check_prepared_cert(&self, pc: &PreparedCert, below_view: u64) -> Result<(), Reject> {
+        if pc.view >= below_view || pc.header.chain_id != self.cfg.chain_id {
+            return Err("prepared certificate from a bad view or chain");
+        }
+        if pc.header.view > pc.view || pc.header.proposer as usize >= self.n {
+            return Err("prepared certificate header inconsistent");
+        }
+        let msg = crate::messages::vote_bytes(
+            crate::messages::Phase::Prepare,
+            &self.cfg.chain_id,
+            pc.view,
+            pc.header.height,
+            &pc.header.hash(),
+        );
+        if !self.verify_quorum(&msg, &pc.signatures) {
+            return Err("prepared certificate lacks a quorum");
+        }
+        Ok(())
+    }
+
+    /// New primary: once a quorum asked for our view, start it.
+    fn maybe_new_view(&mut self) {
+        if self.muted || !self.changing || self.cfg.validators.primary(self.view) != self.cfg.me {
+            return;
+        }
+        let entries: Vec<&(ViewChange, Vec<Vec<Bytes>>)> = self
+            .view_changes
+            .values()
+            .filter(|(vc, _)| vc.view == self.view)
+            .collect();
+        if entries.len() < self.q {
+            return;
+        }
+        let view_changes: Vec<ViewChange> = entries.iter().map(|(vc, _)| vc.clone()).collect();
+        let plan = plan_new_view(&view_changes);
+        let blocks: Vec<Block> = plan
+            .chain
+            .iter()
+            .map(|&(i, j)| Block {
+                header: entries[i].0.prepared[j].header.clone(),
+                txs: entries[i].1[j].clone(),
+            })
+            .collect();
+        let mut nv = NewView {
+            view: self.view,
+            view_changes,
+            blocks,
+            signature: lanes_types::Signature([0; 64]),
+        };
+        nv.signature = self.ctx.sign(&nv.signed_bytes(&self.cfg.chain_id));
+        self.broadcast(Message::NewView(nv.clone()));
+        self.install_new_view(nv, plan);
+    }
+
+    pub(crate) fn on_new_view(&mut self, nv: NewView) -> Result<(), Reject> {
+        if nv.view < self.view || (nv.view == self.view && !self.changing) {
+            return Ok(());
+        }
+        if nv.view > self.view + MAX_VIEW_AHEAD {
+            return Err("new view too far ahead");
+        }
+        let primary = self.cfg.validators.primary(nv.view);
+        if !self
+            .ctx
+            .verify(primary, &nv.signed_bytes(&self.cfg.chain_id), &nv.signature)
+        {
+            return Err("bad new view signature");
+        }
+        if nv.view_changes.len() < self.q
+            || nv.view_changes.len() > self.n
+            || nv
+                .view_changes
+                .windows(2)
+                .any(|w| w[0].validator >= w[1].validator)
+        {
+            return Err("new view without a quorum of distinct view changes");
+        }
+        for vc in &nv.view_changes {
+            if vc.view != nv.view {
+                return Err("new view carries a view change for another view");
+            }
+            self.check_view_change(vc, None)?;
+        }
+        let plan = plan_new_view(&nv.view_changes);
+        if plan.chain.len() != nv.blocks.len()
+            || plan.chain.iter().zip(&nv.blocks).any(|(&(i, j), block)| {
+                nv.view_changes[i].prepared[j].header != block.header || !block.payload_matches()
+            })
+        {
+            return Err("new view blocks differ from its view changes");
+        }
+        for vc in &nv.view_changes {
+            if let Some(cert) = vc.stable.clone() {
+                self.on_certified(cert);
+            }
+        }
+        self.install_new_view(nv, plan);
+        Ok(())
+    }
+
+    fn install_new_view(&mut self, nv: NewView, plan: Plan) {
+        self.view = nv.view;
+        self.changing = false;
+        self.vc_deadline = None;
+        self.persist(vec![safety::view_record(self.view, true)]);
+        tracing::info!(
+            replica = self.cfg.me,
+            view = self.view,
+            reproposed = nv.blocks.len(),
+            "new view"
+        );
+        self.view_changes.retain(|_, (vc, _)| vc.view > nv.view);
+        self.in_flight.clear();
+        self.progress_deadline = None;
+        let end = plan.base_height + plan.chain.len() as u64;
+        self.next_height = end.max(self.stable.height).max(self.committed.height) + 1;
+        for block in &nv.blocks {
+            if block.height() > self.stable.height {
+                self.accept_proposal(block.clone());
+            }
+        }
+        self.new_view = Some(nv);
+        let view = self.view;
+        let future: Vec<Block> = self
+            .future
+            .range((view, 0)..=(view, u64::MAX))
+            .map(|(_, b)| b.clone())
+            .collect();
+        self.future.retain(|(v, _), _| *v > view);
+        for block in future {
+            if self.check_fresh_proposal(&block).is_ok() {
+                self.accept_proposal(block);
+            } else {
+                self.stats.rejected_messages += 1;
+            }
+        }
+    }
+
+    /// Sends the NEW-VIEW of our current view to a replica still asking for an older one (at
+    /// most once per timeout per replica).
+    fn serve_new_view(&mut self, to: u32) {
+        if self.changing {
+            return;
+        }
+        let Some(nv) = &self.new_view else {
+            return;
+        };
+        if nv.view != self.view {
+            return;
+        }
+        let last = self.served_new_view.get(&to).copied();
+        if last.is_some_and(|t| t + self.cfg.view_timeout_ms > self.now) {
+            return;
+        }
+        let message = Message::NewView(nv.clone());
+        self.served_new_view.insert(to, self.now);
+        self.out.push(crate::replica::Action::Send { to, message });
+    }
+}

@@ -1,0 +1,140 @@
+//! State transfer on real processes: a validator kept down while the others prune the blocks
+//! it misses comes back by fetching the certified state, then follows the chain block by block.
+
+use lanes_tests::Cluster;
+use std::time::{Duration, Instant};
+
+/// Commits `n` transactions one after another (so they land in separate blocks) through nodes
+/// 0 to 2.
+fn commit_one_by_one(c: &mut Cluster, n: usize) {
+    for i in 0..n {
+        let tx = c.transfer(i % 3, 6, 1);
+        let hash = c.submit(i % 3, &tx).expect("submitted");
+        if let Err(e) = c.wait_tx(0, &hash, Duration::from_secs(20)) {
+            let logs: Vec<String> = (1..4).map(|n| c.log_tail(n)).collect();
+            panic!("not committed: {e}\n{}", logs.join("\n-----\n"));
+        }
+    }
+}
+
+fn metric(c: &Cluster, node: usize, name: &str) -> f64 {
+    let text = c.get_text(node, "/metrics").expect("metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+#[test]
+fn a_node_whose_missing_blocks_were_pruned_rejoins_by_state_transfer() {
+    let mut c = Cluster::start_with(4, &["--retain-blocks", "16"]).expect("cluster starts");
+    commit_one_by_one(&mut c, 3);
+    c.kill9(3);
+    let down_at = c.height(0).unwrap();
+    commit_one_by_one(&mut c, 40);
+    let ahead = c.height(0).unwrap();
+    assert!(ahead >= down_at + 40, "{down_at} -> {ahead}");
+    // The others pruned what node 3 misses.
+    let status = c.get(0, "/status").unwrap();
+    let lowest = status["lowest_block"].as_u64().unwrap();
+    assert!(
+        lowest > down_at + 1,
+        "lowest block {lowest}, node 3 stopped at {down_at}"
+    );
+    let gone = c.get(0, "/block/1").unwrap_err().to_string();
+    assert!(gone.contains("404"), "{gone}");
+
+    c.spawn(3).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while c.height(3).unwrap_or(0) < ahead {
+        assert!(
+            Instant::now() < deadline,
+            "node 3 never caught up (at {:?}, others at {ahead})\n{}",
+            c.height(3),
+            c.log_tail(3)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(metric(&c, 3, "lanes_state_syncs_total"), 1.0);
+    // Its installed head is the others' block and root at that height ...
+    let st3 = c.get(3, "/status").unwrap();
+    assert!(st3["lowest_block"].as_u64().unwrap() > down_at + 1);
+    // ... and it follows new blocks with the same hashes and roots, accepting transactions.
+    let tx = c.transfer(4, 7, 2);
+    let hash = c.submit(3, &tx).unwrap();
+    c.wait_tx(3, &hash, Duration::from_secs(30)).unwrap();
+    c.wait_tx(0, &hash, Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let heads = c.heads().unwrap();
+        if heads.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "heads differ: {heads:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let balance = |node: usize| {
+        let addr = c.address(7).to_string();
+        c.get(node, &format!("/account/{addr}")).unwrap()
+    };
+    assert_eq!(balance(3), balance(0));
+}
+
+#[test]
+fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
+    let mut c = Cluster::start(4).expect("cluster starts");
+    // A new network decides at once that there is nothing to hold.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(0..4).all(|i| c.get(i, "/status").unwrap()["voting"] == true) {
+        assert!(
+            Instant::now() < deadline,
+            "a new network never started voting"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    commit_one_by_one(&mut c, 5);
+    c.kill9(1);
+    c.wipe(1).unwrap();
+    c.spawn(1).unwrap();
+    c.wait_healthy(Duration::from_secs(30)).unwrap();
+    let reached = c.height(0).unwrap();
+    // It learns how far the chain went and holds its votes past the window above it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let until = loop {
+        let st = c.get(1, "/status").unwrap();
+        assert_eq!(st["voting"], false, "{st}");
+        if let Some(until) = st["voting_hold_until"].as_u64() {
+            break until;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the hold was never decided: {st}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(until > reached, "hold until {until}, chain at {reached}");
+    // The chain goes on without its votes; it follows, then votes again.
+    commit_one_by_one(&mut c, (until - reached) as usize + 2);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let st = c.get(1, "/status").unwrap();
+        if st["voting"] == true {
+            assert!(st["height"].as_u64().unwrap() >= until, "{st}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never voted again: {st}\n{}",
+            c.log_tail(1)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its chain is everyone's, from block 1.
+    let h = c.height(1).unwrap();
+    assert_eq!(c.chain(1, h).unwrap(), c.chain(0, h).unwrap());
+    // With node 3 down, progress needs node 1's votes: they count again.
+    c.kill9(3);
+    let tx = c.transfer(5, 6, 1);
+    let hash = c.submit(1, &tx).unwrap();
+    c.wait_tx(1, &hash, Duration::from_secs(30)).unwrap();
+}
