@@ -270,10 +270,14 @@ pub enum Message {
     /// Asks for the receiver's executed height (a validator that lost its data asks before it
     /// votes again).
     HeightQuery,
-    /// The sender's executed height.
+    /// The sender's executed height, and whether it has received votes from the asker since
+    /// it started (if not, the asker signed nothing the sender could count).
     HeightReply {
         /// Height of its last executed block.
         height: u64,
+        /// Whether the sender has received a proposal, vote, VIEW-CHANGE or NEW-VIEW from the
+        /// asker.
+        seen_votes: bool,
     },
 }
 
@@ -299,6 +303,12 @@ impl Message {
     /// longer has the blocks asked for (pruned).
     pub fn is_empty_sync_response(bytes: &[u8]) -> bool {
         bytes == [8, 0, 0, 0, 0]
+    }
+
+    /// Whether encoded bytes are a message its sender signs on its own account: a proposal, a
+    /// vote, a VIEW-CHANGE or a NEW-VIEW.
+    pub fn is_signed_by_sender(bytes: &[u8]) -> bool {
+        matches!(bytes.first(), Some(1 | 2 | 3 | 5 | 6))
     }
 
     /// Whether encoded bytes are a message the node handles itself (state transfer, height
@@ -382,9 +392,10 @@ impl Encode for Message {
                 chunk.encode(out);
             }
             Message::HeightQuery => out.push(11),
-            Message::HeightReply { height } => {
+            Message::HeightReply { height, seen_votes } => {
                 out.push(12);
                 height.encode(out);
+                seen_votes.encode(out);
             }
         }
     }
@@ -419,6 +430,7 @@ impl Decode for Message {
             11 => Message::HeightQuery,
             12 => Message::HeightReply {
                 height: Decode::decode(r)?,
+                seen_votes: Decode::decode(r)?,
             },
             tag => return Err(DecodeError::InvalidTag { ty: "Message", tag }),
         })

@@ -68,7 +68,11 @@ fn node_message_samples() -> Vec<Vec<u8>> {
     };
     vec![
         Message::HeightQuery.to_bytes(),
-        Message::HeightReply { height: 12 }.to_bytes(),
+        Message::HeightReply {
+            height: 12,
+            seen_votes: true,
+        }
+        .to_bytes(),
         Message::StateRequest { session: 42 }.to_bytes(),
         Message::StateChunk(chunk(0, false)).to_bytes(),
         Message::StateChunk(chunk(1, true)).to_bytes(),

@@ -25,7 +25,8 @@
 //!
 //! The dialer owns reconnection: when its connection dies (peer restarted, idle timeout,
 //! closed) it redials with exponential back-off (`backoff_min` doubling to `backoff_max`, with
-//! jitter). The QUIC stateless-reset key is derived from the validator key, so a validator
+//! jitter); a peer that dials us cuts that back-off short, so a restarted validator is
+//! reached as soon as it is up. The QUIC stateless-reset key is derived from the validator key, so a validator
 //! restarted on the same address resets its peers' stale connections at once instead of
 //! leaving them to time out.
 //!

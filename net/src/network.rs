@@ -13,7 +13,7 @@ use rand::Rng;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn, Instrument};
@@ -158,6 +158,15 @@ struct Peer {
     connected_out: AtomicBool,
     /// The current inbound connection from this peer: (quinn stable id, connection).
     inbound: Mutex<Option<(usize, Connection)>>,
+    /// Signalled when the peer dials us: it is up, so a dial loop sleeping off its back-off
+    /// (which grows to `backoff_max` while the peer was down) dials at once.
+    dialled_us: tokio::sync::Notify,
+    /// Signalled when the peer dialled us again while our link to it is old: it restarted (or
+    /// lost its link), so ours is most likely dead too and is replaced at once instead of
+    /// waiting for QUIC's idle timeout.
+    redial: tokio::sync::Notify,
+    /// When our current outbound connection to the peer came up.
+    out_since: Mutex<Option<Instant>>,
     counters: Counters,
 }
 
@@ -273,6 +282,9 @@ impl Network {
                     queue: OutQueue::new(config.queue_len, config.queue_bytes),
                     connected_out: AtomicBool::new(false),
                     inbound: Mutex::new(None),
+                    dialled_us: tokio::sync::Notify::new(),
+                    redial: tokio::sync::Notify::new(),
+                    out_since: Mutex::new(None),
                     counters: Counters::default(),
                 })
             })
@@ -525,6 +537,9 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(rand::thread_rng().gen_range(0.75..1.25))
 }
 
+/// An outbound link older than this is assumed dead when its peer dials us anew.
+const STALE_AFTER: Duration = Duration::from_secs(2);
+
 /// Keeps a connection to one peer and feeds it from the peer's queue, forever.
 async fn dial_loop(
     shared: Arc<Shared>,
@@ -543,6 +558,7 @@ async fn dial_loop(
                 info!(validator = peer.index, peer = %peer.addr, "connected");
                 let why = send_loop(&peer, &conn, &mut batch, &mut chunks).await;
                 peer.connected_out.store(false, Ordering::Relaxed);
+                *lock(&peer.out_since) = None;
                 conn.close(VarInt::from_u32(close_code::LINK_FAILED), b"link failed");
                 info!(validator = peer.index, peer = %peer.addr, "disconnected: {why}");
             }
@@ -550,8 +566,12 @@ async fn dial_loop(
                 debug!(validator = peer.index, peer = %peer.addr, "dial failed: {why}");
             }
         }
-        tokio::time::sleep(jitter(backoff)).await;
-        backoff = backoff.saturating_mul(2).min(shared.backoff_max);
+        tokio::select! {
+            _ = tokio::time::sleep(jitter(backoff)) => {
+                backoff = backoff.saturating_mul(2).min(shared.backoff_max);
+            }
+            _ = peer.dialled_us.notified() => backoff = shared.backoff_min,
+        }
     }
 }
 
@@ -595,6 +615,7 @@ async fn send_loop(
         return e.to_string();
     }
     peer.connected_out.store(true, Ordering::Relaxed);
+    *lock(&peer.out_since) = Some(Instant::now());
     loop {
         batch.clear();
         peer.queue.pop_batch(MAX_BATCH_MSGS, MAX_BATCH_BYTES, batch);
@@ -602,6 +623,13 @@ async fn send_loop(
             tokio::select! {
                 _ = peer.queue.wait_data() => continue,
                 e = conn.closed() => return e.to_string(),
+                _ = peer.redial.notified() => {
+                    // A signal meant for an older link finds a fresh one: keep it.
+                    let age = lock(&peer.out_since).map_or(Duration::ZERO, |t| t.elapsed());
+                    if age > STALE_AFTER {
+                        return "the peer dialled us anew".into();
+                    }
+                }
             }
         }
         let bytes = encode_batch(batch, chunks);
@@ -718,8 +746,15 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: Incoming, tx: mpsc::Sende
     let id = conn.stable_id();
     if let Some((_, old)) = peer.inbound().replace((id, conn.clone())) {
         old.close(VarInt::from_u32(close_code::REPLACED), b"replaced");
+        // The peer replaced its link to us: if ours is not brand new, it predates the peer's
+        // restart. (A fresh one is kept, so two validators never keep redialling each other.)
+        let ours = *lock(&peer.out_since);
+        if ours.is_some_and(|t| t.elapsed() > STALE_AFTER) {
+            peer.redial.notify_one();
+        }
     }
     debug!(validator = peer.index, peer = %addr, "inbound connection");
+    peer.dialled_us.notify_one();
 
     let end = read_loop(&shared, &peer, &conn, &tx).await;
     match end {

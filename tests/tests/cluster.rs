@@ -324,6 +324,47 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
+    // Every read command's --json output is one JSON document.
+    for args in [
+        &["blocks", "--node", &node, "--json"][..],
+        &["block", &height, "--node", &node, "--json"],
+        &["account", &addr, "--node", &node, "--json"],
+        &["validators", "--node", &node, "--json"],
+        &["proof", &addr, "--node", &node, "--json"],
+    ] {
+        let out = ok(args);
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
+        assert!(!v.is_null(), "{args:?}");
+    }
+    // follow prints each new block as it commits, a line each (JSON lines with --json).
+    for json in [false, true] {
+        let mut args = vec!["follow", "--node", &node];
+        if json {
+            args.push("--json");
+        }
+        let mut child = std::process::Command::new(lanes_tests::lanes_binary())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines =
+            std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+        let tx = c.transfer(2, 6, 1);
+        c.submit(1, &tx).unwrap();
+        // (The table has a header line first.)
+        let line = lines
+            .by_ref()
+            .map(|l| l.unwrap())
+            .find(|l| json || l.trim_start().starts_with(|ch: char| ch.is_ascii_digit()))
+            .expect("a line per block");
+        let _ = child.kill();
+        let _ = child.wait();
+        if json {
+            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
+            assert!(v["height"].as_u64().unwrap() > 1, "{line}");
+        }
+    }
     // Errors: one line on stderr and a non-zero exit.
     for args in [
         &["status", "--node", "http://127.0.0.1:1"][..],

@@ -138,3 +138,65 @@ fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
     let hash = c.submit(1, &tx).unwrap();
     c.wait_tx(1, &hash, Duration::from_secs(30)).unwrap();
 }
+
+/// Adds `delta` to an account's balance in a stopped node's database, behind the state tree's
+/// back: the next block touching it makes the node compute a root nobody else computes.
+fn corrupt_balance(data_dir: &std::path::Path, account: lanes_types::Address, delta: u64) {
+    use lanes_executor::state::{Key, Value};
+    use lanes_types::codec::{Decode, Encode};
+    let opts = rocksdb::Options::default();
+    let db = rocksdb::DB::open_cf(&opts, data_dir, lanes_storage::cf::ALL).expect("open");
+    let state = db.cf_handle(lanes_storage::cf::STATE).unwrap();
+    let key = Key::Balance(account, 0).to_bytes();
+    let raw = db.get_cf(state, &key).unwrap().expect("funded account");
+    let Value::U64(balance) = Value::from_bytes(&raw).unwrap() else {
+        panic!("a balance is a u64")
+    };
+    db.put_cf(state, &key, Value::U64(balance + delta).to_bytes())
+        .unwrap();
+}
+
+#[test]
+fn a_node_whose_state_diverged_raises_the_alarm_and_restores_the_certified_state() {
+    let mut c = Cluster::start(4).expect("cluster starts");
+    commit_one_by_one(&mut c, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !c.heads().unwrap().windows(2).all(|w| w[0] == w[1]) {
+        assert!(Instant::now() < deadline, "nodes never agreed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    c.kill9(2);
+    corrupt_balance(&c.dir.path().join("data-2"), c.address(6), 1_000);
+    c.spawn(2).unwrap();
+    c.wait_healthy(Duration::from_secs(30)).unwrap();
+    // A transfer from the corrupted account: node 2 computes another root.
+    let tx = c.transfer(6, 7, 5);
+    let hash = c.submit(0, &tx).unwrap();
+    c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let restored = metric(&c, 2, "lanes_divergence_alarms_total") >= 1.0
+            && metric(&c, 2, "lanes_state_syncs_total") >= 1.0
+            && c.get(2, "/status").unwrap()["diverged_at"].is_null();
+        if restored {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 2 never diverged and restored\n{}",
+            c.log_tail(2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // It holds the certified state again and keeps up with new blocks.
+    let tx = c.transfer(6, 7, 5);
+    let hash = c.submit(1, &tx).unwrap();
+    c.wait_tx(2, &hash, Duration::from_secs(30)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !c.heads().unwrap().windows(2).all(|w| w[0] == w[1]) {
+        assert!(Instant::now() < deadline, "heads differ: {:?}", c.heads());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let account = |node: usize| c.get(node, &format!("/account/{}", c.address(6))).unwrap();
+    assert_eq!(account(2), account(0));
+}

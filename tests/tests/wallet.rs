@@ -163,6 +163,26 @@ fn keys_and_send_every_operation_kind_with_receipts() {
         "http://127.0.0.1:1",
     ]);
     assert!(stderr(&down).contains("unreachable"), "{}", stderr(&down));
+    // The explorer's pool view, in both output modes, and an unknown pool.
+    let pool = lanes(&["pool", "0", "--node", &node]);
+    assert!(pool.status.success(), "{}", stderr(&pool));
+    assert!(
+        stdout(&pool).contains("GOLD") || stdout(&pool).contains('1'),
+        "{}",
+        stdout(&pool)
+    );
+    let pool_json: serde_json::Value =
+        serde_json::from_str(&stdout(&lanes(&["pool", "0", "--node", &node, "--json"])))
+            .expect("pool --json is JSON");
+    assert!(pool_json.is_object(), "{pool_json}");
+    let missing = lanes(&["pool", "99", "--node", &node]);
+    assert!(!missing.status.success());
+    assert_eq!(
+        stderr(&missing).trim().lines().count(),
+        1,
+        "{}",
+        stderr(&missing)
+    );
     // Bob received his 500 (and maybe the --no-wait 1).
     let acct = c.get(0, &format!("/account/{bob_addr}")).unwrap();
     assert!(

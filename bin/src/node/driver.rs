@@ -151,6 +151,9 @@ impl ConsensusDriver {
         let mut sync = StateSync::new(shared.me, n, stuck_ms, clock.now());
         sync.executed(replica.committed_height(), clock.now());
         let mut executed = replica.committed_height();
+        // Which validators sent us something they signed on their own account since we started
+        // (asked by a validator that lost its data, see `hold`).
+        let mut signed_by = vec![false; n as usize];
         let mut hold = VotingHold::new(
             shared.store.voting_hold()?,
             n as usize,
@@ -181,11 +184,14 @@ impl ConsensusDriver {
                 Some(Input::Net { from, bytes }) if Message::is_for_node(&bytes) => {
                     match Message::from_bytes(&bytes) {
                         Ok(Message::HeightQuery) => {
-                            let reply = Message::HeightReply { height: executed };
+                            let reply = Message::HeightReply {
+                                height: executed,
+                                seen_votes: signed_by.get(from as usize).is_some_and(|s| *s),
+                            };
                             let _ = shared.net.send(from, reply.to_bytes().into());
                         }
-                        Ok(Message::HeightReply { height }) => {
-                            if let Some(decided) = hold.on_reply(from, height) {
+                        Ok(Message::HeightReply { height, seen_votes }) => {
+                            if let Some(decided) = hold.on_reply(from, height, seen_votes) {
                                 shared.store.set_voting_hold(decided)?;
                                 tracing::info!(until = ?decided, "voting hold decided from peers' heights");
                             }
@@ -197,6 +203,11 @@ impl ConsensusDriver {
                     Vec::new()
                 }
                 Some(Input::Net { from, bytes }) => {
+                    if Message::is_signed_by_sender(&bytes) {
+                        if let Some(seen) = signed_by.get_mut(from as usize) {
+                            *seen = true;
+                        }
+                    }
                     if Message::is_empty_sync_response(&bytes) {
                         sync.blocks_unavailable(now);
                     }

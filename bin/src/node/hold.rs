@@ -4,12 +4,14 @@
 //! signed before: voting again at once could sign a second block for a (view, height) it
 //! already voted on. So a new database starts with its votes held (persisted, so a crash while
 //! holding keeps holding). The node asks the other validators for their executed height
-//! ([`Message::HeightQuery`](lanes_consensus::messages::Message::HeightQuery)); with answers
-//! from f+1 of them it knows a height `N` at least one honest validator reached. If `N` is 0
-//! the chain has not started and it votes at once (every validator of a new network is in this
-//! case). Otherwise anything it signed before lies at or below `N` plus the watermark window,
-//! so it keeps following the chain without signing (the consensus replica is muted) until it
-//! has executed that height. A peer that inflates its answer only delays this validator.
+//! and whether they received anything it signed since they started
+//! ([`Message::HeightQuery`](lanes_consensus::messages::Message::HeightQuery)). With answers
+//! from f+1 of them: if none saw a vote of ours, nothing we might have signed before can be
+//! counted by them and we vote at once (every validator of a new network is in this case, even
+//! one that starts after the others committed a few blocks). Otherwise anything we signed lies
+//! at or below the highest answered height `N` plus the watermark window, so we keep following
+//! the chain without signing (the consensus replica is muted) until we have executed that
+//! height. A peer that inflates its answer only delays this validator.
 
 use std::collections::BTreeMap;
 
@@ -22,7 +24,7 @@ const QUERY_EVERY_MS: u64 = 500;
 #[derive(Debug)]
 pub struct VotingHold {
     until: Option<u64>,
-    replies: BTreeMap<u32, u64>,
+    replies: BTreeMap<u32, (u64, bool)>,
     needed: usize,
     window: u64,
     next_query: u64,
@@ -60,17 +62,19 @@ impl VotingHold {
         true
     }
 
-    /// A peer's executed height. Returns the decided hold (to persist) once f+1 peers answered.
-    pub fn on_reply(&mut self, from: u32, height: u64) -> Option<Option<u64>> {
+    /// A peer's executed height and whether it saw votes of ours. Returns the decided hold (to
+    /// persist) once f+1 peers answered.
+    pub fn on_reply(&mut self, from: u32, height: u64, seen_votes: bool) -> Option<Option<u64>> {
         if self.until != Some(UNKNOWN) {
             return None;
         }
-        self.replies.insert(from, height);
+        self.replies.insert(from, (height, seen_votes));
         if self.replies.len() < self.needed {
             return None;
         }
-        let reached = self.replies.values().copied().max().unwrap_or(0);
-        self.until = (reached > 0).then(|| reached.saturating_add(self.window));
+        let seen = self.replies.values().any(|(_, seen)| *seen);
+        let reached = self.replies.values().map(|(h, _)| *h).max().unwrap_or(0);
+        self.until = seen.then(|| reached.saturating_add(self.window));
         Some(self.until)
     }
 
@@ -91,14 +95,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_new_network_votes_once_f_plus_one_peers_say_nothing_happened() {
+    fn a_new_validator_votes_once_f_plus_one_peers_saw_no_vote_of_it() {
         let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
         assert!(h.wants_query(0));
         assert!(!h.wants_query(100), "rate limited");
         assert!(h.wants_query(600));
-        assert_eq!(h.on_reply(1, 0), None, "one answer is not f+1");
-        assert_eq!(h.on_reply(1, 0), None, "the same peer twice counts once");
-        assert_eq!(h.on_reply(2, 0), Some(None));
+        assert_eq!(h.on_reply(1, 3, false), None, "one answer is not f+1");
+        assert_eq!(
+            h.on_reply(1, 3, false),
+            None,
+            "the same peer twice counts once"
+        );
+        assert_eq!(
+            h.on_reply(2, 4, false),
+            Some(None),
+            "late at genesis: nothing to hold"
+        );
         assert!(!h.holding());
         assert!(!h.wants_query(10_000));
     }
@@ -107,9 +119,9 @@ mod tests {
     fn a_wiped_validator_waits_past_the_window_above_the_highest_answer() {
         let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
         assert!(!h.on_executed(1_000), "unknown: never lifted by execution");
-        assert_eq!(h.on_reply(3, 40), None);
-        assert_eq!(h.on_reply(1, 42), Some(Some(50)));
-        assert_eq!(h.on_reply(2, 1_000), None, "decided already");
+        assert_eq!(h.on_reply(3, 40, false), None);
+        assert_eq!(h.on_reply(1, 42, true), Some(Some(50)));
+        assert_eq!(h.on_reply(2, 1_000, true), None, "decided already");
         assert!(h.holding());
         assert!(!h.on_executed(49));
         assert!(h.on_executed(50));
@@ -121,6 +133,6 @@ mod tests {
         let mut h = VotingHold::new(None, 7, 8);
         assert!(!h.holding());
         assert!(!h.wants_query(0));
-        assert_eq!(h.on_reply(1, 5), None);
+        assert_eq!(h.on_reply(1, 5, true), None);
     }
 }
