@@ -48,7 +48,8 @@ pub struct E2eBenchArgs {
     json: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+/// Parses "30s", "2m", "500ms" or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
@@ -138,7 +139,8 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
     result
 }
 
-fn free_base_port(n: usize) -> Result<u16> {
+/// A first port `P` with `P..P+n` (UDP) and `P+100..P+100+n` (TCP) free on loopback.
+pub fn free_base_port(n: usize) -> Result<u16> {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     for _ in 0..500 {

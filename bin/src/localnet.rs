@@ -106,19 +106,27 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
     result
 }
 
+/// Starts `lanes node --home` for one home, appending its log to `node.log` in the home.
+pub fn spawn_node(home: &Home) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating the lanes binary")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(home.dir.join("node.log"))?;
+    Command::new(&exe)
+        .args(["node", "--home"])
+        .arg(&home.dir)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting validator {}", home.config.index))
+}
+
 /// Starts one `lanes node --home` process per home, logging to `node.log` in the home.
 pub fn spawn_nodes(homes: &[Home]) -> Result<Vec<NodeChild>> {
-    let exe = std::env::current_exe().context("locating the lanes binary")?;
     let mut children = Vec::new();
     for (i, home) in homes.iter().enumerate() {
-        let log = std::fs::File::create(home.dir.join("node.log"))?;
-        let process = Command::new(&exe)
-            .args(["node", "--home"])
-            .arg(&home.dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting validator {i}"))?;
+        let process = spawn_node(home)?;
         children.push(NodeChild {
             index: i,
             api: home.config.api,

@@ -6,6 +6,7 @@
 
 mod bench_e2e;
 mod bench_exec;
+mod chaos;
 mod config;
 mod explorer;
 #[cfg(test)]
@@ -67,6 +68,9 @@ enum Command {
     Testnet(testnet::TestnetArgs),
     /// Runs the deterministic consensus simulator over many seeds and fault profiles.
     Sim(sim_cmd::SimArgs),
+    /// Runs fault-injection scenarios against a temporary cluster of real nodes and checks the
+    /// history (`--list` shows the scenarios).
+    Chaos(chaos::ChaosArgs),
     /// Database tools (read-only: safe on a running node's data directory).
     Db {
         #[command(subcommand)]
@@ -255,6 +259,7 @@ fn run(cli: Cli) -> Result<()> {
         } => bench_exec::run(args)?,
         Command::Bench { target: None, e2e } => bench_e2e::run(e2e)?,
         Command::Sim(args) => sim_cmd::run_sim(args)?,
+        Command::Chaos(args) => chaos::run(args)?,
         Command::Node(args) => run_node(args)?,
         Command::Localnet(args) => localnet::run(args)?,
         Command::Explorer(cmd) => explorer::run(cmd)?,

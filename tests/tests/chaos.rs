@@ -1,0 +1,58 @@
+//! `lanes chaos` on real processes: a quick subset of the scenarios (network partition without
+//! a quorum, kill -9 under load, a wiped data directory) must pass the history checker; the
+//! full set is `lanes chaos --scenario all`.
+
+use lanes_tests::lanes_binary;
+use std::process::Command;
+
+fn lanes(args: &[&str]) -> std::process::Output {
+    Command::new(lanes_binary())
+        .args(args)
+        .output()
+        .expect("lanes runs")
+}
+
+#[test]
+fn a_quick_subset_of_scenarios_passes_the_history_checker() {
+    let out = lanes(&[
+        "chaos",
+        "--scenario",
+        "quorum-lost,kill-random,wiped-node",
+        "--duration",
+        "12s",
+        "--seed",
+        "11",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), 3);
+    for s in scenarios {
+        assert_eq!(s["passed"], true, "{s}");
+        assert_eq!(s["lost_acknowledged"], 0, "{s}");
+        assert_eq!(s["diverged"], false, "{s}");
+        assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
+        assert!(s["recovery_s"].as_f64().unwrap() <= 10.0, "{s}");
+        assert!(!s["faults"].as_array().unwrap().is_empty(), "{s}");
+    }
+    assert!(out.status.success());
+}
+
+#[test]
+fn unknown_scenarios_and_bad_durations_are_refused_with_one_line() {
+    for args in [
+        &["chaos", "--scenario", "nope"][..],
+        &["chaos", "--duration", "2s"],
+        &["chaos", "--duration", "soon"],
+    ] {
+        let out = lanes(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.trim().is_empty(), "{args:?}");
+    }
+    let list = lanes(&["chaos", "--list"]);
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).contains("quorum-lost"));
+}
