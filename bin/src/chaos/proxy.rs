@@ -200,17 +200,35 @@ async fn relay_out(
             continue;
         };
         *client.lock().unwrap_or_else(|e| e.into_inner()) = Some(from);
-        for delay in decide(&shared, src, dst) {
-            shared.counters.relayed.fetch_add(1, Ordering::Relaxed);
-            let (back, packet) = (back.clone(), buf[..len].to_vec());
-            if delay.is_zero() {
-                let _ = back.send(&packet).await;
-            } else {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = back.send(&packet).await;
-                });
-            }
+        forward(&shared, decide(&shared, src, dst), &buf[..len], &back, None).await;
+    }
+}
+
+/// Sends one copy of `packet` on `socket` (to `to`, else to its connected peer) per delay:
+/// at once for a zero delay, else from a task that sleeps first.
+async fn forward(
+    shared: &Shared,
+    delays: Vec<Duration>,
+    packet: &[u8],
+    socket: &Arc<UdpSocket>,
+    to: Option<SocketAddr>,
+) {
+    async fn send(socket: &UdpSocket, packet: &[u8], to: Option<SocketAddr>) {
+        let _ = match to {
+            Some(to) => socket.send_to(packet, to).await,
+            None => socket.send(packet).await,
+        };
+    }
+    for delay in delays {
+        shared.counters.relayed.fetch_add(1, Ordering::Relaxed);
+        if delay.is_zero() {
+            send(socket, packet, to).await;
+        } else {
+            let (socket, packet) = (socket.clone(), packet.to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                send(&socket, &packet, to).await;
+            });
         }
     }
 }
@@ -233,18 +251,14 @@ async fn relay_back(
         let Some(to) = *client.lock().unwrap_or_else(|e| e.into_inner()) else {
             continue;
         };
-        for delay in decide(&shared, dst, src) {
-            shared.counters.relayed.fetch_add(1, Ordering::Relaxed);
-            let (front, packet) = (front.clone(), buf[..len].to_vec());
-            if delay.is_zero() {
-                let _ = front.send_to(&packet, to).await;
-            } else {
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = front.send_to(&packet, to).await;
-                });
-            }
-        }
+        forward(
+            &shared,
+            decide(&shared, dst, src),
+            &buf[..len],
+            &front,
+            Some(to),
+        )
+        .await;
     }
 }
 
