@@ -108,6 +108,11 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
 
 /// Starts `lanes node --home` for one home, appending its log to `node.log` in the home.
 pub fn spawn_node(home: &Home) -> Result<Child> {
+    spawn_node_with(home, &[])
+}
+
+/// [`spawn_node`] with extra `lanes node` arguments.
+pub fn spawn_node_with(home: &Home, extra: &[String]) -> Result<Child> {
     let exe = std::env::current_exe().context("locating the lanes binary")?;
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -116,6 +121,7 @@ pub fn spawn_node(home: &Home) -> Result<Child> {
     Command::new(&exe)
         .args(["node", "--home"])
         .arg(&home.dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

@@ -113,6 +113,10 @@ struct NodeArgs {
     /// A peer that misses pruned blocks fetches the certified state instead.
     #[arg(long)]
     retain_blocks: Option<u64>,
+    /// Misbehave on purpose (fault-injection builds only).
+    #[cfg(feature = "byzantine")]
+    #[arg(long, value_enum)]
+    byzantine: Option<node::byzantine::Mode>,
 }
 
 fn init_logging(format: &str) -> Result<()> {
@@ -144,6 +148,8 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 exec_threads: a.exec_threads.unwrap_or(home.config.exec_threads),
                 log_format: a.log_format.clone().unwrap_or(home.config.log_format),
                 retain_blocks: a.retain_blocks.unwrap_or(home.config.retain_blocks),
+                #[cfg(feature = "byzantine")]
+                byzantine: a.byzantine,
             }
         }
         None => {
@@ -161,6 +167,8 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 exec_threads: a.exec_threads.unwrap_or(2),
                 log_format: a.log_format.clone().unwrap_or_else(|| "text".into()),
                 retain_blocks: a.retain_blocks.unwrap_or(0),
+                #[cfg(feature = "byzantine")]
+                byzantine: a.byzantine,
             }
         }
     };

@@ -29,12 +29,14 @@ pub struct ChaosCluster {
     pub http: ureq::Agent,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    /// Extra `lanes node` arguments by node (a byzantine mode).
+    extra_args: Vec<Vec<String>>,
 }
 
 impl ChaosCluster {
     /// Generates a network of `n` validators whose links go through a proxy seeded with `seed`,
-    /// and starts it.
-    pub fn start(n: usize, seed: u64) -> Result<ChaosCluster> {
+    /// and starts it; `extra_args[i]` are added to node i's command line.
+    pub fn start(n: usize, seed: u64, extra_args: Vec<Vec<String>>) -> Result<ChaosCluster> {
         let dir = tempfile::tempdir()?;
         let base_port = bench_e2e::free_base_port(n)?;
         testnet::generate(&testnet::TestnetOptions {
@@ -72,6 +74,7 @@ impl ChaosCluster {
             http: localnet::http_agent(),
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
+            extra_args,
         };
         for i in 0..n {
             cluster.restart(i)?;
@@ -98,7 +101,8 @@ impl ChaosCluster {
     /// Starts node `i` if it is not running.
     pub fn restart(&mut self, i: usize) -> Result<()> {
         if self.children[i].is_none() {
-            self.children[i] = Some(localnet::spawn_node(&self.homes[i])?);
+            let extra = self.extra_args.get(i).cloned().unwrap_or_default();
+            self.children[i] = Some(localnet::spawn_node_with(&self.homes[i], &extra)?);
             self.paused[i] = false;
         }
         Ok(())

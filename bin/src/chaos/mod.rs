@@ -59,6 +59,45 @@ pub const SCENARIOS: [(&str, &str); 10] = [
     ),
 ];
 
+/// Scenarios with one byzantine validator (a `--features byzantine` build): name, the
+/// validator, its `lanes node --byzantine` mode, and what it does. The others must not notice
+/// beyond a view change, and a wrong root must get its signer flagged.
+pub const BYZANTINE: [(&str, usize, &str, &str); 5] = [
+    (
+        "equivocating-primary",
+        0,
+        "equivocate",
+        "the primary of view 0 proposes different blocks to the two halves",
+    ),
+    (
+        "wrong-root",
+        3,
+        "wrong-root",
+        "a validator signs a wrong state root after every block",
+    ),
+    (
+        "conflicting-voter",
+        1,
+        "conflict",
+        "a validator votes for blocks that do not exist",
+    ),
+    (
+        "silent-validator",
+        2,
+        "silent",
+        "a validator sends nothing at all",
+    ),
+    (
+        "garbage-sender",
+        3,
+        "garbage",
+        "a validator adds garbage, bad signatures and forged NEW-VIEWs",
+    ),
+];
+
+/// Whether this build can start byzantine validators.
+const BYZANTINE_BUILD: bool = cfg!(feature = "byzantine");
+
 /// Arguments of `lanes chaos`.
 #[derive(clap::Args, Debug)]
 pub struct ChaosArgs {
@@ -118,15 +157,28 @@ pub fn run(args: ChaosArgs) -> Result<()> {
         for (name, what) in SCENARIOS {
             println!("{name:<26} {what}");
         }
+        for (name, _, _, what) in BYZANTINE {
+            let note = if BYZANTINE_BUILD {
+                ""
+            } else {
+                " (needs --features byzantine)"
+            };
+            println!("{name:<26} {what}{note}");
+        }
         return Ok(());
     }
     let names: Vec<&str> = if args.scenario == "all" {
-        SCENARIOS.iter().map(|s| s.0).collect()
+        let byzantine = BYZANTINE.iter().filter(|_| BYZANTINE_BUILD).map(|s| s.0);
+        SCENARIOS.iter().map(|s| s.0).chain(byzantine).collect()
     } else {
         args.scenario.split(',').map(str::trim).collect()
     };
     for n in &names {
-        if !SCENARIOS.iter().any(|s| s.0 == *n) {
+        let byzantine = BYZANTINE.iter().any(|s| s.0 == *n);
+        if byzantine && !BYZANTINE_BUILD {
+            bail!("scenario {n:?} needs a build with byzantine validators: cargo build --release --workspace --features lanes/byzantine");
+        }
+        if !byzantine && !SCENARIOS.iter().any(|s| s.0 == *n) {
             bail!("unknown scenario {n:?}; `lanes chaos --list` shows them");
         }
     }
@@ -304,7 +356,15 @@ fn inject(
                 "{sent} garbage datagrams to the validators' QUIC ports"
             ));
         }
-        other => bail!("unknown scenario {other:?}"),
+        other => match BYZANTINE.iter().find(|b| b.0 == other) {
+            Some((_, node, mode, _)) => {
+                done.push(format!(
+                    "validator {node} runs --byzantine {mode} throughout"
+                ));
+                sleep_until(until);
+            }
+            None => bail!("unknown scenario {other:?}"),
+        },
     }
     Ok(done)
 }
@@ -343,12 +403,17 @@ fn unknown_peer_dials(c: &ChaosCluster) -> Result<String> {
 }
 
 fn rejected_handshakes(c: &ChaosCluster) -> u64 {
-    let Ok(mut r) = c.http.get(format!("http://{}/metrics", c.api(0))).call() else {
+    metric(c, 0, "lanes_rejected_handshakes_total")
+}
+
+/// A counter from node `i`'s `/metrics` (0 if it does not answer).
+fn metric(c: &ChaosCluster, i: usize, name: &str) -> u64 {
+    let Ok(mut r) = c.http.get(format!("http://{}/metrics", c.api(i))).call() else {
         return 0;
     };
     let text = r.body_mut().read_to_string().unwrap_or_default();
     text.lines()
-        .find_map(|l| l.strip_prefix("lanes_rejected_handshakes_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map_or(0, |v| v as u64)
 }
@@ -365,8 +430,17 @@ fn heal(c: &mut ChaosCluster) -> Result<()> {
 
 fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut c = ChaosCluster::start(4, seed)?;
-    let apis: Vec<_> = (0..c.len()).map(|i| c.api(i)).collect();
+    let byzantine = BYZANTINE.iter().find(|b| b.0 == name).map(|b| (b.1, b.2));
+    let mut extra = vec![Vec::new(); 4];
+    if let Some((node, mode)) = byzantine {
+        extra[node] = vec!["--byzantine".to_string(), mode.to_string()];
+    }
+    let mut c = ChaosCluster::start(4, seed, extra)?;
+    let honest: Vec<usize> = (0..c.len())
+        .filter(|i| byzantine.is_none_or(|(b, _)| b != *i))
+        .collect();
+    // Clients talk to honest nodes (a silent validator would sit on their transactions).
+    let apis: Vec<_> = honest.iter().map(|&i| c.api(i)).collect();
     let workload = Workload::start(apis, c.keys.clone(), "lanes-chaos".into(), seed);
     let start = Instant::now();
     let line = |c: &ChaosCluster, w: &Workload, phase: &str| {
@@ -419,7 +493,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     // Let every node reach the same height before checking.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(20) {
-        let hs: Vec<Option<u64>> = (0..c.len()).map(|i| c.height(i)).collect();
+        let hs: Vec<Option<u64>> = honest.iter().map(|&i| c.height(i)).collect();
         if hs.iter().all(|h| h.is_some() && *h == hs[0]) {
             break;
         }
@@ -428,7 +502,6 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     if progress {
         eprintln!();
     }
-    let honest: Vec<usize> = (0..c.len()).collect();
     let supply = cluster::ACCOUNTS as u64 * crate::testnet::DEV_BALANCE;
     let mut holders: Vec<lanes_types::Address> =
         c.keys.iter().map(|k| k.public_key().address()).collect();
@@ -445,6 +518,37 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
             violation.get_or_insert("nothing committed within 20 s of the heal".into());
         }
         _ => {}
+    }
+    if let Some((node, "wrong-root")) = byzantine {
+        // The liar is flagged: its own root differs from what the honest quorum certified.
+        let alarms = metric(&c, node, "lanes_divergence_alarms_total");
+        faults.push(format!(
+            "validator {node} raised {alarms} divergence alarms"
+        ));
+        if alarms == 0 {
+            violation.get_or_insert(format!("validator {node} signed wrong roots unflagged"));
+        }
+    }
+    if let Some((node, "equivocate")) = byzantine {
+        let seen: u64 = honest
+            .iter()
+            .map(|&i| metric(&c, i, "lanes_equivocation_alarms_total"))
+            .sum();
+        faults.push(format!(
+            "honest validators saw {seen} equivocations of validator {node}"
+        ));
+    }
+    if let Some((node, "garbage")) = byzantine {
+        let rejected: u64 = honest
+            .iter()
+            .map(|&i| metric(&c, i, "lanes_rejected_messages_total"))
+            .sum();
+        faults.push(format!(
+            "honest validators rejected {rejected} messages of validator {node}"
+        ));
+        if rejected == 0 {
+            violation.get_or_insert(format!("validator {node}'s garbage went unnoticed"));
+        }
     }
     let view_changes = (0..c.len())
         .filter_map(|i| c.status(i)?["view"].as_u64())

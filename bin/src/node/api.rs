@@ -654,6 +654,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             g(&m.divergence_alarms) as f64,
         ),
         (
+            "lanes_equivocation_alarms_total",
+            "counter",
+            "Validators seen signing two different blocks for one view and height.",
+            g(&m.equivocation_alarms) as f64,
+        ),
+        (
             "lanes_state_syncs_total",
             "counter",
             "Certified state snapshots installed from peers.",

@@ -188,7 +188,7 @@ impl ConsensusDriver {
                                 height: executed,
                                 seen_votes: signed_by.get(from as usize).is_some_and(|s| *s),
                             };
-                            let _ = shared.net.send(from, reply.to_bytes().into());
+                            send(&shared, Some(from), &reply);
                         }
                         Ok(Message::HeightReply { height, seen_votes }) => {
                             if let Some(decided) = hold.on_reply(from, height, seen_votes) {
@@ -229,7 +229,7 @@ impl ConsensusDriver {
                         Event::Executed {
                             height,
                             block_hash,
-                            state_root,
+                            state_root: reported_root(&shared, state_root),
                         },
                         now,
                     )
@@ -267,7 +267,7 @@ impl ConsensusDriver {
                 replica.set_muted(hold.holding());
             }
             if hold.wants_query(now) {
-                let _ = shared.net.broadcast(Message::HeightQuery.to_bytes().into());
+                send(&shared, None, &Message::HeightQuery);
             }
             if timer.is_some_and(|t| t <= now) {
                 timer = None;
@@ -282,7 +282,7 @@ impl ConsensusDriver {
                 now,
             );
             if let Some((peer, request)) = sync.tick(need, now) {
-                let _ = shared.net.send(peer, request.to_bytes().into());
+                send(&shared, Some(peer), &request);
             }
             let stats = replica.stats();
             shared
@@ -350,16 +350,8 @@ fn carry_out(
 ) -> Result<()> {
     match action {
         Action::Persist(writes) => persist(&shared.store, &writes)?,
-        Action::Send { to, message } => {
-            if let Err(e) = shared.net.send(to, message.to_bytes().into()) {
-                tracing::debug!(to, error = %e, "send failed");
-            }
-        }
-        Action::Broadcast(message) => {
-            if let Err(e) = shared.net.broadcast(message.to_bytes().into()) {
-                tracing::debug!(error = %e, "broadcast failed");
-            }
-        }
+        Action::Send { to, message } => send(shared, Some(to), &message),
+        Action::Broadcast(message) => send(shared, None, &message),
         Action::Deliver { block, certificate } => {
             // The backlog is bounded by consensus itself: nothing is proposed beyond the
             // window above the last execution certificate, and certificates need execution.
@@ -447,8 +439,41 @@ fn serve_sync(shared: &Shared, to: u32, from: u64, to_height: u64) {
     }
     // An empty answer tells the requester we no longer have the blocks it needs (they were
     // pruned): it then fetches the certified state instead.
-    let message = Message::SyncResponse(blocks).to_bytes();
-    let _ = shared.net.send(to, message.into());
+    send(shared, Some(to), &Message::SyncResponse(blocks));
+}
+
+/// Sends `message` to `to`, or to every other validator: the one place consensus messages
+/// leave the node, so a byzantine test build can rewrite them (`node/byzantine.rs`).
+fn send(shared: &Shared, to: Option<u32>, message: &Message) {
+    #[cfg(feature = "byzantine")]
+    if let Some(b) = &shared.byzantine {
+        let out = b
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .outgoing(to, message);
+        for (to, bytes) in out {
+            let _ = shared.net.send(to, bytes.into());
+        }
+        return;
+    }
+    let result = match to {
+        Some(to) => shared.net.send(to, message.to_bytes().into()),
+        None => shared.net.broadcast(message.to_bytes().into()),
+    };
+    if let Err(e) = result {
+        tracing::debug!(?to, error = %e, "send failed");
+    }
+}
+
+/// The state root reported to consensus for an executed block (a byzantine test build may
+/// lie about it).
+fn reported_root(shared: &Shared, root: Hash) -> Hash {
+    #[cfg(feature = "byzantine")]
+    if let Some(b) = &shared.byzantine {
+        return b.lock().unwrap_or_else(|e| e.into_inner()).root(root);
+    }
+    let _ = shared;
+    root
 }
 
 /// Most blocks pruned after one committed block (pruning catches up gradually).

@@ -7,6 +7,8 @@
 //! it promised.
 
 pub mod api;
+#[cfg(feature = "byzantine")]
+pub mod byzantine;
 mod driver;
 pub mod hold;
 pub mod ledger;
@@ -48,6 +50,9 @@ pub struct NodeParams {
     pub log_format: String,
     /// Blocks kept below the head (0: all).
     pub retain_blocks: u64,
+    /// Misbehave on purpose (fault-injection builds only).
+    #[cfg(feature = "byzantine")]
+    pub byzantine: Option<byzantine::Mode>,
 }
 
 /// Bound of the queue into the consensus thread; network messages beyond it are dropped
@@ -155,6 +160,16 @@ pub fn run(p: NodeParams) -> Result<()> {
         inputs: inputs_tx.clone(),
         blocks: blocks_tx,
         net: net.clone(),
+        #[cfg(feature = "byzantine")]
+        byzantine: p.byzantine.map(|mode| {
+            Mutex::new(byzantine::Byzantine::new(
+                mode,
+                p.key.clone(),
+                p.genesis.chain_id.clone(),
+                p.index,
+                validators.len() as u32,
+            ))
+        }),
     });
 
     // Network -> consensus.

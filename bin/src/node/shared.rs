@@ -147,6 +147,9 @@ pub struct Shared {
     pub blocks: tokio::sync::broadcast::Sender<BlockEvent>,
     /// The network, for peer status.
     pub net: NetHandle,
+    /// The message rewriter of a byzantine test node (`lanes node --byzantine`).
+    #[cfg(feature = "byzantine")]
+    pub byzantine: Option<Mutex<super::byzantine::Byzantine>>,
 }
 
 impl Shared {

@@ -1,0 +1,208 @@
+//! Byzantine behaviours for fault-injection tests. Compiled only with `--features byzantine`
+//! (never in a default build) and switched on by `lanes node --byzantine MODE`.
+//!
+//! The replica itself stays honest: these behaviours rewrite what it sends (and, for a wrong
+//! state root, what the executor reports to it), the way the consensus simulator's byzantine
+//! validators do (`lanes_consensus::sim`). The driver calls [`Byzantine::outgoing`] for every
+//! message and [`Byzantine::root`] for every executed block; nothing else changes.
+
+use lanes_consensus::messages::{Message, NewView, Phase, Vote};
+use lanes_types::codec::Encode;
+use lanes_types::{Hash, SecretKey, Signature};
+
+/// What a byzantine node does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// As primary, proposes a different block to the upper half of the validators (and votes
+    /// for it there).
+    Equivocate,
+    /// Reports (and so signs CHECKPOINTs over) a wrong state root after every block.
+    WrongRoot,
+    /// Sends PREPARE and COMMIT votes for a block that does not exist to the upper half.
+    Conflict,
+    /// Sends nothing at all (but keeps receiving and executing).
+    Silent,
+    /// Behaves, and also sends random bytes, votes with corrupted signatures and forged
+    /// NEW-VIEWs.
+    Garbage,
+}
+
+/// The state of a byzantine node's message rewriting.
+pub struct Byzantine {
+    mode: Mode,
+    key: SecretKey,
+    chain_id: String,
+    me: u32,
+    n: u32,
+    /// Counter-based randomness (deterministic per run; byzantine output needs no quality).
+    rng: u64,
+}
+
+impl Byzantine {
+    /// A rewriter for validator `me` of `n`, signing with `key` on `chain_id`.
+    pub fn new(mode: Mode, key: SecretKey, chain_id: String, me: u32, n: u32) -> Self {
+        tracing::warn!(?mode, "BYZANTINE MODE: this node misbehaves on purpose");
+        Byzantine {
+            mode,
+            key,
+            chain_id,
+            me,
+            n,
+            rng: 0x2545_f491_4f6c_dd1d ^ u64::from(me),
+        }
+    }
+
+    /// The root to report for an executed block.
+    pub fn root(&self, root: Hash) -> Hash {
+        match self.mode {
+            Mode::WrongRoot => Hash::tagged("lanes/byzantine-wrong-root", &root.0),
+            _ => root,
+        }
+    }
+
+    /// What to send instead of `message` to `to` (`None`: every other validator), as
+    /// (receiver, bytes) pairs.
+    pub fn outgoing(&mut self, to: Option<u32>, message: &Message) -> Vec<(u32, Vec<u8>)> {
+        let targets: Vec<u32> = match to {
+            Some(t) => vec![t],
+            None => (0..self.n).filter(|&i| i != self.me).collect(),
+        };
+        let mut out = Vec::new();
+        for t in targets {
+            for bytes in self.rewrite(t, message) {
+                out.push((t, bytes));
+            }
+        }
+        out
+    }
+
+    fn rewrite(&mut self, to: u32, message: &Message) -> Vec<Vec<u8>> {
+        let upper_half = to >= self.n / 2;
+        match (self.mode, message) {
+            (Mode::Silent, _) => Vec::new(),
+            (Mode::Equivocate, Message::PrePrepare { view, block }) if upper_half => {
+                let mut evil = block.clone();
+                evil.header.timestamp_ms += 1;
+                let vote = self.vote(Phase::Prepare, *view, evil.height(), evil.hash());
+                vec![
+                    Message::PrePrepare {
+                        view: *view,
+                        block: evil,
+                    }
+                    .to_bytes(),
+                    Message::Prepare(vote).to_bytes(),
+                ]
+            }
+            (Mode::Conflict, Message::Prepare(v)) if upper_half => {
+                let fake = Hash::tagged("lanes/byzantine-conflict", &v.block_hash.0);
+                vec![Message::Prepare(self.vote(Phase::Prepare, v.view, v.height, fake)).to_bytes()]
+            }
+            (Mode::Conflict, Message::Commit(v)) if upper_half => {
+                let fake = Hash::tagged("lanes/byzantine-conflict", &v.block_hash.0);
+                vec![Message::Commit(self.vote(Phase::Commit, v.view, v.height, fake)).to_bytes()]
+            }
+            (Mode::Garbage, message) => {
+                let mut out = vec![message.to_bytes()];
+                let r = self.next();
+                let len = (r % 300) as usize;
+                out.push((0..len).map(|_| self.next() as u8).collect());
+                let mut corrupted = message.to_bytes();
+                if let Some(last) = corrupted.last_mut() {
+                    *last ^= 0x5a;
+                }
+                out.push(corrupted);
+                if r % 7 == 1 {
+                    let fake = NewView {
+                        view: 1 + self.next() % 1000,
+                        view_changes: Vec::new(),
+                        blocks: Vec::new(),
+                        signature: Signature([7; 64]),
+                    };
+                    out.push(Message::NewView(fake).to_bytes());
+                }
+                out
+            }
+            (_, message) => vec![message.to_bytes()],
+        }
+    }
+
+    fn vote(&self, phase: Phase, view: u64, height: u64, block_hash: Hash) -> Vote {
+        let mut vote = Vote {
+            view,
+            height,
+            block_hash,
+            validator: self.me,
+            signature: Signature([0; 64]),
+        };
+        vote.signature = self.key.sign(&vote.signed_bytes(phase, &self.chain_id));
+        vote
+    }
+
+    /// A 64-bit LCG.
+    fn next(&mut self) -> u64 {
+        self.rng = self
+            .rng
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        self.rng >> 33
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanes_types::codec::Decode;
+
+    fn vote(h: u64) -> Vote {
+        Vote {
+            view: 0,
+            height: h,
+            block_hash: Hash::tagged("t", b"x"),
+            validator: 1,
+            signature: Signature([1; 64]),
+        }
+    }
+
+    fn byz(mode: Mode) -> Byzantine {
+        Byzantine::new(mode, SecretKey::from_label("byz"), "c".into(), 1, 4)
+    }
+
+    #[test]
+    fn silent_sends_nothing_and_wrong_root_changes_only_the_root() {
+        let m = Message::Prepare(vote(3));
+        assert!(byz(Mode::Silent).outgoing(None, &m).is_empty());
+        let root = Hash::tagged("t", b"root");
+        assert_ne!(byz(Mode::WrongRoot).root(root), root);
+        assert_eq!(byz(Mode::Conflict).root(root), root);
+        let out = byz(Mode::WrongRoot).outgoing(None, &m);
+        assert_eq!(out.len(), 3, "one copy to each of the 3 others");
+        assert!(out.iter().all(|(_, b)| *b == m.to_bytes()));
+    }
+
+    #[test]
+    fn conflicting_voter_signs_another_hash_for_the_upper_half_only() {
+        let key = SecretKey::from_label("byz");
+        let m = Message::Prepare(vote(3));
+        let out = byz(Mode::Conflict).outgoing(None, &m);
+        let targets: Vec<u32> = out.iter().map(|(t, _)| *t).collect();
+        assert_eq!(targets, vec![0, 2, 3]);
+        assert_eq!(out[0].1, m.to_bytes());
+        for (_, bytes) in &out[1..] {
+            let Message::Prepare(v) = Message::from_bytes(bytes).unwrap() else {
+                panic!("not a prepare")
+            };
+            assert_ne!(v.block_hash, vote(3).block_hash);
+            let signed = v.signed_bytes(Phase::Prepare, "c");
+            key.public_key().verify(&signed, &v.signature).unwrap();
+        }
+    }
+
+    #[test]
+    fn garbage_adds_undecodable_or_corrupted_messages() {
+        let m = Message::Prepare(vote(3));
+        let out = byz(Mode::Garbage).outgoing(Some(2), &m);
+        assert!(out.len() >= 3);
+        assert_eq!(out[0].1, m.to_bytes());
+        assert_ne!(out[2].1, m.to_bytes());
+    }
+}
