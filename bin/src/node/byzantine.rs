@@ -9,6 +9,8 @@
 use lanes_consensus::messages::{Message, NewView, Phase, Vote};
 use lanes_types::codec::Encode;
 use lanes_types::{Hash, SecretKey, Signature};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// What a byzantine node does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -34,8 +36,8 @@ pub struct Byzantine {
     chain_id: String,
     me: u32,
     n: u32,
-    /// Counter-based randomness (deterministic per run; byzantine output needs no quality).
-    rng: u64,
+    /// Seeded by the validator index: a byzantine run repeats its garbage.
+    rng: StdRng,
 }
 
 impl Byzantine {
@@ -48,7 +50,7 @@ impl Byzantine {
             chain_id,
             me,
             n,
-            rng: 0x2545_f491_4f6c_dd1d ^ u64::from(me),
+            rng: StdRng::seed_from_u64(u64::from(me)),
         }
     }
 
@@ -103,17 +105,16 @@ impl Byzantine {
             }
             (Mode::Garbage, message) => {
                 let mut out = vec![message.to_bytes()];
-                let r = self.next();
-                let len = (r % 300) as usize;
-                out.push((0..len).map(|_| self.next() as u8).collect());
+                let len = self.rng.gen_range(0..300);
+                out.push((0..len).map(|_| self.rng.gen()).collect());
                 let mut corrupted = message.to_bytes();
                 if let Some(last) = corrupted.last_mut() {
                     *last ^= 0x5a;
                 }
                 out.push(corrupted);
-                if r % 7 == 1 {
+                if self.rng.gen_ratio(1, 7) {
                     let fake = NewView {
-                        view: 1 + self.next() % 1000,
+                        view: self.rng.gen_range(1..1000),
                         view_changes: Vec::new(),
                         blocks: Vec::new(),
                         signature: Signature([7; 64]),
@@ -138,14 +139,6 @@ impl Byzantine {
         vote
     }
 
-    /// A 64-bit LCG.
-    fn next(&mut self) -> u64 {
-        self.rng = self
-            .rng
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        self.rng >> 33
-    }
 }
 
 #[cfg(test)]
