@@ -13,6 +13,18 @@ use lanes_executor::workload::{build_block, Workload, World};
 use lanes_executor::Executor;
 use std::time::{Duration, Instant};
 
+/// CPU time the process has used (user + system), from `/proc/self/stat` on Linux (in clock
+/// ticks, 10 ms each): summed over rounds, it shows what a phase costs in work, which load
+/// from other processes distorts less than wall-clock time. `None` elsewhere.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
+
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
@@ -80,11 +92,16 @@ fn main() {
         .iter()
         .map(|n| (*n, [Vec::new(), Vec::new()]))
         .collect();
+    let mut cpu = [0.0f64; 2];
     for _ in 0..rounds {
         for (i, ex) in [&one, &many].iter().enumerate() {
+            let c = cpu_ms();
             let t = Instant::now();
             let (_, writes, _) = ex.execute_txs(&world.state, &world.params, &block);
             rows[0].1[i].push(t.elapsed());
+            if let (Some(a), Some(b)) = (c, cpu_ms()) {
+                cpu[i] += b - a;
+            }
             let t = Instant::now();
             let ups = ex.install(|| smt::tree_updates(&writes));
             rows[1].1[i].push(t.elapsed());
@@ -103,5 +120,12 @@ fn main() {
     for (name, [a, b]) in rows {
         let (a, b) = (median(a), median(b));
         println!("{name:<24} {a:>9.1} {b:>10.1}   x{:.2}", a / b);
+    }
+    let (a, b) = (cpu[0] / rounds as f64, cpu[1] / rounds as f64);
+    if a > 0.0 && b > 0.0 {
+        println!(
+            "execute cpu (mean)       {a:>9.1} {b:>10.1}   x{:.2} of the work",
+            a / b
+        );
     }
 }
