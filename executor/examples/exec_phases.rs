@@ -39,6 +39,7 @@ fn compare_execute(world: &World, block: &[SignedTransaction], threads: usize, r
     ];
     let mut wall: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
     let mut cpu = [0.0f64; 2];
+    let mut stats = None;
     for _ in 0..rounds {
         for (i, ex) in exs.iter().enumerate() {
             let c = cpu_ms();
@@ -48,7 +49,7 @@ fn compare_execute(world: &World, block: &[SignedTransaction], threads: usize, r
             if let (Some(a), Some(b)) = (c, cpu_ms()) {
                 cpu[i] += b - a;
             }
-            drop(out);
+            stats = Some(out.2);
         }
     }
     let [a, b] = wall;
@@ -59,6 +60,12 @@ fn compare_execute(world: &World, block: &[SignedTransaction], threads: usize, r
         a / b,
         ca / cb.max(1e-9)
     );
+    if let Some(s) = stats {
+        println!(
+            "{threads} threads: {:?}, {} executions, {} aborts, {} validations",
+            s.mode, s.executions, s.aborts, s.validations
+        );
+    }
 }
 
 fn main() {
