@@ -6,16 +6,66 @@
 //! `cargo run --release -p lanes-executor --example exec_phases -- [transfer|swap-hot|mixed]
 //! [txs] [accounts] [threads] [rounds] [exec|hash|tree]`: with the last argument, only that
 //! phase runs, on the N-thread executor, round after round (for a profiler such as
-//! `perf record`).
+//! `perf record`); `exec-both` alternates only the execute phase on 1 and N threads.
 
 use lanes_executor::smt;
 use lanes_executor::workload::{build_block, Workload, World};
-use lanes_executor::Executor;
+use lanes_executor::{Executor, SignedTransaction};
 use std::time::{Duration, Instant};
+
+/// CPU time the process has used (user + system), from `/proc/self/stat` on Linux (in clock
+/// ticks, 10 ms each): summed over rounds, it shows what a phase costs in work, which load
+/// from other processes distorts less than wall-clock time. `None` elsewhere.
+fn cpu_ms() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may contain spaces: fields are counted after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks * 10.0)
+}
 
 fn median(mut v: Vec<Duration>) -> f64 {
     v.sort();
     v[v.len() / 2].as_secs_f64() * 1e3
+}
+
+/// Only the execute phase, alternating the 1-thread and the N-thread executor round by round:
+/// wall-clock medians and mean CPU time per round, for A/B comparisons on a busy machine.
+fn compare_execute(world: &World, block: &[SignedTransaction], threads: usize, rounds: usize) {
+    let exs = [
+        Executor::new(1).expect("executor"),
+        Executor::new(threads).expect("executor"),
+    ];
+    let mut wall: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+    let mut cpu = [0.0f64; 2];
+    let mut stats = None;
+    for _ in 0..rounds {
+        for (i, ex) in exs.iter().enumerate() {
+            let c = cpu_ms();
+            let t = Instant::now();
+            let out = ex.execute_txs(&world.state, &world.params, block);
+            wall[i].push(t.elapsed());
+            if let (Some(a), Some(b)) = (c, cpu_ms()) {
+                cpu[i] += b - a;
+            }
+            stats = Some(out.2);
+        }
+    }
+    let [a, b] = wall;
+    let (a, b) = (median(a), median(b));
+    let (ca, cb) = (cpu[0] / rounds as f64, cpu[1] / rounds as f64);
+    println!(
+        "execute wall {a:.1} / {b:.1} ms x{:.2}; cpu {ca:.1} / {cb:.1} ms, work ratio x{:.2}",
+        a / b,
+        ca / cb.max(1e-9)
+    );
+    if let Some(s) = stats {
+        println!(
+            "{threads} threads: {:?}, {} executions, {} aborts, {} validations",
+            s.mode, s.executions, s.aborts, s.validations
+        );
+    }
 }
 
 fn main() {
@@ -33,6 +83,10 @@ fn main() {
 
     let mut world = World::new(accounts).expect("world");
     let block = build_block(&mut world, workload, txs).expect("block");
+    if args.get(6).map(String::as_str) == Some("exec-both") {
+        compare_execute(&world, &block, threads, rounds);
+        return;
+    }
     if let Some(phase) = args.get(6) {
         // Only one phase on the N-thread executor, for a profiler.
         let many = Executor::new(threads).expect("executor");
@@ -80,11 +134,16 @@ fn main() {
         .iter()
         .map(|n| (*n, [Vec::new(), Vec::new()]))
         .collect();
+    let mut cpu = [0.0f64; 2];
     for _ in 0..rounds {
         for (i, ex) in [&one, &many].iter().enumerate() {
+            let c = cpu_ms();
             let t = Instant::now();
             let (_, writes, _) = ex.execute_txs(&world.state, &world.params, &block);
             rows[0].1[i].push(t.elapsed());
+            if let (Some(a), Some(b)) = (c, cpu_ms()) {
+                cpu[i] += b - a;
+            }
             let t = Instant::now();
             let ups = ex.install(|| smt::tree_updates(&writes));
             rows[1].1[i].push(t.elapsed());
@@ -103,5 +162,12 @@ fn main() {
     for (name, [a, b]) in rows {
         let (a, b) = (median(a), median(b));
         println!("{name:<24} {a:>9.1} {b:>10.1}   x{:.2}", a / b);
+    }
+    let (a, b) = (cpu[0] / rounds as f64, cpu[1] / rounds as f64);
+    if a > 0.0 && b > 0.0 {
+        println!(
+            "execute cpu (mean)       {a:>9.1} {b:>10.1}   x{:.2} of the work",
+            a / b
+        );
     }
 }

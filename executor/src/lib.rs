@@ -51,6 +51,7 @@ pub mod fxhash;
 pub mod ledger;
 pub mod parallel;
 pub mod smt;
+mod spin;
 pub mod state;
 pub mod tx;
 pub mod workload;
