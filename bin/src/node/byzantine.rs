@@ -138,7 +138,6 @@ impl Byzantine {
         vote.signature = self.key.sign(&vote.signed_bytes(phase, &self.chain_id));
         vote
     }
-
 }
 
 #[cfg(test)]
