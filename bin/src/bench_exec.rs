@@ -24,7 +24,7 @@ pub struct ExecBenchArgs {
     #[arg(long, default_value_t = 2)]
     threads: usize,
     /// Timed repetitions of each run (sequential and parallel alternate); medians are reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 7)]
     rounds: usize,
     /// Print one JSON object instead of a table.
     #[arg(long)]

@@ -550,8 +550,9 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
             violation.get_or_insert(format!("validator {node}'s garbage went unnoticed"));
         }
     }
-    let view_changes = (0..c.len())
-        .filter_map(|i| c.status(i)?["view"].as_u64())
+    let view_changes = honest
+        .iter()
+        .filter_map(|&i| c.status(i)?["view"].as_u64())
         .max()
         .unwrap_or(0);
     Ok(Report {
