@@ -377,3 +377,18 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// Runs `lanes chaos ARGS --json` and returns its parsed report (panicking, with the output,
+/// if it is not one JSON object) and whether the command succeeded.
+pub fn chaos_report(args: &[&str]) -> (Value, bool) {
+    let out = Command::new(lanes_binary())
+        .arg("chaos")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("lanes runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (report, out.status.success())
+}

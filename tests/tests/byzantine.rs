@@ -7,7 +7,7 @@
 //! ignored by the README's test command; `.ci/run` builds that binary and runs it:
 //! `cargo test --release --workspace --features lanes/byzantine --test byzantine -- --include-ignored`.
 
-use lanes_tests::lanes_binary;
+use lanes_tests::{chaos_report, lanes_binary};
 use std::process::Command;
 
 const SCENARIOS: &str =
@@ -28,19 +28,8 @@ fn one_byzantine_validator_cannot_break_the_honest_three() {
         "{} is not a byzantine build: cargo build --release --workspace --features lanes/byzantine",
         lanes_binary().display()
     );
-    let out = lanes(&[
-        "chaos",
-        "--scenario",
-        SCENARIOS,
-        "--duration",
-        "12s",
-        "--seed",
-        "7",
-        "--json",
-    ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let (report, success) =
+        chaos_report(&["--scenario", SCENARIOS, "--duration", "12s", "--seed", "7"]);
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 5);
     for s in scenarios {
@@ -59,5 +48,5 @@ fn one_byzantine_validator_cannot_break_the_honest_three() {
         .iter()
         .any(|f| f.as_str().is_some_and(|f| f.contains("divergence alarms")));
     assert!(flagged, "{wrong_root}");
-    assert!(out.status.success());
+    assert!(success);
 }

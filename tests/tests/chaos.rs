@@ -2,7 +2,7 @@
 //! a quorum, kill -9 under load, a wiped data directory) must pass the history checker; the
 //! full set is `lanes chaos --scenario all`.
 
-use lanes_tests::lanes_binary;
+use lanes_tests::{chaos_report, lanes_binary};
 use std::process::Command;
 
 fn lanes(args: &[&str]) -> std::process::Output {
@@ -14,19 +14,14 @@ fn lanes(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn a_quick_subset_of_scenarios_passes_the_history_checker() {
-    let out = lanes(&[
-        "chaos",
+    let (report, success) = chaos_report(&[
         "--scenario",
         "quorum-lost,kill-random,wiped-node",
         "--duration",
         "12s",
         "--seed",
         "11",
-        "--json",
     ]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     let scenarios = report["scenarios"].as_array().expect("scenarios");
     assert_eq!(scenarios.len(), 3);
     for s in scenarios {
@@ -37,7 +32,7 @@ fn a_quick_subset_of_scenarios_passes_the_history_checker() {
         assert!(s["recovery_s"].as_f64().unwrap() <= 10.0, "{s}");
         assert!(!s["faults"].as_array().unwrap().is_empty(), "{s}");
     }
-    assert!(out.status.success());
+    assert!(success);
 }
 
 #[test]

@@ -419,6 +419,47 @@ fn metric(c: &ChaosCluster, i: usize, name: &str) -> u64 {
 }
 
 /// Undoes every fault: proxy healed, every node running and continued.
+/// What the honest validators (and the byzantine one itself) noticed of byzantine validator
+/// `node` running `mode`, added to `faults`; `Err` if something that must be noticed was not.
+fn judge_byzantine(
+    c: &ChaosCluster,
+    honest: &[usize],
+    node: usize,
+    mode: &str,
+    faults: &mut Vec<String>,
+) -> Result<(), String> {
+    let honest_total = |name: &str| -> u64 { honest.iter().map(|&i| metric(c, i, name)).sum() };
+    match mode {
+        "wrong-root" => {
+            // The liar is flagged: its own root differs from what the honest quorum certified.
+            let alarms = metric(c, node, "lanes_divergence_alarms_total");
+            faults.push(format!(
+                "validator {node} raised {alarms} divergence alarms"
+            ));
+            if alarms == 0 {
+                return Err(format!("validator {node} signed wrong roots unflagged"));
+            }
+        }
+        "equivocate" => {
+            let seen = honest_total("lanes_equivocation_alarms_total");
+            faults.push(format!(
+                "honest validators saw {seen} equivocations of validator {node}"
+            ));
+        }
+        "garbage" => {
+            let rejected = honest_total("lanes_rejected_messages_total");
+            faults.push(format!(
+                "honest validators rejected {rejected} messages of validator {node}"
+            ));
+            if rejected == 0 {
+                return Err(format!("validator {node}'s garbage went unnoticed"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
 fn heal(c: &mut ChaosCluster) -> Result<()> {
     c.proxy.heal();
     for i in 0..c.len() {
@@ -519,35 +560,9 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
         }
         _ => {}
     }
-    if let Some((node, "wrong-root")) = byzantine {
-        // The liar is flagged: its own root differs from what the honest quorum certified.
-        let alarms = metric(&c, node, "lanes_divergence_alarms_total");
-        faults.push(format!(
-            "validator {node} raised {alarms} divergence alarms"
-        ));
-        if alarms == 0 {
-            violation.get_or_insert(format!("validator {node} signed wrong roots unflagged"));
-        }
-    }
-    if let Some((node, "equivocate")) = byzantine {
-        let seen: u64 = honest
-            .iter()
-            .map(|&i| metric(&c, i, "lanes_equivocation_alarms_total"))
-            .sum();
-        faults.push(format!(
-            "honest validators saw {seen} equivocations of validator {node}"
-        ));
-    }
-    if let Some((node, "garbage")) = byzantine {
-        let rejected: u64 = honest
-            .iter()
-            .map(|&i| metric(&c, i, "lanes_rejected_messages_total"))
-            .sum();
-        faults.push(format!(
-            "honest validators rejected {rejected} messages of validator {node}"
-        ));
-        if rejected == 0 {
-            violation.get_or_insert(format!("validator {node}'s garbage went unnoticed"));
+    if let Some((node, mode)) = byzantine {
+        if let Err(e) = judge_byzantine(&c, &honest, node, mode, &mut faults) {
+            violation.get_or_insert(e);
         }
     }
     let view_changes = honest
