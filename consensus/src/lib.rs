@@ -8,6 +8,7 @@
 //! - [`safety`]: the records a replica persists before it votes, and their recovery;
 //! - [`context`]: what the replica asks of its host (signatures, transaction checks);
 //! - [`mempool`]: pending transactions, de-duplicated and bounded;
+//! - [`byzantine`]: the messages byzantine validators send (simulator and test builds);
 //! - [`sim`]: the deterministic simulator with network, crash and byzantine faults.
 //!
 //! No clock, socket, thread or random source is used outside [`sim`] (whose randomness is a
@@ -15,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod byzantine;
 mod checkpoint;
 pub mod context;
 pub mod mempool;

@@ -6,9 +6,10 @@
 //! validators do (`lanes_consensus::sim`). The driver calls [`Byzantine::outgoing`] for every
 //! message and [`Byzantine::root`] for every executed block; nothing else changes.
 
-use lanes_consensus::messages::{Message, NewView, Phase, Vote};
+use lanes_consensus::byzantine as evil;
+use lanes_consensus::messages::{Message, Phase};
 use lanes_types::codec::Encode;
-use lanes_types::{Hash, SecretKey, Signature};
+use lanes_types::{Hash, SecretKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -79,71 +80,46 @@ impl Byzantine {
     }
 
     fn rewrite(&mut self, to: u32, message: &Message) -> Vec<Vec<u8>> {
-        let upper_half = to >= self.n / 2;
+        let upper_half = evil::upper_half(to, self.n);
+        let (me, key, chain_id) = (self.me, &self.key, self.chain_id.as_str());
+        let sign = |bytes: &[u8]| key.sign(bytes);
         match (self.mode, message) {
             (Mode::Silent, _) => Vec::new(),
             (Mode::Equivocate, Message::PrePrepare { view, block }) if upper_half => {
-                let mut evil = block.clone();
-                evil.header.timestamp_ms += 1;
-                let vote = self.vote(Phase::Prepare, *view, evil.height(), evil.hash());
-                vec![
-                    Message::PrePrepare {
-                        view: *view,
-                        block: evil,
-                    }
-                    .to_bytes(),
-                    Message::Prepare(vote).to_bytes(),
-                ]
+                evil::equivocation(*view, block, me, chain_id, sign)
+                    .iter()
+                    .map(Message::to_bytes)
+                    .collect()
             }
             (Mode::Conflict, Message::Prepare(v)) if upper_half => {
-                let fake = Hash::tagged("lanes/byzantine-conflict", &v.block_hash.0);
-                vec![Message::Prepare(self.vote(Phase::Prepare, v.view, v.height, fake)).to_bytes()]
+                let v = evil::conflicting_vote(Phase::Prepare, v, chain_id, sign);
+                vec![Message::Prepare(v).to_bytes()]
             }
             (Mode::Conflict, Message::Commit(v)) if upper_half => {
-                let fake = Hash::tagged("lanes/byzantine-conflict", &v.block_hash.0);
-                vec![Message::Commit(self.vote(Phase::Commit, v.view, v.height, fake)).to_bytes()]
+                let v = evil::conflicting_vote(Phase::Commit, v, chain_id, sign);
+                vec![Message::Commit(v).to_bytes()]
             }
             (Mode::Garbage, message) => {
                 let mut out = vec![message.to_bytes()];
                 let len = self.rng.gen_range(0..300);
                 out.push((0..len).map(|_| self.rng.gen()).collect());
-                let mut corrupted = message.to_bytes();
-                if let Some(last) = corrupted.last_mut() {
-                    *last ^= 0x5a;
-                }
-                out.push(corrupted);
+                out.push(evil::corrupted(message));
                 if self.rng.gen_ratio(1, 7) {
-                    let fake = NewView {
-                        view: self.rng.gen_range(1..1000),
-                        view_changes: Vec::new(),
-                        blocks: Vec::new(),
-                        signature: Signature([7; 64]),
-                    };
-                    out.push(Message::NewView(fake).to_bytes());
+                    out.push(evil::forged_new_view(self.rng.gen_range(1..1000)).to_bytes());
                 }
                 out
             }
             (_, message) => vec![message.to_bytes()],
         }
     }
-
-    fn vote(&self, phase: Phase, view: u64, height: u64, block_hash: Hash) -> Vote {
-        let mut vote = Vote {
-            view,
-            height,
-            block_hash,
-            validator: self.me,
-            signature: Signature([0; 64]),
-        };
-        vote.signature = self.key.sign(&vote.signed_bytes(phase, &self.chain_id));
-        vote
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lanes_consensus::messages::Vote;
     use lanes_types::codec::Decode;
+    use lanes_types::Signature;
 
     fn vote(h: u64) -> Vote {
         Vote {

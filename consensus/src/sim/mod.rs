@@ -747,36 +747,24 @@ impl Sim {
     }
 
     fn byzantine_out(&mut self, me: u32, b: Byzantine, to: u32, message: Message) -> Vec<Vec<u8>> {
+        use crate::byzantine as evil;
         let key = self.keys[me as usize];
-        let other_half = to >= self.n / 2;
+        let sign = |bytes: &[u8]| sim_sign(&key, bytes);
+        let other_half = evil::upper_half(to, self.n);
         let chain_id = "lanes-sim";
         match (b, message) {
             (Byzantine::EquivocatingPrimary, Message::PrePrepare { view, block }) if other_half => {
-                let mut evil = block;
-                evil.header.timestamp_ms += 1;
-                let hash = evil.hash();
-                let h = evil.height();
-                let mut vote = crate::messages::Vote {
-                    view,
-                    height: h,
-                    block_hash: hash,
-                    validator: me,
-                    signature: Signature([0; 64]),
-                };
-                vote.signature = sim_sign(&key, &vote.signed_bytes(Phase::Prepare, chain_id));
-                vec![
-                    Message::PrePrepare { view, block: evil }.to_bytes(),
-                    Message::Prepare(vote).to_bytes(),
-                ]
+                evil::equivocation(view, &block, me, chain_id, sign)
+                    .iter()
+                    .map(Message::to_bytes)
+                    .collect()
             }
-            (Byzantine::ConflictingVoter, Message::Prepare(mut v)) if other_half => {
-                v.block_hash = Hash::tagged("lanes/sim-conflict", &v.block_hash.0);
-                v.signature = sim_sign(&key, &v.signed_bytes(Phase::Prepare, chain_id));
+            (Byzantine::ConflictingVoter, Message::Prepare(v)) if other_half => {
+                let v = evil::conflicting_vote(Phase::Prepare, &v, chain_id, sign);
                 vec![Message::Prepare(v).to_bytes()]
             }
-            (Byzantine::ConflictingVoter, Message::Commit(mut v)) if other_half => {
-                v.block_hash = Hash::tagged("lanes/sim-conflict", &v.block_hash.0);
-                v.signature = sim_sign(&key, &v.signed_bytes(Phase::Commit, chain_id));
+            (Byzantine::ConflictingVoter, Message::Commit(v)) if other_half => {
+                let v = evil::conflicting_vote(Phase::Commit, &v, chain_id, sign);
                 vec![Message::Commit(v).to_bytes()]
             }
             (Byzantine::Garbage, message) => {
@@ -786,20 +774,10 @@ impl Sim {
                     out.push((0..len).map(|_| self.rng.gen()).collect());
                 }
                 if self.rng.gen_bool(0.3) {
-                    let mut bad = message.to_bytes();
-                    if let Some(last) = bad.last_mut() {
-                        *last ^= 0x5a; // corrupts the trailing signature byte of a vote
-                    }
-                    out.push(bad);
+                    out.push(evil::corrupted(&message));
                 }
                 if self.rng.gen_bool(0.1) {
-                    let fake = crate::messages::NewView {
-                        view: self.rng.gen_range(1..1000),
-                        view_changes: Vec::new(),
-                        blocks: Vec::new(),
-                        signature: Signature([7; 64]),
-                    };
-                    out.push(Message::NewView(fake).to_bytes());
+                    out.push(evil::forged_new_view(self.rng.gen_range(1..1000)).to_bytes());
                 }
                 out
             }

@@ -1,0 +1,71 @@
+//! The messages byzantine validators send, in one place for the simulator's byzantine replicas
+//! ([`crate::sim`]) and the `lanes` binary's fault-injection build (`--features byzantine`).
+//! Pure constructors: when and to whom to misbehave, and any randomness, stay with the caller.
+
+use crate::messages::{Message, NewView, Phase, Vote};
+use lanes_types::codec::Encode;
+use lanes_types::{Block, Hash, Signature};
+
+/// Whether validator `to` of `n` is in the upper half, the one equivocation and conflicting
+/// votes are aimed at (the lower half sees the honest messages).
+pub fn upper_half(to: u32, n: u32) -> bool {
+    to >= n / 2
+}
+
+/// What an equivocating primary `me` sends instead of proposing `block` in `view`: a second
+/// block for the same height, and its own PREPARE vote for it, signed by `sign` over the
+/// vote's bytes on `chain_id`.
+pub fn equivocation(
+    view: u64,
+    block: &Block,
+    me: u32,
+    chain_id: &str,
+    sign: impl Fn(&[u8]) -> Signature,
+) -> [Message; 2] {
+    let mut evil = block.clone();
+    evil.header.timestamp_ms += 1;
+    let mut vote = Vote {
+        view,
+        height: evil.height(),
+        block_hash: evil.hash(),
+        validator: me,
+        signature: Signature([0; 64]),
+    };
+    vote.signature = sign(&vote.signed_bytes(Phase::Prepare, chain_id));
+    [
+        Message::PrePrepare { view, block: evil },
+        Message::Prepare(vote),
+    ]
+}
+
+/// `vote` turned into a validly signed vote of the same phase for a block that does not exist.
+pub fn conflicting_vote(
+    phase: Phase,
+    vote: &Vote,
+    chain_id: &str,
+    sign: impl Fn(&[u8]) -> Signature,
+) -> Vote {
+    let mut v = vote.clone();
+    v.block_hash = Hash::tagged("lanes/byzantine-conflict", &vote.block_hash.0);
+    v.signature = sign(&v.signed_bytes(phase, chain_id));
+    v
+}
+
+/// `message`'s encoding with its last byte flipped (for a vote: a bad signature).
+pub fn corrupted(message: &Message) -> Vec<u8> {
+    let mut bad = message.to_bytes();
+    if let Some(last) = bad.last_mut() {
+        *last ^= 0x5a;
+    }
+    bad
+}
+
+/// A NEW-VIEW for `view` with no proof and a made-up signature.
+pub fn forged_new_view(view: u64) -> Message {
+    Message::NewView(NewView {
+        view,
+        view_changes: Vec::new(),
+        blocks: Vec::new(),
+        signature: Signature([7; 64]),
+    })
+}
