@@ -328,10 +328,6 @@ pub(crate) struct MvMemory {
     band_shift: u32,
 }
 
-fn lock<T>(m: &SpinLock<T>) -> SpinGuard<'_, T> {
-    m.lock()
-}
-
 /// The shard of a key: its kind byte and the first byte of its first field, i.e. the first two
 /// bytes of its encoding. Shards therefore cover consecutive ranges of the key order (sorting
 /// each shard's keys and concatenating the shards in index order sorts them all), and keys
@@ -439,7 +435,7 @@ impl MvMemory {
     }
 
     fn shard(&self, place: Place) -> SpinGuard<'_, Shard> {
-        lock(&self.shards[place.shard as usize].0)
+        self.shards[place.shard as usize].0.lock()
     }
 
     /// The filter band of transaction `txn` (see [`MvMemory`]): below `u8::MAX`.
@@ -697,7 +693,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn sched(&self, txn: usize) -> SpinGuard<'_, TxSched> {
-        lock(&self.txs[txn].sched)
+        self.txs[txn].sched.lock()
     }
 
     fn done(&self) -> bool {
@@ -1042,7 +1038,7 @@ impl<S: StateView> Shared<'_, S> {
         writes: Vec<Write>,
         receipt: Receipt,
     ) -> bool {
-        let mut slot = lock(&self.sched.txs[txn].slot);
+        let mut slot = self.sched.txs[txn].slot.lock();
         let mut wrote_new = false;
         // Both key lists are sorted: walk them together to find the keys only the previous
         // incarnation wrote (removed below, after the new versions are in place).
@@ -1098,7 +1094,7 @@ impl<S: StateView> Shared<'_, S> {
     fn validate(&self, txn: usize, inc: u32, local: &mut Local) -> Option<Task> {
         local.validations += 1;
         let valid = {
-            let slot = lock(&self.sched.txs[txn].slot);
+            let slot = self.sched.txs[txn].slot.lock();
             for (_, place, _) in &slot.reads {
                 self.mv.prefetch(*place, false);
             }
@@ -1109,7 +1105,7 @@ impl<S: StateView> Shared<'_, S> {
         let aborted = !valid && self.sched.try_validation_abort(txn, inc);
         if aborted {
             local.aborts += 1;
-            let slot = lock(&self.sched.txs[txn].slot);
+            let slot = self.sched.txs[txn].slot.lock();
             for k in &slot.written {
                 self.mv.mark_estimate(k, txn);
             }
