@@ -3,7 +3,7 @@
 
 use crate::fxhash::FxHashMap;
 use crate::ledger::{execute_tx, fee_credit, Blocked, Receipt, TxRead};
-use crate::parallel::{concat, run_block_stm, Fallback, RunCounters, Scratch, StmOutput, Wanted};
+use crate::parallel::{run_block_stm, Fallback, RunCounters, Scratch, StmOutput, Wanted};
 use crate::smt::{self, Node, NodeStore, SmtError, TreeUpdateEntry};
 use crate::state::{fee_sink, Key, StateView, Value, Write};
 use crate::tx::{self, SignedTransaction, NATIVE_ASSET};
@@ -310,33 +310,24 @@ impl Executor {
             Err(_) => &mut fresh,
         };
         let sink = fee_sink_key();
-        let wanted = Wanted { watch: &sink, hash };
+        // The fee credit goes to its place in the sorted writes as the memory drains.
+        let settle = |receipts: &[Receipt], watched| {
+            let mut credit = Vec::new();
+            credit_fees(state, receipts, &mut credit, watched);
+            credit.pop()
+        };
+        let wanted = Wanted {
+            watch: &sink,
+            settle,
+            hash,
+        };
         match run_block_stm(&self.pool, scratch, state, params, txs, fallback, wanted) {
             (Some(out), c) => {
                 let StmOutput {
                     receipts,
-                    mut runs,
-                    mut updates,
-                    watched,
+                    writes,
+                    updates,
                 } = out;
-                // The fee credit goes to its place in the key order: inside the run that spans
-                // it, or as a run of its own between two others.
-                let mut credit = Vec::new();
-                credit_fees(state, &receipts, &mut credit, watched);
-                if let Some(w) = credit.pop() {
-                    if hash {
-                        updates.push(smt::hash_write(&mut Vec::new(), &w.0, w.1.as_ref()));
-                    }
-                    let at = runs.partition_point(|run| run[run.len() - 1].0 < w.0);
-                    match runs.get_mut(at) {
-                        Some(run) if run[0].0 < w.0 => {
-                            let i = run.partition_point(|x| x.0 < w.0);
-                            run.insert(i, w);
-                        }
-                        _ => runs.insert(at, vec![w]),
-                    }
-                }
-                let writes = self.pool.install(|| concat(runs));
                 assert!(
                     writes.windows(2).all(|w| w[0].0 < w[1].0),
                     "parallel writes not sorted and unique"

@@ -17,15 +17,19 @@
 //!   newest version inline in its map entry (older ones in a node arena), keys are hashed once
 //!   per access, and a one-byte lowest-writer filter in front of the shards answers most reads
 //!   and validations of keys no lower transaction wrote without taking a lock;
-//! - locks are [`SpinLock`]s, whose unlock is a plain store rather than a full barrier;
+//! - locks are [`SpinLock`]s, whose unlock is a plain store rather than a full barrier, and a
+//!   transaction has one lock for its scheduling state and its output ([`TxState`]): taking a
+//!   lock is a full barrier, which waits for the multi-version stores just made;
 //! - the ledger announces the keys a transaction will read ([`TxRead::prefetch`]), so their
 //!   filter slots load together instead of one cache miss after another;
 //! - workers claim [`CLAIM`] indices per scheduler counter update and keep their statistics
 //!   locally ([`FLUSH_EVERY`]); a range is validated once every lower transaction has finished
 //!   executing, preferably by the worker that executed it, while its read set and keys are
-//!   still in that core's cache ([`Scheduler::claim`]); read sets are reused, not allocated;
+//!   still in that core's cache ([`Scheduler::claim`]); a transaction's read and write sets
+//!   live inline in its entry, which workers visit in index order (and prefetch on claiming);
 //! - per-block memory ([`Scratch`]) is kept by the executor between blocks;
-//! - the net writes come out of the shards already sorted run by run, in parallel.
+//! - the net writes drain from the shards in parallel, each shard sorted in cache and moved
+//!   once to its range of the output ([`MvMemory::drain_sorted`]).
 
 use crate::fxhash::FxBuild;
 use crate::ledger::{execute_tx, Blocked, Receipt, TxRead};
@@ -35,6 +39,7 @@ use crate::state::{Key, StateView, Value, Write};
 use crate::tx::SignedTransaction;
 use lanes_types::ProtocolParams;
 use rayon::prelude::*;
+use smallvec::SmallVec;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 
@@ -527,39 +532,93 @@ impl MvMemory {
     }
 
     /// The block's net writes once every transaction is final: the newest version of each key,
-    /// as runs sorted by key whose concatenation is sorted (one run per non-empty shard), and,
-    /// if `hash`, their tree updates (in no particular order), hashed while the values are at
-    /// hand. Runs shard by shard on the current rayon pool and leaves the memory empty.
-    fn drain_sorted_runs(&mut self, hash: bool) -> (Vec<Vec<Write>>, Vec<TreeUpdateEntry>) {
-        let parts: Vec<(Vec<Write>, Vec<TreeUpdateEntry>)> = self
+    /// plus `extra` (a write of a key the memory does not hold), sorted by key; and, if `hash`,
+    /// their tree updates (`updates[i]` is the update of `writes[i]`; the caller sorts them by
+    /// path), hashed while the values are at hand. Each
+    /// shard drains straight into its own range of the output (shards cover consecutive ranges
+    /// of the key order): its entries are sorted through 16-byte order words in a small buffer
+    /// that stays in cache, then moved once to their final place. Runs shard by shard on the
+    /// current rayon pool and leaves the memory empty.
+    fn drain_sorted(
+        &mut self,
+        extra: Option<Write>,
+        hash: bool,
+    ) -> (Vec<Write>, Vec<TreeUpdateEntry>) {
+        let extra_shard = extra.as_ref().map(|w| shard_of(&w.0));
+        let counts: Vec<usize> = self
             .shards
-            .par_iter_mut()
-            .map_init(Vec::new, |buf, s| {
-                let s = s.0.get_mut();
-                let mut run = Vec::with_capacity(s.heads.len());
-                for (key, mut head) in s.heads.drain() {
-                    run.push((key.key, final_value(&mut head)));
-                }
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| s.0.get_mut().heads.len() + usize::from(extra_shard == Some(i)))
+            .collect();
+        let total: usize = counts.iter().sum();
+        let mut writes: Vec<Write> = Vec::with_capacity(total);
+        let mut updates: Vec<TreeUpdateEntry> = Vec::with_capacity(if hash { total } else { 0 });
+        let mut w_spare = &mut writes.spare_capacity_mut()[..total];
+        let mut u_spare = &mut updates.spare_capacity_mut()[..if hash { total } else { 0 }];
+        let mut extra = extra;
+        let mut jobs = Vec::with_capacity(SHARDS);
+        for ((i, shard), &count) in self.shards.iter_mut().enumerate().zip(&counts) {
+            let (w, rest) = std::mem::take(&mut w_spare).split_at_mut(count);
+            w_spare = rest;
+            let (u, rest) = std::mem::take(&mut u_spare).split_at_mut(if hash { count } else { 0 });
+            u_spare = rest;
+            let e = if extra_shard == Some(i) {
+                extra.take()
+            } else {
+                None
+            };
+            if count > 0 {
+                jobs.push((shard.0.get_mut(), w, u, e));
+            }
+        }
+        jobs.into_par_iter().for_each_init(
+            || (Vec::new(), Vec::new(), Vec::new()),
+            |(entries, order, buf), (s, w, u, e)| {
+                let entries: &mut Vec<Write> = entries;
+                let order: &mut Vec<(u128, u32)> = order;
+                entries.clear();
+                entries.extend(
+                    s.heads
+                        .drain()
+                        .map(|(k, mut head)| (k.key, final_value(&mut head))),
+                );
+                entries.extend(e);
                 s.nodes.clear();
                 s.free.clear();
-                run.sort_unstable_by(|a, b| {
-                    order_word(&a.0)
-                        .cmp(&order_word(&b.0))
-                        .then_with(|| a.0.cmp(&b.0))
+                assert_eq!(entries.len(), w.len(), "a shard changed while draining");
+                order.clear();
+                order.extend(
+                    entries
+                        .iter()
+                        .enumerate()
+                        .map(|(i, (k, _))| (order_word(k), i as u32)),
+                );
+                order.sort_unstable_by(|a, b| {
+                    a.0.cmp(&b.0)
+                        .then_with(|| entries[a.1 as usize].0.cmp(&entries[b.1 as usize].0))
                 });
-                let ups = if hash {
-                    run.iter()
-                        .map(|(k, v)| smt::hash_write(buf, k, v.as_ref()))
-                        .collect()
-                } else {
-                    Vec::new()
-                };
-                (run, ups)
-            })
-            .collect();
-        let (runs, ups): (Vec<Vec<Write>>, Vec<Vec<TreeUpdateEntry>>) =
-            parts.into_iter().filter(|(run, _)| !run.is_empty()).unzip();
-        (runs, concat(ups))
+                for (j, &(_, i)) in order.iter().enumerate() {
+                    let (key, value) = &mut entries[i as usize];
+                    let value = value.take();
+                    if hash {
+                        u[j].write(smt::hash_write(buf, key, value.as_ref()));
+                    }
+                    w[j].write((*key, value));
+                }
+            },
+        );
+        // SAFETY: the shards' ranges cover the first `total` slots of both vectors (of
+        // `updates` only when hashing), and every job initialised all of its range (it holds
+        // exactly as many entries as its range has slots, asserted above; a job that panicked
+        // propagates the panic before this point).
+        unsafe {
+            writes.set_len(total);
+            if hash {
+                updates.set_len(total);
+            }
+        }
+        (writes, updates)
     }
 }
 
@@ -595,13 +654,20 @@ fn final_value(node: &mut VNode) -> Option<Value> {
     }
 }
 
-/// The latest incarnation's output of one transaction.
+/// One entry of a read set: the key, where it lives in the memory, where the value came from.
+type ReadEntry = (Key, Place, Origin);
+
+/// The latest incarnation's output of one transaction, kept inline (up to four reads and
+/// writes, a transfer's three of each included) so that recording and validating it touch the
+/// transaction's own cache lines, which workers visit in index order, rather than heap buffers
+/// scattered by earlier blocks: storing a write set into such a buffer cost a cache miss per
+/// transaction.
 #[derive(Default)]
 struct Slot {
     /// What it read: each key, where the key lives in the memory, and where the value came from.
-    reads: Vec<(Key, Place, Origin)>,
+    reads: SmallVec<[ReadEntry; 4]>,
     /// The keys it wrote, ascending (the values are in the multi-version memory).
-    written: Vec<Key>,
+    written: SmallVec<[Key; 4]>,
     receipt: Option<Receipt>,
 }
 
@@ -614,21 +680,24 @@ enum Status {
     Aborting,
 }
 
-/// Scheduling state of one transaction: status, incarnation, and the transactions waiting for
-/// it to finish executing (its dependents), under one lock.
+/// Everything about one transaction, under one lock: its scheduling state (status,
+/// incarnation, and the transactions waiting for it to finish executing, its dependents) and
+/// its latest incarnation's output. One lock rather than one for each: a lock is an atomic
+/// swap, a full barrier that waits for the multi-version writes just made to reach the cache,
+/// and finishing an execution or validating then takes one instead of two.
 #[derive(Default)]
-struct TxSched {
+struct TxState {
     status: Status,
     incarnation: u32,
     dependents: Vec<usize>,
+    slot: Slot,
 }
 
-/// Everything per transaction, on its own cache lines: workers run neighbouring transactions.
+/// A transaction's state on its own cache lines: workers run neighbouring transactions.
 #[derive(Default)]
 #[repr(align(64))]
 struct TxEntry {
-    sched: SpinLock<TxSched>,
-    slot: SpinLock<Slot>,
+    state: SpinLock<TxState>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -661,8 +730,9 @@ struct Claim {
 /// reads; and validation is claimed only below every other worker's claim and preferably by the
 /// worker that executed the range (see [`Scheduler::claim`]). The last two only choose which
 /// task runs when and where: correctness rests on the paper's index rules, unchanged.
-/// Lock order: a transaction's `sched` lock is only taken while holding that of a *lower*
-/// transaction (`add_dependency`), never the other way round.
+/// Lock order: a transaction's lock is only taken while holding that of a *lower* transaction
+/// (`add_dependency`), never the other way round; shard locks are taken last (while holding a
+/// transaction's lock when recording or validating it) and nothing is locked under them.
 struct Scheduler<'a> {
     n: usize,
     execution_idx: AtomicUsize,
@@ -692,8 +762,8 @@ impl<'a> Scheduler<'a> {
         }
     }
 
-    fn sched(&self, txn: usize) -> SpinGuard<'_, TxSched> {
-        self.txs[txn].sched.lock()
+    fn lock_tx(&self, txn: usize) -> SpinGuard<'_, TxState> {
+        self.txs[txn].state.lock()
     }
 
     fn done(&self) -> bool {
@@ -808,7 +878,7 @@ impl<'a> Scheduler<'a> {
     }
 
     fn try_incarnate(&self, txn: usize) -> Option<Task> {
-        let mut st = self.sched(txn);
+        let mut st = self.lock_tx(txn);
         if st.status == Status::Ready {
             st.status = Status::Executing;
             return Some(Task::Execute(txn, st.incarnation));
@@ -816,20 +886,15 @@ impl<'a> Scheduler<'a> {
         None
     }
 
-    fn validation_task(&self, txn: usize) -> Option<Task> {
-        let st = self.sched(txn);
-        (st.status == Status::Executed).then_some(Task::Validate(txn, st.incarnation))
-    }
-
     /// Records that `txn` waits for `blocking`; false if `blocking` already finished (retry).
     fn add_dependency(&self, txn: usize, blocking: usize) -> bool {
         assert!(blocking < txn, "a transaction depends on a later one");
-        let mut blocker = self.sched(blocking);
+        let mut blocker = self.lock_tx(blocking);
         if blocker.status == Status::Executed {
             return false;
         }
         {
-            let mut st = self.sched(txn);
+            let mut st = self.lock_tx(txn);
             assert_eq!(st.status, Status::Executing);
             st.status = Status::Aborting;
         }
@@ -838,19 +903,21 @@ impl<'a> Scheduler<'a> {
     }
 
     fn set_ready_status(&self, txn: usize) {
-        let mut st = self.sched(txn);
+        let mut st = self.lock_tx(txn);
         assert_eq!(st.status, Status::Aborting);
         st.status = Status::Ready;
         st.incarnation += 1;
     }
 
-    fn finish_execution(&self, txn: usize, inc: u32, wrote_new_location: bool) -> Option<Task> {
-        let dependents = {
-            let mut st = self.sched(txn);
-            assert_eq!((st.status, st.incarnation), (Status::Executing, inc));
-            st.status = Status::Executed;
-            std::mem::take(&mut st.dependents)
-        };
+    /// After `txn`'s incarnation `inc` was recorded and marked executed (see
+    /// [`Shared::record`]): wakes the `dependents` it had, and picks what follows.
+    fn finish_execution(
+        &self,
+        txn: usize,
+        inc: u32,
+        wrote_new_location: bool,
+        dependents: Vec<usize>,
+    ) -> Option<Task> {
         if let Some(min) = dependents.iter().copied().min() {
             for d in &dependents {
                 self.set_ready_status(*d);
@@ -867,23 +934,12 @@ impl<'a> Scheduler<'a> {
         None
     }
 
-    fn try_validation_abort(&self, txn: usize, inc: u32) -> bool {
-        let mut st = self.sched(txn);
-        if (st.status, st.incarnation) == (Status::Executed, inc) {
-            st.status = Status::Aborting;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn finish_validation(&self, txn: usize, aborted: bool) -> Option<Task> {
-        if aborted {
-            self.set_ready_status(txn);
-            self.decrease_validation_idx(txn + 1);
-            if self.execution_idx.load(SeqCst) > txn {
-                return self.try_incarnate(txn);
-            }
+    /// After a validation of `txn` failed and its state went back to `Ready` with the next
+    /// incarnation (see [`Shared::validate`]).
+    fn finish_validation_abort(&self, txn: usize) -> Option<Task> {
+        self.decrease_validation_idx(txn + 1);
+        if self.execution_idx.load(SeqCst) > txn {
+            return self.try_incarnate(txn);
         }
         None
     }
@@ -893,7 +949,7 @@ struct MvReader<'a, S: StateView> {
     mv: &'a MvMemory,
     state: &'a S,
     txn: usize,
-    reads: Vec<(Key, Place, Origin)>,
+    reads: Vec<ReadEntry>,
 }
 
 impl<S: StateView> TxRead for MvReader<'_, S> {
@@ -927,7 +983,7 @@ struct Local {
     validations: usize,
     near_deps: usize,
     /// An empty read-set vector for the next execution.
-    spare_reads: Vec<(Key, Place, Origin)>,
+    spare_reads: Vec<ReadEntry>,
 }
 
 impl Local {
@@ -1019,26 +1075,32 @@ impl<S: StateView> Shared<'_, S> {
                     );
                     local.near_deps += usize::from(near);
                     local.spare_reads = reader.reads;
-                    let wrote_new =
+                    let (wrote_new, dependents) =
                         self.record(txn, inc, &mut local.spare_reads, out.writes, out.receipt);
-                    return self.sched.finish_execution(txn, inc, wrote_new);
+                    return self.sched.finish_execution(txn, inc, wrote_new, dependents);
                 }
             }
         }
     }
 
-    /// Publishes an incarnation's writes and read set; true if it wrote a key the previous one
-    /// did not. The read set is swapped with the previous one's, which `reads` returns empty
-    /// (so read sets are reused, not allocated per execution).
+    /// Publishes an incarnation's writes and read set (copied, `reads` is left empty) and marks
+    /// the transaction executed: whether it wrote a key the previous incarnation did not, and
+    /// the transactions that were waiting for it.
     fn record(
         &self,
         txn: usize,
         inc: u32,
-        reads: &mut Vec<(Key, Place, Origin)>,
+        reads: &mut Vec<ReadEntry>,
         writes: Vec<Write>,
         receipt: Receipt,
-    ) -> bool {
-        let mut slot = self.sched.txs[txn].slot.lock();
+    ) -> (bool, Vec<usize>) {
+        let mut st = self.sched.lock_tx(txn);
+        assert_eq!((st.status, st.incarnation), (Status::Executing, inc));
+        let slot = &mut st.slot;
+        if inc == 0 {
+            // Left by an earlier block (`Scratch::reset` does not clear outputs).
+            slot.written.clear();
+        }
         let mut wrote_new = false;
         // Both key lists are sorted: walk them together to find the keys only the previous
         // incarnation wrote (removed below, after the new versions are in place).
@@ -1085,32 +1147,44 @@ impl<S: StateView> Shared<'_, S> {
         for k in &stale {
             self.mv.remove(k, txn);
         }
-        std::mem::swap(&mut slot.reads, reads);
+        slot.reads.clear();
+        slot.reads.extend_from_slice(reads);
         reads.clear();
         slot.receipt = Some(receipt);
-        wrote_new
+        st.status = Status::Executed;
+        (wrote_new, std::mem::take(&mut st.dependents))
     }
 
-    fn validate(&self, txn: usize, inc: u32, local: &mut Local) -> Option<Task> {
-        local.validations += 1;
-        let valid = {
-            let slot = self.sched.txs[txn].slot.lock();
-            for (_, place, _) in &slot.reads {
+    /// Validates the read set of `txn`'s incarnation `inc` (`None`: whichever incarnation last
+    /// finished executing). A stale request (the transaction is executing again, or aborted)
+    /// does nothing. On failure the incarnation's writes become estimates and the transaction is
+    /// ready for its next incarnation.
+    fn validate(&self, txn: usize, inc: Option<u32>, local: &mut Local) -> Option<Task> {
+        {
+            let mut st = self.sched.lock_tx(txn);
+            if st.status != Status::Executed || inc.is_some_and(|i| i != st.incarnation) {
+                return None;
+            }
+            local.validations += 1;
+            for (_, place, _) in &st.slot.reads {
                 self.mv.prefetch(*place, false);
             }
-            slot.reads
+            let valid = st
+                .slot
+                .reads
                 .iter()
-                .all(|(k, place, origin)| self.mv.origin(k, *place, txn) == Ok(*origin))
-        };
-        let aborted = !valid && self.sched.try_validation_abort(txn, inc);
-        if aborted {
+                .all(|(k, place, origin)| self.mv.origin(k, *place, txn) == Ok(*origin));
+            if valid {
+                return None;
+            }
             local.aborts += 1;
-            let slot = self.sched.txs[txn].slot.lock();
-            for k in &slot.written {
+            for k in &st.slot.written {
                 self.mv.mark_estimate(k, txn);
             }
+            st.status = Status::Ready;
+            st.incarnation += 1;
         }
-        self.sched.finish_validation(txn, aborted)
+        self.sched.finish_validation_abort(txn)
     }
 
     fn worker(&self, worker: usize) {
@@ -1130,16 +1204,19 @@ impl<S: StateView> Shared<'_, S> {
                 continue;
             };
             idle = 0;
+            for txn in claim.range.clone() {
+                prefetch(&self.sched.txs[txn]);
+            }
             for txn in claim.range {
                 let mut task = if claim.validate {
-                    self.sched.validation_task(txn)
+                    self.validate(txn, None, &mut local)
                 } else {
                     self.sched.try_incarnate(txn)
                 };
                 while let Some(t) = task {
                     task = match t {
                         Task::Execute(txn, inc) => self.try_execute(txn, inc, &mut local),
-                        Task::Validate(txn, inc) => self.validate(txn, inc, &mut local),
+                        Task::Validate(txn, inc) => self.validate(txn, Some(inc), &mut local),
                     };
                 }
                 if local.events() >= FLUSH_EVERY {
@@ -1168,15 +1245,14 @@ impl Scratch {
         if self.entries.len() < n {
             self.entries.resize_with(n, TxEntry::default);
         }
+        // Only the scheduling state: an entry's output is what its transaction's first
+        // incarnation overwrites (see `Shared::record`), so it is not touched here, which saves
+        // bringing most of the entry's cache lines in twice.
         self.entries[..n].par_iter_mut().for_each(|e| {
-            let sched = e.sched.get_mut();
-            sched.status = Status::Ready;
-            sched.incarnation = 0;
-            sched.dependents.clear();
-            let slot = e.slot.get_mut();
-            slot.reads.clear();
-            slot.written.clear();
-            slot.receipt = None;
+            let st = e.state.get_mut();
+            st.status = Status::Ready;
+            st.incarnation = 0;
+            st.dependents.clear();
         });
         self.mv.reset(n);
     }
@@ -1186,37 +1262,46 @@ impl Scratch {
 pub(crate) struct StmOutput {
     /// Every transaction's receipt, in block order.
     pub receipts: Vec<Receipt>,
-    /// The block's net writes, each key once, except the watched key: runs sorted by key whose
-    /// concatenation is sorted.
-    pub runs: Vec<Vec<Write>>,
-    /// The tree updates of `runs` (unsorted), when asked for.
+    /// The block's net writes, each key once, sorted by key, the watched key's as
+    /// [`Wanted::settle`] decided.
+    pub writes: Vec<Write>,
+    /// The tree updates of `writes` (unsorted), when asked for.
     pub updates: Vec<TreeUpdateEntry>,
-    /// The watched key's net write, if the block wrote it.
-    pub watched: Option<Option<Value>>,
 }
 
 /// What the caller wants from a completed run besides receipts and writes.
-pub(crate) struct Wanted<'a> {
-    /// A key whose net write is returned apart from the others (the fee sink, credited after
+pub(crate) struct Wanted<'a, F> {
+    /// A key whose final write the caller decides with `settle` (the fee sink, credited after
     /// the block).
     pub watch: &'a Key,
-    /// Whether to hash the other writes into tree updates while draining the memory.
+    /// Given the receipts and the watched key's net write in the block (if any), the write of
+    /// the watched key to put in the output, if any.
+    pub settle: F,
+    /// Whether to hash the writes into tree updates while draining the memory.
     pub hash: bool,
 }
 
 /// Runs Block-STM over `txs` with one worker per thread of `pool`, using (and leaving reusable)
 /// `scratch`, and returns what `wanted` asks for. `None` when the run gave up and the block
 /// must be executed sequentially.
-pub(crate) fn run_block_stm<S: StateView>(
+pub(crate) fn run_block_stm<S, F>(
     pool: &rayon::ThreadPool,
     scratch: &mut Scratch,
     state: &S,
     params: &ProtocolParams,
     txs: &[SignedTransaction],
     fallback: Fallback,
-    wanted: Wanted<'_>,
-) -> (Option<StmOutput>, RunCounters) {
-    let Wanted { watch, hash } = wanted;
+    wanted: Wanted<'_, F>,
+) -> (Option<StmOutput>, RunCounters)
+where
+    S: StateView,
+    F: FnOnce(&[Receipt], Option<Option<Value>>) -> Option<Write>,
+{
+    let Wanted {
+        watch,
+        settle,
+        hash,
+    } = wanted;
     let n = txs.len();
     pool.install(|| scratch.reset(n));
     let shared = Shared {
@@ -1250,25 +1335,47 @@ pub(crate) fn run_block_stm<S: StateView>(
     drop(shared);
     let Scratch { entries, mv } = scratch;
     let watched = mv.take(watch);
-    let (receipts, (runs, updates)) = pool.install(|| {
+    // The memory drains while the receipts are gathered, with a placeholder where the watched
+    // key's write goes; `settle` needs the receipts, so that write is known only afterwards.
+    let (receipts, (mut writes, mut updates)) = pool.install(|| {
         rayon::join(
             || {
                 entries[..n]
                     .par_iter_mut()
                     .map(|e| {
-                        let slot = e.slot.get_mut();
+                        let slot = &mut e.state.get_mut().slot;
                         slot.receipt.take().expect("every transaction executed")
                     })
                     .collect::<Vec<Receipt>>()
             },
-            || mv.drain_sorted_runs(hash),
+            || mv.drain_sorted(Some((*watch, None)), hash),
         )
     });
+    let at = writes
+        .binary_search_by(|w| w.0.cmp(watch))
+        .expect("the placeholder is in the writes");
+    match settle(&receipts, watched) {
+        Some(w) => {
+            assert!(
+                w.0 == *watch,
+                "settle wrote another key than the watched one"
+            );
+            if hash {
+                updates[at] = smt::hash_write(&mut Vec::new(), &w.0, w.1.as_ref());
+            }
+            writes[at] = w;
+        }
+        None => {
+            writes.remove(at);
+            if hash {
+                updates.remove(at);
+            }
+        }
+    }
     let out = StmOutput {
         receipts,
-        runs,
+        writes,
         updates,
-        watched,
     };
     (Some(out), counters)
 }
@@ -1299,7 +1406,7 @@ mod tests {
     }
 
     proptest! {
-        /// Shards cover ranges of the key order: the drained runs concatenate sorted.
+        /// Shards cover ranges of the key order: drained one after the other, they are sorted.
         #[test]
         fn shards_follow_key_order(a in arb_key(), b in arb_key()) {
             use lanes_types::codec::Encode;

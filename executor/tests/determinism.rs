@@ -337,3 +337,28 @@ fn swaps_never_decrease_k() {
         assert!(k1 >= k0, "pool {id}: k fell from {k0} to {k1}");
     }
 }
+
+/// A block whose every transaction is rejected (a nonce the sender has not reached) pays no fee
+/// and writes nothing: the parallel run's output has no fee credit either.
+#[test]
+fn rejected_block_matches_sequential() {
+    let world = setup(20);
+    let to = common::addr(&world.keys[1]);
+    let txs: Vec<SignedTransaction> = (0..64)
+        .map(|i| {
+            let op = Operation::Transfer {
+                asset: 0,
+                to,
+                amount: 1,
+            };
+            common::sign(&world.keys[i % 20], 1_000 + i as u64, 10, op)
+        })
+        .collect();
+    let out = check_block(&world, &txs);
+    assert!(out.writes.is_empty(), "{:?}", out.writes);
+    assert!(out
+        .receipts
+        .iter()
+        .all(|r| matches!(r.status, Status::Rejected(_))));
+    assert_eq!(out.state_root, world.root);
+}
