@@ -501,13 +501,19 @@ impl MvMemory {
         }
     }
 
-    fn write(&self, key: Key, place: Place, txn: usize, inc: u32, value: Option<Value>) {
-        // Lower the filter first: a reader that still sees it above `txn` ran before this write.
-        // A slot already at or below the band needs no atomic read-modify-write (a full barrier).
+    /// Records in the filter that `txn` writes the key at `place`: called before
+    /// [`MvMemory::publish`], so that a reader that still sees the slot above `txn`'s band ran
+    /// before the write. A slot already at or below the band needs no atomic read-modify-write
+    /// (a full barrier).
+    fn lower_filter(&self, place: Place, txn: usize) {
         let (slot, band) = (&self.lowest_writer[place.filter as usize], self.band(txn));
         if slot.load(SeqCst) > band {
             slot.fetch_min(band, SeqCst);
         }
+    }
+
+    /// Writes `txn`'s version of `key` (after [`MvMemory::lower_filter`]).
+    fn publish(&self, key: Key, place: Place, txn: usize, inc: u32, value: Option<Value>) {
         self.shard(place).write(place.hashed(&key), txn, inc, value);
     }
 
@@ -1091,7 +1097,7 @@ impl<S: StateView> Shared<'_, S> {
         txn: usize,
         inc: u32,
         reads: &mut Vec<ReadEntry>,
-        writes: Vec<Write>,
+        mut writes: Vec<Write>,
         receipt: Receipt,
     ) -> (bool, Vec<usize>) {
         let mut st = self.sched.lock_tx(txn);
@@ -1128,22 +1134,24 @@ impl<S: StateView> Shared<'_, S> {
             }
         }
         slot.written.clear();
-        // Start the cache misses of all the writes at once, then write.
+        // Start the cache misses of all the writes at once; then lower every filter slot, publish
+        // every version, and only then note the keys: each atomic operation is a full barrier
+        // that waits for the stores before it, so the stores that miss the cache come last.
         const AHEAD: usize = 8;
         let mut places = [Place::default(); AHEAD];
         for ((k, _), p) in writes.iter().zip(places.iter_mut()) {
             *p = self.mv.place(k);
             self.mv.prefetch(*p, true);
         }
-        for (i, (k, v)) in writes.into_iter().enumerate() {
-            let place = if i < AHEAD {
-                places[i]
-            } else {
-                self.mv.place(&k)
-            };
-            slot.written.push(k);
-            self.mv.write(k, place, txn, inc, v);
+        let place_of =
+            |i: usize, k: &Key| places.get(i).copied().unwrap_or_else(|| self.mv.place(k));
+        for (i, (k, _)) in writes.iter().enumerate() {
+            self.mv.lower_filter(place_of(i, k), txn);
         }
+        for (i, (k, v)) in writes.iter_mut().enumerate() {
+            self.mv.publish(*k, place_of(i, k), txn, inc, v.take());
+        }
+        slot.written.extend(writes.iter().map(|w| w.0));
         for k in &stale {
             self.mv.remove(k, txn);
         }
