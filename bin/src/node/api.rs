@@ -515,8 +515,10 @@ async fn proof(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult 
             )
         })?;
     let value = state_get(&s.store, &key)?;
-    let proof = smt::prove(&super::ledger::StoreNodes(&s.store), head.state_root, &key)
-        .map_err(internal)?;
+    let nodes = super::ledger::StoreNodes::new(&s.store);
+    let proof = smt::prove(&nodes, head.state_root, &key);
+    nodes.fault.check().map_err(internal)?;
+    let proof = proof.map_err(internal)?;
     Ok(Json(json!({
         "height": head.height,
         "state_root": head.state_root.to_string(),

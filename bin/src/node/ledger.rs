@@ -9,31 +9,103 @@ use lanes_executor::{genesis_writes, Executor, StateView};
 use lanes_storage::{BlockCommit, Store};
 use lanes_types::codec::{Decode, Encode};
 use lanes_types::{Block, Bytes, CommitCertificate, Genesis, Hash};
+use std::sync::OnceLock;
 
-/// Committed state as the executor reads it. A value that does not decode is a corrupt
-/// database: the node stops rather than execute on it.
-pub struct StoreState<'a>(pub &'a Store);
+/// The first storage fault seen while reading (a failed read, or bytes that do not decode):
+/// the executor's read interfaces cannot return errors, so a view reads such an entry as absent,
+/// remembers the fault, and the caller checks [`Fault::check`] before it uses, let alone stores,
+/// what was computed from it.
+#[derive(Default)]
+pub struct Fault(OnceLock<String>);
 
-impl StateView for StoreState<'_> {
-    fn get(&self, key: &Key) -> Option<Value> {
-        let raw = self
-            .0
-            .state_get(&key.to_bytes())
-            .unwrap_or_else(|e| panic!("state read failed: {e}"))?;
-        Some(Value::from_bytes(&raw).unwrap_or_else(|e| panic!("corrupt state value: {e}")))
+impl Fault {
+    fn record(&self, what: String) {
+        let _ = self.0.set(what);
+    }
+
+    /// An error naming the first fault, if there was one.
+    pub fn check(&self) -> Result<()> {
+        match self.0.get() {
+            Some(what) => bail!("the database is damaged: {what}"),
+            None => Ok(()),
+        }
     }
 }
 
-/// State-tree nodes as the tree reads them.
-pub struct StoreNodes<'a>(pub &'a Store);
+/// Committed state as the executor reads it. A value that cannot be read or decoded is a
+/// damaged database: it reads as absent and is recorded in the [`Fault`], so that nothing
+/// computed from it is stored.
+pub struct StoreState<'a> {
+    store: &'a Store,
+    /// The first fault seen.
+    pub fault: Fault,
+}
+
+impl<'a> StoreState<'a> {
+    /// A view of `store`'s committed state.
+    pub fn new(store: &'a Store) -> Self {
+        StoreState {
+            store,
+            fault: Fault::default(),
+        }
+    }
+}
+
+impl StateView for StoreState<'_> {
+    fn get(&self, key: &Key) -> Option<Value> {
+        let raw = match self.store.state_get(&key.to_bytes()) {
+            Ok(raw) => raw?,
+            Err(e) => {
+                self.fault.record(format!("reading state key {key:?}: {e}"));
+                return None;
+            }
+        };
+        match Value::from_bytes(&raw) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fault
+                    .record(format!("state value of {key:?} does not decode: {e}"));
+                None
+            }
+        }
+    }
+}
+
+/// State-tree nodes as the tree reads them. A node that cannot be read or decoded reads as
+/// missing (the tree then fails with `MissingNode`) and is recorded in the [`Fault`].
+pub struct StoreNodes<'a> {
+    store: &'a Store,
+    /// The first fault seen.
+    pub fault: Fault,
+}
+
+impl<'a> StoreNodes<'a> {
+    /// A view of `store`'s tree nodes.
+    pub fn new(store: &'a Store) -> Self {
+        StoreNodes {
+            store,
+            fault: Fault::default(),
+        }
+    }
+}
 
 impl NodeStore for StoreNodes<'_> {
     fn get_node(&self, hash: &Hash) -> Option<Node> {
-        let raw = self
-            .0
-            .tree_get(&hash.0)
-            .unwrap_or_else(|e| panic!("tree read failed: {e}"))?;
-        Some(Node::from_bytes(&raw).unwrap_or_else(|e| panic!("corrupt tree node: {e}")))
+        let raw = match self.store.tree_get(&hash.0) {
+            Ok(raw) => raw?,
+            Err(e) => {
+                self.fault.record(format!("reading tree node {hash}: {e}"));
+                return None;
+            }
+        };
+        match Node::from_bytes(&raw) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fault
+                    .record(format!("tree node {hash} does not decode: {e}"));
+                None
+            }
+        }
     }
 
     fn put_node(&mut self, _hash: Hash, _node: Node) {
@@ -77,6 +149,7 @@ pub fn ensure_genesis(store: &Store, genesis: &Genesis) -> Result<()> {
 }
 
 /// What executing one block produced.
+#[derive(Debug)]
 pub struct Executed {
     /// The state root after the block.
     pub state_root: Hash,
@@ -123,15 +196,20 @@ pub fn execute_and_store(
         );
     }
     let txs = decode_txs(block, genesis)?;
-    let out = executor
-        .execute_block(
-            &StoreState(store),
-            &StoreNodes(store),
-            head.state_root,
-            &genesis.params,
-            &txs,
-        )
-        .context("executing a committed block")?;
+    let (state, nodes) = (StoreState::new(store), StoreNodes::new(store));
+    let out = executor.execute_block(&state, &nodes, head.state_root, &genesis.params, &txs);
+    // A damaged database is named first: it also explains a tree error.
+    let out = state
+        .fault
+        .check()
+        .and(nodes.fault.check())
+        .and(out.map_err(anyhow::Error::from))
+        .with_context(|| {
+            format!(
+                "executing committed block {} (nothing of it was stored)",
+                block.height()
+            )
+        })?;
     let receipts: Vec<Bytes> = out.receipts.iter().map(|r| Bytes(r.to_bytes())).collect();
     let ok_txs = out
         .receipts
@@ -154,4 +232,99 @@ pub fn execute_and_store(
         ok_txs,
         exec_ms: start.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanes_executor::state::Key;
+    use lanes_executor::tx::{Operation, Transaction};
+    use lanes_storage::ChainIdentity;
+    use lanes_types::block::payload_digest;
+    use lanes_types::BlockHeader;
+
+    /// A database with the genesis state of `genesis`, with the first account's native balance
+    /// stored as `balance` bytes (the tree holds the true genesis state either way).
+    fn store_with(dir: &std::path::Path, genesis: &Genesis, balance: Option<Vec<u8>>) -> Store {
+        let identity = ChainIdentity {
+            chain_id: genesis.chain_id.clone(),
+            genesis_hash: genesis.hash(),
+        };
+        let store = Store::open(dir, &identity).unwrap();
+        let writes = genesis_writes(genesis);
+        let tree = smt::update(
+            &smt::MemNodeStore::default(),
+            smt::EMPTY,
+            &smt::tree_updates(&writes),
+        )
+        .unwrap();
+        let owner = Key::Balance(genesis.params.oracle, 0).to_bytes();
+        let mut state = state_writes(&writes);
+        if let Some(bytes) = balance {
+            let entry = state.iter_mut().find(|(k, _)| k.0 == owner).unwrap();
+            entry.1 = Some(Bytes(bytes));
+        }
+        store
+            .commit_genesis(&state, &tree_writes(&tree.new_nodes), tree.root)
+            .unwrap();
+        store
+    }
+
+    /// Block 1 with one transfer from the first account, and a certificate for it.
+    fn block_one(genesis: &Genesis, key: &lanes_types::SecretKey) -> (Block, CommitCertificate) {
+        let tx = Transaction {
+            chain_id: genesis.chain_id.clone(),
+            sender: key.public_key(),
+            nonce: 0,
+            fee: genesis.params.min_fee,
+            op: Operation::Transfer {
+                asset: 0,
+                to: key.public_key().address(),
+                amount: 0,
+            },
+        }
+        .sign(key);
+        let txs = vec![Bytes(tx.to_bytes())];
+        let header = BlockHeader {
+            chain_id: genesis.chain_id.clone(),
+            height: 1,
+            parent: Hash::ZERO,
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 0,
+            payload_digest: payload_digest(&txs),
+        };
+        let block = Block { header, txs };
+        let certificate = CommitCertificate {
+            view: 0,
+            height: 1,
+            block_hash: block.hash(),
+            signatures: Vec::new(),
+        };
+        (block, certificate)
+    }
+
+    /// A state value that does not decode stops the block with an error naming it, and nothing
+    /// of the block is stored; the same block on an intact database is stored.
+    #[test]
+    fn a_damaged_state_value_is_an_error_and_stores_nothing() {
+        let keys = crate::fixtures::keys("ledger");
+        let genesis = crate::fixtures::genesis("ledger-test", &keys);
+        let executor = Executor::new(2).unwrap();
+        let (block, cert) = block_one(&genesis, &keys[0]);
+
+        let intact = tempfile::tempdir().unwrap();
+        let store = store_with(intact.path(), &genesis, None);
+        execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap();
+        assert_eq!(store.head().unwrap().unwrap().height, 1);
+
+        let damaged = tempfile::tempdir().unwrap();
+        let store = store_with(damaged.path(), &genesis, Some(vec![0xff, 0x01]));
+        let err = execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("database is damaged"), "{msg}");
+        assert!(msg.contains("does not decode"), "{msg}");
+        assert!(msg.contains("nothing of it was stored"), "{msg}");
+        assert_eq!(store.head().unwrap().unwrap().height, 0);
+    }
 }
