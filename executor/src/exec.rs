@@ -8,6 +8,7 @@ use crate::smt::{self, Node, NodeStore, SmtError, TreeUpdateEntry};
 use crate::state::{fee_sink, Key, StateView, Value, Write};
 use crate::tx::{self, SignedTransaction, NATIVE_ASSET};
 use lanes_types::{Hash, ProtocolParams};
+use rayon::prelude::*;
 use std::sync::Mutex;
 use thiserror::Error;
 
@@ -329,7 +330,8 @@ impl Executor {
                     updates,
                 } = out;
                 assert!(
-                    writes.windows(2).all(|w| w[0].0 < w[1].0),
+                    self.pool
+                        .install(|| writes.par_windows(2).all(|w| w[0].0 < w[1].0)),
                     "parallel writes not sorted and unique"
                 );
                 let updates = hash.then(|| self.pool.install(|| smt::sort_updates(updates)));

@@ -448,8 +448,9 @@ pub fn update<S: NodeStore>(
     root: Hash,
     updates: &[(Hash, Option<Hash>)],
 ) -> Result<TreeUpdate, SmtError> {
+    use rayon::prelude::*;
     assert!(
-        updates.windows(2).all(|w| w[0].0 < w[1].0),
+        updates.par_windows(2).all(|w| w[0].0 < w[1].0),
         "tree updates must be sorted and unique"
     );
     let mut out = Out::new();
