@@ -696,6 +696,9 @@ struct TxState {
     status: Status,
     incarnation: u32,
     dependents: Vec<usize>,
+    /// Whether an incarnation was recorded in this block: until then `slot` holds what an
+    /// earlier block left (see [`Scratch::reset`]).
+    recorded: bool,
     slot: Slot,
 }
 
@@ -1102,11 +1105,14 @@ impl<S: StateView> Shared<'_, S> {
     ) -> (bool, Vec<usize>) {
         let mut st = self.sched.lock_tx(txn);
         assert_eq!((st.status, st.incarnation), (Status::Executing, inc));
-        let slot = &mut st.slot;
-        if inc == 0 {
-            // Left by an earlier block (`Scratch::reset` does not clear outputs).
-            slot.written.clear();
+        if !std::mem::replace(&mut st.recorded, true) {
+            // The first incarnation recorded in this block (not necessarily incarnation 0: an
+            // execution that hit an estimate records nothing): what the slot holds is an earlier
+            // block's, and every key written now must count as new, or validation could pass
+            // this transaction by (`finish_execution`).
+            st.slot.written.clear();
         }
+        let slot = &mut st.slot;
         let mut wrote_new = false;
         // Both key lists are sorted: walk them together to find the keys only the previous
         // incarnation wrote (removed below, after the new versions are in place).
@@ -1253,14 +1259,15 @@ impl Scratch {
         if self.entries.len() < n {
             self.entries.resize_with(n, TxEntry::default);
         }
-        // Only the scheduling state: an entry's output is what its transaction's first
-        // incarnation overwrites (see `Shared::record`), so it is not touched here, which saves
-        // bringing most of the entry's cache lines in twice.
+        // Only the scheduling state: an entry's output is overwritten by the first incarnation
+        // recorded in the block (see `TxState::recorded` and `Shared::record`), so it is not
+        // touched here, which saves bringing most of the entry's cache lines in twice.
         self.entries[..n].par_iter_mut().for_each(|e| {
             let st = e.state.get_mut();
             st.status = Status::Ready;
             st.incarnation = 0;
             st.dependents.clear();
+            st.recorded = false;
         });
         self.mv.reset(n);
     }
@@ -1351,8 +1358,15 @@ where
                 entries[..n]
                     .par_iter_mut()
                     .map(|e| {
-                        let slot = &mut e.state.get_mut().slot;
-                        slot.receipt.take().expect("every transaction executed")
+                        let st = e.state.get_mut();
+                        assert!(
+                            st.recorded && st.status == Status::Executed,
+                            "a transaction of the block was not executed"
+                        );
+                        st.slot
+                            .receipt
+                            .take()
+                            .expect("an executed transaction has a receipt")
                     })
                     .collect::<Vec<Receipt>>()
             },
@@ -1470,5 +1484,69 @@ mod tests {
         s.write(k, 1, 0, Some(Value::U64(10)));
         assert_eq!(s.nodes.len(), nodes);
         assert_eq!(seen(&s, 5), Some((1, 10)));
+    }
+
+    /// A transaction whose first recorded incarnation in a block is not incarnation 0 (the
+    /// first hit an estimate) reports its writes as new even if the same entry recorded the same
+    /// keys in an earlier block: otherwise validation could stay past it (found in review).
+    #[test]
+    fn first_record_in_a_block_writes_new_keys_whatever_the_entry_held() {
+        use crate::ledger::Status as ReceiptStatus;
+        use crate::state::MemState;
+        let k = Key::NextAssetId;
+        let mut scratch = Scratch::default();
+        scratch.reset(4);
+        // An earlier block: transaction 2 recorded a write of `k`.
+        scratch.entries[2].state.get_mut().slot.written.push(k);
+        scratch.reset(4);
+        let state = MemState::default();
+        let params = ProtocolParams::local_defaults(Address([0; 20]));
+        let shared = Shared {
+            state: &state,
+            params: &params,
+            txs: &[],
+            mv: &scratch.mv,
+            sched: Scheduler::new(&scratch.entries[..4], 2),
+            executions: AtomicUsize::new(0),
+            aborts: AtomicUsize::new(0),
+            validations: AtomicUsize::new(0),
+            near_deps: AtomicUsize::new(0),
+            threads: 2,
+            halt: AtomicBool::new(false),
+            fallback: Fallback {
+                window: 0,
+                max_abort_pct: 0,
+                max_validations_per_tx: 0,
+                max_near_dep_pct: 0,
+            },
+        };
+        // Incarnation 0 of transaction 2 reads an estimate of 1 and waits for it.
+        assert!(matches!(
+            shared.sched.try_incarnate(1),
+            Some(Task::Execute(1, 0))
+        ));
+        assert!(matches!(
+            shared.sched.try_incarnate(2),
+            Some(Task::Execute(2, 0))
+        ));
+        assert!(shared.sched.add_dependency(2, 1));
+        shared.sched.set_ready_status(2);
+        assert!(matches!(
+            shared.sched.try_incarnate(2),
+            Some(Task::Execute(2, 1))
+        ));
+        let receipt = Receipt {
+            status: ReceiptStatus::Success,
+            fee_paid: 0,
+            outputs: vec![],
+        };
+        let (wrote_new, _) = shared.record(
+            2,
+            1,
+            &mut Vec::new(),
+            vec![(k, Some(Value::U64(1)))],
+            receipt,
+        );
+        assert!(wrote_new, "the block's first write of the key was not new");
     }
 }
