@@ -58,6 +58,7 @@
 
 mod config;
 pub mod frame;
+mod log_limit;
 mod network;
 mod queue;
 pub mod tls;

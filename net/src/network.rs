@@ -2,6 +2,7 @@
 
 use crate::config::NetConfig;
 use crate::frame::{FrameDecoder, FrameError, LEN_BYTES, PREAMBLE};
+use crate::log_limit::{LogLimit, Verdict};
 use crate::queue::{OutQueue, Pushed};
 use crate::tls::{self, Identity};
 use crate::NetError;
@@ -176,6 +177,11 @@ impl Peer {
     }
 }
 
+/// At most [`HANDSHAKE_WARNINGS`] failed or refused incoming handshakes are logged per
+/// [`HANDSHAKE_WARNING_WINDOW`]; the next logged one says how many were not.
+const HANDSHAKE_WARNINGS: u32 = 10;
+const HANDSHAKE_WARNING_WINDOW: Duration = Duration::from_secs(10);
+
 struct Shared {
     me: u32,
     local_addr: SocketAddr,
@@ -188,6 +194,8 @@ struct Shared {
     peers: Vec<Arc<Peer>>,
     rejected_handshakes: Arc<AtomicU64>,
     handshakes_in_flight: AtomicUsize,
+    /// Bounds the warnings about failed or refused handshakes (anyone can cause them).
+    handshake_warnings: LogLimit,
 }
 
 impl Shared {
@@ -345,6 +353,7 @@ impl Network {
             peers,
             rejected_handshakes: rejected,
             handshakes_in_flight: AtomicUsize::new(0),
+            handshake_warnings: LogLimit::new(HANDSHAKE_WARNING_WINDOW, HANDSHAKE_WARNINGS),
         });
         let (tx, rx) = mpsc::channel(config.inbound_len);
         // Every log line of this endpoint carries its validator index.
@@ -682,7 +691,9 @@ async fn accept_loop(shared: Arc<Shared>, endpoint: Endpoint, tx: mpsc::Sender<I
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
                 if shared.handshakes_in_flight.load(Ordering::Relaxed) >= shared.max_handshakes {
-                    warn!(peer = %incoming.remote_address(), "too many handshakes in progress; refused");
+                    if let Verdict::Log { suppressed } = shared.handshake_warnings.check(Instant::now()) {
+                        warn!(peer = %incoming.remote_address(), suppressed, "too many handshakes in progress; refused");
+                    }
                     incoming.refuse();
                     continue;
                 }
@@ -711,6 +722,14 @@ enum ReadEnd {
     ConsumerGone,
 }
 
+/// Logs a failed incoming handshake, within [`Shared::handshake_warnings`]' bound; `suppressed`
+/// counts the failures not logged since the last one that was.
+fn handshake_warning(shared: &Shared, addr: SocketAddr, why: &str) {
+    if let Verdict::Log { suppressed } = shared.handshake_warnings.check(Instant::now()) {
+        warn!(peer = %addr, suppressed, "handshake failed: {why}");
+    }
+}
+
 async fn serve_incoming(shared: Arc<Shared>, incoming: Incoming, tx: mpsc::Sender<Inbound>) {
     let addr = incoming.remote_address();
     let conn = {
@@ -718,18 +737,18 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: Incoming, tx: mpsc::Sende
         let connecting = match incoming.accept() {
             Ok(c) => c,
             Err(e) => {
-                warn!(peer = %addr, "handshake failed: {e}");
+                handshake_warning(&shared, addr, &e.to_string());
                 return;
             }
         };
         match tokio::time::timeout(shared.idle_timeout * 2, connecting).await {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                warn!(peer = %addr, "handshake failed: {e}");
+                handshake_warning(&shared, addr, &e.to_string());
                 return;
             }
             Err(_) => {
-                warn!(peer = %addr, "handshake timed out");
+                handshake_warning(&shared, addr, "timed out");
                 return;
             }
         }
