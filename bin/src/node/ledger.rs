@@ -23,6 +23,25 @@ impl Fault {
         let _ = self.0.set(what);
     }
 
+    /// Decodes what a read of `what` returned; a failed read or bytes that do not decode are
+    /// recorded and read as absent.
+    fn decode<T: Decode>(
+        &self,
+        read: Result<Option<Vec<u8>>, lanes_storage::StorageError>,
+        what: impl Fn() -> String,
+    ) -> Option<T> {
+        let fault = match read {
+            Ok(None) => return None,
+            Ok(Some(raw)) => match T::from_bytes(&raw) {
+                Ok(v) => return Some(v),
+                Err(e) => format!("{} does not decode: {e}", what()),
+            },
+            Err(e) => format!("reading {}: {e}", what()),
+        };
+        self.record(fault);
+        None
+    }
+
     /// An error naming the first fault, if there was one.
     pub fn check(&self) -> Result<()> {
         match self.0.get() {
@@ -53,21 +72,10 @@ impl<'a> StoreState<'a> {
 
 impl StateView for StoreState<'_> {
     fn get(&self, key: &Key) -> Option<Value> {
-        let raw = match self.store.state_get(&key.to_bytes()) {
-            Ok(raw) => raw?,
-            Err(e) => {
-                self.fault.record(format!("reading state key {key:?}: {e}"));
-                return None;
-            }
-        };
-        match Value::from_bytes(&raw) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.fault
-                    .record(format!("state value of {key:?} does not decode: {e}"));
-                None
-            }
-        }
+        self.fault
+            .decode(self.store.state_get(&key.to_bytes()), || {
+                format!("the state value of {key:?}")
+            })
     }
 }
 
@@ -91,21 +99,8 @@ impl<'a> StoreNodes<'a> {
 
 impl NodeStore for StoreNodes<'_> {
     fn get_node(&self, hash: &Hash) -> Option<Node> {
-        let raw = match self.store.tree_get(&hash.0) {
-            Ok(raw) => raw?,
-            Err(e) => {
-                self.fault.record(format!("reading tree node {hash}: {e}"));
-                return None;
-            }
-        };
-        match Node::from_bytes(&raw) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                self.fault
-                    .record(format!("tree node {hash} does not decode: {e}"));
-                None
-            }
-        }
+        self.fault
+            .decode(self.store.tree_get(&hash.0), || format!("tree node {hash}"))
     }
 
     fn put_node(&mut self, _hash: Hash, _node: Node) {
