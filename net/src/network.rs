@@ -169,6 +169,9 @@ struct Peer {
     /// When our current outbound connection to the peer came up.
     out_since: Mutex<Option<Instant>>,
     counters: Counters,
+    /// Bounds the warnings about this peer's links (a faulty validator can reconnect and send
+    /// garbage again and again; the counters still count every time).
+    link_warnings: LogLimit,
 }
 
 impl Peer {
@@ -181,6 +184,24 @@ impl Peer {
 /// [`HANDSHAKE_WARNING_WINDOW`]; the next logged one says how many were not.
 const HANDSHAKE_WARNINGS: u32 = 10;
 const HANDSHAKE_WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+/// At most [`LINK_WARNINGS`] warnings and link up/down lines per peer and
+/// [`LINK_WARNING_WINDOW`].
+const LINK_WARNINGS: u32 = 10;
+const LINK_WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+/// At most this many bytes of a remote-supplied reason go into a log line.
+const MAX_LOGGED_REASON: usize = 200;
+
+/// `why` as a log field: cut to [`MAX_LOGGED_REASON`] bytes and `Debug`-escaped, so a peer that
+/// controls part of it (a QUIC close reason) cannot forge log lines with newlines.
+fn loggable(why: &str) -> String {
+    let mut end = why.len().min(MAX_LOGGED_REASON);
+    while !why.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}", &why[..end])
+}
 
 struct Shared {
     me: u32,
@@ -294,6 +315,7 @@ impl Network {
                     redial: tokio::sync::Notify::new(),
                     out_since: Mutex::new(None),
                     counters: Counters::default(),
+                    link_warnings: LogLimit::new(LINK_WARNING_WINDOW, LINK_WARNINGS),
                 })
             })
             .collect();
@@ -564,12 +586,17 @@ async fn dial_loop(
             Ok(conn) => {
                 backoff = shared.backoff_min;
                 bump(&peer.counters.connects, 1);
-                info!(validator = peer.index, peer = %peer.addr, "connected");
+                if let Verdict::Log { suppressed } = peer.link_warnings.check(Instant::now()) {
+                    info!(validator = peer.index, peer = %peer.addr, suppressed, "connected");
+                }
                 let why = send_loop(&peer, &conn, &mut batch, &mut chunks).await;
                 peer.connected_out.store(false, Ordering::Relaxed);
                 *lock(&peer.out_since) = None;
                 conn.close(VarInt::from_u32(close_code::LINK_FAILED), b"link failed");
-                info!(validator = peer.index, peer = %peer.addr, "disconnected: {why}");
+                if let Verdict::Log { suppressed } = peer.link_warnings.check(Instant::now()) {
+                    let why = loggable(&why.to_string());
+                    info!(validator = peer.index, peer = %peer.addr, suppressed, why = %why, "disconnected");
+                }
             }
             Err(why) => {
                 debug!(validator = peer.index, peer = %peer.addr, "dial failed: {why}");
@@ -726,7 +753,7 @@ enum ReadEnd {
 /// counts the failures not logged since the last one that was.
 fn handshake_warning(shared: &Shared, addr: SocketAddr, why: &str) {
     if let Verdict::Log { suppressed } = shared.handshake_warnings.check(Instant::now()) {
-        warn!(peer = %addr, suppressed, "handshake failed: {why}");
+        warn!(peer = %addr, suppressed, why = %loggable(why), "handshake failed");
     }
 }
 
@@ -779,12 +806,17 @@ async fn serve_incoming(shared: Arc<Shared>, incoming: Incoming, tx: mpsc::Sende
     match end {
         ReadEnd::Oversize(e) => {
             bump(&peer.counters.oversize, 1);
-            warn!(validator = peer.index, peer = %addr, "disconnected: {e}");
+            if let Verdict::Log { suppressed } = peer.link_warnings.check(Instant::now()) {
+                warn!(validator = peer.index, peer = %addr, suppressed, "disconnected: {e}");
+            }
             conn.close(VarInt::from_u32(close_code::OVERSIZE), b"oversize frame");
         }
         ReadEnd::Garbage(e) => {
             bump(&peer.counters.garbage, 1);
-            warn!(validator = peer.index, peer = %addr, "disconnected: {e}");
+            if let Verdict::Log { suppressed } = peer.link_warnings.check(Instant::now()) {
+                let why = loggable(&e);
+                warn!(validator = peer.index, peer = %addr, suppressed, why = %why, "disconnected: garbage");
+            }
             conn.close(VarInt::from_u32(close_code::GARBAGE), b"garbage");
         }
         ReadEnd::Closed(why) => {
@@ -861,6 +893,20 @@ async fn read_loop(
 mod tests {
     use super::*;
     use crate::frame::encode_frame;
+
+    /// A remote-supplied reason cannot break a log line or make it long.
+    #[test]
+    fn loggable_reasons_are_escaped_and_cut() {
+        let forged = "closed\n2026-12-01T00:00:00Z  INFO lanes: committed height=9";
+        let out = loggable(forged);
+        assert!(!out.contains('\n'), "{out}");
+        assert!(out.contains("\\n"), "{out}");
+        let long = "é".repeat(MAX_LOGGED_REASON);
+        let out = loggable(&long);
+        assert!(out.len() <= MAX_LOGGED_REASON + 2, "{}", out.len());
+        assert!(out.starts_with("\"é"));
+        assert_eq!(loggable("\u{1b}[31mred"), "\"\\u{1b}[31mred\"");
+    }
 
     #[test]
     fn the_handle_can_be_shared_across_tasks() {

@@ -292,7 +292,9 @@ async fn tx(State(s): State<AppState>, Path(hash): Path<String>) -> ApiResult {
         .store
         .receipt(loc.height, loc.index)
         .map_err(internal)?
-        .and_then(|r| Receipt::from_bytes(&r).ok());
+        .map(|r| Receipt::from_bytes(&r))
+        .transpose()
+        .map_err(|e| internal(format!("stored receipt does not decode: {e}")))?;
     let certified = s
         .store
         .checkpoint_certificate(loc.height)
@@ -331,9 +333,11 @@ fn receipt_json(r: &Receipt) -> Json_ {
     })
 }
 
-fn block_summary(store: &Store, b: &Block) -> Json_ {
+fn block_summary(store: &Store, b: &Block) -> Result<Json_, ApiError> {
     let h = b.height();
-    json!({
+    let state_root = store.state_root(h).map_err(internal)?;
+    let certified = store.checkpoint_certificate(h).map_err(internal)?.is_some();
+    Ok(json!({
         "height": h,
         "hash": b.hash().to_string(),
         "parent": b.header.parent.to_string(),
@@ -341,9 +345,9 @@ fn block_summary(store: &Store, b: &Block) -> Json_ {
         "proposer": b.header.proposer,
         "timestamp_ms": b.header.timestamp_ms,
         "txs": b.txs.len(),
-        "state_root": store.state_root(h).ok().flatten().map(|r| r.to_string()),
-        "certified": store.checkpoint_certificate(h).ok().flatten().is_some(),
-    })
+        "state_root": state_root.map(|r| r.to_string()),
+        "certified": certified,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -367,7 +371,7 @@ async fn blocks(State(s): State<AppState>, Query(r): Query<Range>) -> ApiResult 
         .map_err(internal)?
         .iter()
         .map(|b| block_summary(&s.store, b))
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok(Json(json!(list)))
 }
 
@@ -388,20 +392,20 @@ async fn block(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult {
         .block(height)
         .map_err(internal)?
         .ok_or_else(|| not_found(format!("no block at height {height}")))?;
-    let mut out = block_summary(&s.store, &b);
+    let mut out = block_summary(&s.store, &b)?;
     let txs: Vec<Json_> = b
         .txs
         .iter()
         .map(|raw| json!({"hash": lanes_types::tx_hash(raw).to_string(), "tx": tx_json(raw)}))
         .collect();
     out["transactions"] = json!(txs);
-    if let Ok(Some(c)) = s.store.commit_certificate(height) {
+    if let Some(c) = s.store.commit_certificate(height).map_err(internal)? {
         out["commit_certificate"] = json!({
             "view": c.view,
             "signers": c.signatures.iter().map(|s| s.validator).collect::<Vec<_>>(),
         });
     }
-    if let Ok(Some(c)) = s.store.checkpoint_certificate(height) {
+    if let Some(c) = s.store.checkpoint_certificate(height).map_err(internal)? {
         out["execution_certificate"] = json!({
             "state_root": c.state_root.to_string(),
             "signers": c.signatures.iter().map(|s| s.validator).collect::<Vec<_>>(),
@@ -458,12 +462,13 @@ async fn account(State(s): State<AppState>, Path(address): Path<String>) -> ApiR
         .genesis
         .validators
         .iter()
-        .filter_map(|v| {
+        .map(|v| {
             let val = v.public_key.address();
-            let amount = u64_of(state_get(st, &Key::Stake(addr, val)).ok()?);
-            (amount > 0).then(|| json!({"validator": val.to_string(), "amount": amount}))
+            let amount = u64_of(state_get(st, &Key::Stake(addr, val))?);
+            Ok((amount > 0).then(|| json!({"validator": val.to_string(), "amount": amount})))
         })
-        .collect();
+        .filter_map(Result::transpose)
+        .collect::<Result<_, ApiError>>()?;
     Ok(Json(json!({
         "address": addr.to_string(),
         "nonce": nonce,

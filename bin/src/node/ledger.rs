@@ -238,9 +238,17 @@ mod tests {
     use lanes_types::block::payload_digest;
     use lanes_types::BlockHeader;
 
-    /// A database with the genesis state of `genesis`, with the first account's native balance
-    /// stored as `balance` bytes (the tree holds the true genesis state either way).
-    fn store_with(dir: &std::path::Path, genesis: &Genesis, balance: Option<Vec<u8>>) -> Store {
+    /// What to damage in a genesis database.
+    enum Damage {
+        None,
+        /// The first account's native balance is stored as these bytes.
+        Balance(Vec<u8>),
+        /// The tree's root node is stored as these bytes.
+        Root(Vec<u8>),
+    }
+
+    /// A database with the genesis state of `genesis`, damaged as `damage` says.
+    fn store_with(dir: &std::path::Path, genesis: &Genesis, damage: Damage) -> Store {
         let identity = ChainIdentity {
             chain_id: genesis.chain_id.clone(),
             genesis_hash: genesis.hash(),
@@ -255,13 +263,19 @@ mod tests {
         .unwrap();
         let owner = Key::Balance(genesis.params.oracle, 0).to_bytes();
         let mut state = state_writes(&writes);
-        if let Some(bytes) = balance {
-            let entry = state.iter_mut().find(|(k, _)| k.0 == owner).unwrap();
-            entry.1 = Some(Bytes(bytes));
+        let mut nodes = tree_writes(&tree.new_nodes);
+        match damage {
+            Damage::None => {}
+            Damage::Balance(bytes) => {
+                let entry = state.iter_mut().find(|(k, _)| k.0 == owner).unwrap();
+                entry.1 = Some(Bytes(bytes));
+            }
+            Damage::Root(bytes) => {
+                let entry = nodes.iter_mut().find(|(k, _)| k.0 == tree.root.0).unwrap();
+                entry.1 = Some(Bytes(bytes));
+            }
         }
-        store
-            .commit_genesis(&state, &tree_writes(&tree.new_nodes), tree.root)
-            .unwrap();
+        store.commit_genesis(&state, &nodes, tree.root).unwrap();
         store
     }
 
@@ -309,17 +323,37 @@ mod tests {
         let (block, cert) = block_one(&genesis, &keys[0]);
 
         let intact = tempfile::tempdir().unwrap();
-        let store = store_with(intact.path(), &genesis, None);
+        let store = store_with(intact.path(), &genesis, Damage::None);
         execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap();
         assert_eq!(store.head().unwrap().unwrap().height, 1);
 
         let damaged = tempfile::tempdir().unwrap();
-        let store = store_with(damaged.path(), &genesis, Some(vec![0xff, 0x01]));
+        let store = store_with(damaged.path(), &genesis, Damage::Balance(vec![0xff, 0x01]));
         let err = execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains("database is damaged"), "{msg}");
         assert!(msg.contains("does not decode"), "{msg}");
         assert!(msg.contains("nothing of it was stored"), "{msg}");
+        assert_eq!(store.head().unwrap().unwrap().height, 0);
+    }
+
+    /// A tree node that does not decode is named as damage (not as a missing node), and
+    /// nothing of the block is stored.
+    #[test]
+    fn a_damaged_tree_node_is_an_error_and_stores_nothing() {
+        let keys = crate::fixtures::keys("ledger");
+        let genesis = crate::fixtures::genesis("ledger-test", &keys);
+        let executor = Executor::new(2).unwrap();
+        let (block, cert) = block_one(&genesis, &keys[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), &genesis, Damage::Root(vec![7; 3]));
+        let err = execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("database is damaged"), "{msg}");
+        assert!(
+            msg.contains("tree node") && msg.contains("does not decode"),
+            "{msg}"
+        );
         assert_eq!(store.head().unwrap().unwrap().height, 0);
     }
 }
