@@ -313,47 +313,45 @@ mod tests {
         (block, certificate)
     }
 
+    /// Runs block 1 on a genesis database damaged as `damage` says: the error message (`Ok` with
+    /// the stored height when it succeeds) and the head height afterwards.
+    fn run_block_one(damage: Damage) -> (Result<u64, String>, u64) {
+        let keys = crate::fixtures::keys("ledger");
+        let genesis = crate::fixtures::genesis("ledger-test", &keys);
+        let (block, cert) = block_one(&genesis, &keys[0]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with(dir.path(), &genesis, damage);
+        let executor = Executor::new(2).unwrap();
+        let result = execute_and_store(&store, &executor, &genesis, &block, &cert)
+            .map(|_| block.height())
+            .map_err(|e| format!("{e:#}"));
+        (result, store.head().unwrap().unwrap().height)
+    }
+
     /// A state value that does not decode stops the block with an error naming it, and nothing
     /// of the block is stored; the same block on an intact database is stored.
     #[test]
     fn a_damaged_state_value_is_an_error_and_stores_nothing() {
-        let keys = crate::fixtures::keys("ledger");
-        let genesis = crate::fixtures::genesis("ledger-test", &keys);
-        let executor = Executor::new(2).unwrap();
-        let (block, cert) = block_one(&genesis, &keys[0]);
-
-        let intact = tempfile::tempdir().unwrap();
-        let store = store_with(intact.path(), &genesis, Damage::None);
-        execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap();
-        assert_eq!(store.head().unwrap().unwrap().height, 1);
-
-        let damaged = tempfile::tempdir().unwrap();
-        let store = store_with(damaged.path(), &genesis, Damage::Balance(vec![0xff, 0x01]));
-        let err = execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap_err();
-        let msg = format!("{err:#}");
+        assert_eq!(run_block_one(Damage::None), (Ok(1), 1));
+        let (result, height) = run_block_one(Damage::Balance(vec![0xff, 0x01]));
+        let msg = result.unwrap_err();
         assert!(msg.contains("database is damaged"), "{msg}");
         assert!(msg.contains("does not decode"), "{msg}");
         assert!(msg.contains("nothing of it was stored"), "{msg}");
-        assert_eq!(store.head().unwrap().unwrap().height, 0);
+        assert_eq!(height, 0);
     }
 
     /// A tree node that does not decode is named as damage (not as a missing node), and
     /// nothing of the block is stored.
     #[test]
     fn a_damaged_tree_node_is_an_error_and_stores_nothing() {
-        let keys = crate::fixtures::keys("ledger");
-        let genesis = crate::fixtures::genesis("ledger-test", &keys);
-        let executor = Executor::new(2).unwrap();
-        let (block, cert) = block_one(&genesis, &keys[0]);
-        let dir = tempfile::tempdir().unwrap();
-        let store = store_with(dir.path(), &genesis, Damage::Root(vec![7; 3]));
-        let err = execute_and_store(&store, &executor, &genesis, &block, &cert).unwrap_err();
-        let msg = format!("{err:#}");
+        let (result, height) = run_block_one(Damage::Root(vec![7; 3]));
+        let msg = result.unwrap_err();
         assert!(msg.contains("database is damaged"), "{msg}");
         assert!(
             msg.contains("tree node") && msg.contains("does not decode"),
             "{msg}"
         );
-        assert_eq!(store.head().unwrap().unwrap().height, 0);
+        assert_eq!(height, 0);
     }
 }
