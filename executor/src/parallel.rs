@@ -540,14 +540,14 @@ impl MvMemory {
     /// The block's net writes once every transaction is final: the newest version of each key,
     /// plus `extra` (a write of a key the memory does not hold), sorted by key; and, if `hash`,
     /// their tree updates (`updates[i]` is the update of `writes[i]`; the caller sorts them by
-    /// path), hashed while the values are at hand. Each
-    /// shard drains straight into its own range of the output (shards cover consecutive ranges
-    /// of the key order): its entries are sorted through 16-byte order words in a small buffer
-    /// that stays in cache, then moved once to their final place. Runs shard by shard on the
-    /// current rayon pool and leaves the memory empty.
+    /// path), hashed while the values are at hand. Each shard drains straight into its own
+    /// range of the output (shards cover consecutive ranges of the key order): its entries are
+    /// sorted through 16-byte order words in a small buffer that stays in cache, then moved
+    /// once to their final place. Runs shard by shard on the current rayon pool and leaves the
+    /// memory empty.
     fn drain_sorted(
         &mut self,
-        extra: Option<Write>,
+        mut extra: Option<Write>,
         hash: bool,
     ) -> (Vec<Write>, Vec<TreeUpdateEntry>) {
         let extra_shard = extra.as_ref().map(|w| shard_of(&w.0));
@@ -562,7 +562,6 @@ impl MvMemory {
         let mut updates: Vec<TreeUpdateEntry> = Vec::with_capacity(if hash { total } else { 0 });
         let mut w_spare = &mut writes.spare_capacity_mut()[..total];
         let mut u_spare = &mut updates.spare_capacity_mut()[..if hash { total } else { 0 }];
-        let mut extra = extra;
         let mut jobs = Vec::with_capacity(SHARDS);
         for ((i, shard), &count) in self.shards.iter_mut().enumerate().zip(&counts) {
             let (w, rest) = std::mem::take(&mut w_spare).split_at_mut(count);
