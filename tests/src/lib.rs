@@ -378,17 +378,43 @@ impl Drop for Cluster {
     }
 }
 
+/// Runs the `lanes` binary with `args` and returns its output, without the environment
+/// variables that would point it at another node or keystore, so tests stay hermetic.
+pub fn run_lanes(args: &[&str]) -> std::process::Output {
+    Command::new(lanes_binary())
+        .args(args)
+        .env_remove("LANES_NODE")
+        .env_remove("LANES_KEYSTORE")
+        .output()
+        .expect("lanes runs")
+}
+
 /// Runs `lanes chaos ARGS --json` and returns its parsed report (panicking, with the output,
 /// if it is not one JSON object) and whether the command succeeded.
 pub fn chaos_report(args: &[&str]) -> (Value, bool) {
-    let out = Command::new(lanes_binary())
-        .arg("chaos")
-        .args(args)
-        .arg("--json")
-        .output()
-        .expect("lanes runs");
+    let args: Vec<&str> = ["chaos"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .chain(["--json"])
+        .collect();
+    let out = run_lanes(&args);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     (report, out.status.success())
+}
+
+/// The scenarios of a chaos report, after checking that there are `count` of them and that
+/// each passed, lost no acknowledged transaction, kept the honest nodes in agreement and
+/// acknowledged some transactions.
+pub fn passed_scenarios(report: &Value, count: usize) -> &Vec<Value> {
+    let scenarios = report["scenarios"].as_array().expect("scenarios");
+    assert_eq!(scenarios.len(), count);
+    for s in scenarios {
+        assert_eq!(s["passed"], true, "{s}");
+        assert_eq!(s["lost_acknowledged"], 0, "{s}");
+        assert_eq!(s["diverged"], false, "{s}");
+        assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
+    }
+    scenarios
 }

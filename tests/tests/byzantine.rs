@@ -7,8 +7,7 @@
 //! ignored by the README's test command; `.ci/run` builds that binary and runs it:
 //! `cargo test --release --workspace --features lanes/byzantine --test byzantine -- --include-ignored`.
 
-use lanes_tests::{chaos_report, lanes_binary};
-use std::process::Command;
+use lanes_tests::{chaos_report, lanes_binary, passed_scenarios, run_lanes};
 
 const SCENARIOS: &str =
     "equivocating-primary,wrong-root,conflicting-voter,silent-validator,garbage-sender";
@@ -16,13 +15,7 @@ const SCENARIOS: &str =
 #[test]
 #[ignore = "needs a `--features lanes/byzantine` build of lanes; .ci/run runs it"]
 fn one_byzantine_validator_cannot_break_the_honest_three() {
-    let lanes = |args: &[&str]| {
-        Command::new(lanes_binary())
-            .args(args)
-            .output()
-            .expect("lanes runs")
-    };
-    let list = String::from_utf8_lossy(&lanes(&["chaos", "--list"]).stdout).to_string();
+    let list = String::from_utf8_lossy(&run_lanes(&["chaos", "--list"]).stdout).to_string();
     assert!(
         list.contains("wrong-root") && !list.contains("needs --features byzantine"),
         "{} is not a byzantine build: cargo build --release --workspace --features lanes/byzantine",
@@ -30,14 +23,7 @@ fn one_byzantine_validator_cannot_break_the_honest_three() {
     );
     let (report, success) =
         chaos_report(&["--scenario", SCENARIOS, "--duration", "12s", "--seed", "7"]);
-    let scenarios = report["scenarios"].as_array().expect("scenarios");
-    assert_eq!(scenarios.len(), 5);
-    for s in scenarios {
-        assert_eq!(s["passed"], true, "{s}");
-        assert_eq!(s["lost_acknowledged"], 0, "{s}");
-        assert_eq!(s["diverged"], false, "{s}");
-        assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
-    }
+    let scenarios = passed_scenarios(&report, 5);
     let wrong_root = scenarios
         .iter()
         .find(|s| s["name"] == "wrong-root")

@@ -2,15 +2,7 @@
 //! a quorum, kill -9 under load, a wiped data directory) must pass the history checker; the
 //! full set is `lanes chaos --scenario all`.
 
-use lanes_tests::{chaos_report, lanes_binary};
-use std::process::Command;
-
-fn lanes(args: &[&str]) -> std::process::Output {
-    Command::new(lanes_binary())
-        .args(args)
-        .output()
-        .expect("lanes runs")
-}
+use lanes_tests::{chaos_report, passed_scenarios, run_lanes as lanes};
 
 #[test]
 fn a_quick_subset_of_scenarios_passes_the_history_checker() {
@@ -22,13 +14,7 @@ fn a_quick_subset_of_scenarios_passes_the_history_checker() {
         "--seed",
         "11",
     ]);
-    let scenarios = report["scenarios"].as_array().expect("scenarios");
-    assert_eq!(scenarios.len(), 3);
-    for s in scenarios {
-        assert_eq!(s["passed"], true, "{s}");
-        assert_eq!(s["lost_acknowledged"], 0, "{s}");
-        assert_eq!(s["diverged"], false, "{s}");
-        assert!(s["acknowledged"].as_u64().unwrap() > 0, "{s}");
+    for s in passed_scenarios(&report, 3) {
         assert!(s["recovery_s"].as_f64().unwrap() <= 10.0, "{s}");
         assert!(!s["faults"].as_array().unwrap().is_empty(), "{s}");
     }

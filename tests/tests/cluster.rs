@@ -1,6 +1,6 @@
 //! A four-validator cluster of real `lanes node` processes on loopback.
 
-use lanes_tests::Cluster;
+use lanes_tests::{run_lanes as lanes, Cluster};
 use std::time::Duration;
 
 #[test]
@@ -237,15 +237,6 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
         Some(&other),
         &p
     ));
-}
-
-/// Runs the `lanes` binary.
-fn lanes(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(lanes_tests::lanes_binary())
-        .args(args)
-        .env_remove("LANES_NODE")
-        .output()
-        .expect("lanes runs")
 }
 
 #[test]

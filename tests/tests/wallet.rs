@@ -1,16 +1,7 @@
 //! `lanes keys` and `lanes send` against a real cluster.
 
-use lanes_tests::{lanes_binary, Cluster};
+use lanes_tests::{run_lanes as lanes, Cluster};
 use std::process::Output;
-
-fn lanes(args: &[&str]) -> Output {
-    std::process::Command::new(lanes_binary())
-        .args(args)
-        .env_remove("LANES_NODE")
-        .env_remove("LANES_KEYSTORE")
-        .output()
-        .expect("lanes runs")
-}
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
