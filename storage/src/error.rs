@@ -120,6 +120,19 @@ pub enum StorageError {
         /// Root in the certificate (hex).
         certified: String,
     },
+    /// A state snapshot that would not move the head forward: installing it would roll the
+    /// replica back below heights it may already have voted on.
+    #[error(
+        "refusing to install the state snapshot of height {height}: the stored head is at \
+         {head}, and a snapshot must be above it (or at it, with the head's block and another \
+         root, to repair a divergence)"
+    )]
+    StaleSnapshot {
+        /// Height of the refused snapshot's certificate.
+        height: u64,
+        /// The stored head's height.
+        head: u64,
+    },
     /// A write on a store opened read-only.
     #[error("database {0} is open read-only")]
     ReadOnly(String),

@@ -811,10 +811,23 @@ impl Store {
     /// Replaces the whole state and state tree with a verified snapshot in one synced write: the
     /// certificate's block and root become the head, its height the block floor (blocks below
     /// are not stored). The caller has checked the certificate's quorum and that `tree` hashes
-    /// to its root.
+    /// to its root. Refuses ([`StorageError::StaleSnapshot`]) a certificate below the stored
+    /// head, which would roll the node back to heights it may have voted on, and one at the
+    /// head unless it repairs a diverged state (same block, another root).
     pub fn install_state(&self, s: &StateInstall<'_>) -> Result<(), StorageError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let cert = s.certificate;
+        if let Some(head) = self.head()? {
+            let repair = cert.height == head.height
+                && cert.block_hash == head.block_hash
+                && cert.state_root != head.state_root;
+            if cert.height <= head.height && !repair {
+                return Err(StorageError::StaleSnapshot {
+                    height: cert.height,
+                    head: head.height,
+                });
+            }
+        }
         let mut batch = WriteBatch::default();
         for family in [cf::STATE, cf::TREE] {
             let handle = self.handle(family);

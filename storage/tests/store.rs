@@ -427,3 +427,117 @@ fn a_state_snapshot_is_consistent_and_installs_in_place_of_the_state() {
     let f = common::fixture(6, head.block_hash);
     target.commit_block(&f.commit()).unwrap();
 }
+
+/// Everything a state install could change, to check that a refused one changed nothing.
+fn installable_view(store: &Store) -> impl PartialEq + std::fmt::Debug {
+    let head = store.head().unwrap();
+    let height = head.map_or(0, |h| h.height);
+    (
+        head,
+        store.block_floor().unwrap(),
+        store.latest_checkpoint_certificate().unwrap(),
+        store.state_get(b"count").unwrap(),
+        store.state_get(&common::state_key(height)).unwrap(),
+        store.tree_get(&common::tree_key(height)).unwrap(),
+        store.tree_get(b"node").unwrap(),
+    )
+}
+
+#[test]
+fn a_state_snapshot_at_or_below_the_head_is_refused_and_changes_nothing() {
+    use lanes_storage::StateInstall;
+    use lanes_types::{Bytes, ValidatorSignature};
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    for _ in 0..6 {
+        common::commit_next(&store);
+    }
+    let head = store.head().unwrap().unwrap();
+    let state = vec![(b"count".to_vec(), 99u64.to_be_bytes().to_vec())];
+    let tree = vec![(Bytes(b"node".to_vec()), Some(Bytes(b"bytes".to_vec())))];
+    let before = installable_view(&store);
+    for height in [3, head.height] {
+        let cert = CheckpointCertificate {
+            height,
+            block_hash: Hash::tagged("t", &height.to_be_bytes()),
+            state_root: Hash::tagged("r", &height.to_be_bytes()),
+            signatures: (0..3)
+                .map(|v| ValidatorSignature {
+                    validator: v,
+                    signature: lanes_types::Signature([v as u8; 64]),
+                })
+                .collect(),
+        };
+        let refused = store.install_state(&StateInstall {
+            certificate: &cert,
+            state: &state,
+            tree: &tree,
+        });
+        match refused {
+            Err(e @ StorageError::StaleSnapshot { .. }) => {
+                let msg = e.to_string();
+                assert!(msg.contains(&format!("height {height}")), "{msg}");
+                assert!(
+                    msg.contains(&format!("head is at {}", head.height)),
+                    "{msg}"
+                );
+            }
+            other => panic!("snapshot at {height} with head {}: {other:?}", head.height),
+        }
+        assert_eq!(installable_view(&store), before, "snapshot at {height}");
+        assert_eq!(store.checkpoint_certificate(height).unwrap(), None);
+    }
+    // At the head with the head's block and root: nothing to repair, refused as well.
+    let same = CheckpointCertificate {
+        height: head.height,
+        block_hash: head.block_hash,
+        state_root: head.state_root,
+        signatures: Vec::new(),
+    };
+    let refused = store.install_state(&StateInstall {
+        certificate: &same,
+        state: &state,
+        tree: &tree,
+    });
+    assert!(matches!(refused, Err(StorageError::StaleSnapshot { .. })));
+    assert_eq!(installable_view(&store), before);
+    // The chain still goes on from the untouched head.
+    assert_eq!(common::commit_next(&store), head.height + 1);
+    assert_eq!(common::assert_complete_prefix(&store), head.height + 1);
+}
+
+#[test]
+fn a_certified_root_at_the_head_repairs_a_diverged_state() {
+    use lanes_storage::StateInstall;
+    use lanes_types::Bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    for _ in 0..4 {
+        common::commit_next(&store);
+    }
+    let head = store.head().unwrap().unwrap();
+    let cert = CheckpointCertificate {
+        height: head.height,
+        block_hash: head.block_hash,
+        state_root: Hash::tagged("r", b"certified"),
+        signatures: Vec::new(),
+    };
+    let state = vec![(b"count".to_vec(), 99u64.to_be_bytes().to_vec())];
+    let tree = vec![(Bytes(b"node".to_vec()), Some(Bytes(b"bytes".to_vec())))];
+    store
+        .install_state(&StateInstall {
+            certificate: &cert,
+            state: &state,
+            tree: &tree,
+        })
+        .unwrap();
+    let repaired = store.head().unwrap().unwrap();
+    assert_eq!(
+        (repaired.height, repaired.block_hash, repaired.state_root),
+        (head.height, head.block_hash, cert.state_root)
+    );
+    assert_eq!(
+        store.state_get(b"count").unwrap(),
+        Some(99u64.to_be_bytes().to_vec())
+    );
+}
