@@ -14,6 +14,19 @@ use thiserror::Error;
 /// The fewest validators a chain may have: 3f + 1 with f = 1.
 pub const MIN_VALIDATORS: usize = 4;
 
+/// The network's frame limit in bytes: no message between validators may be larger, so one
+/// full block must fit. This is `lanes_net::DEFAULT_MAX_FRAME` (lanes-types cannot depend on
+/// lanes-net; a test of the `lanes` binary checks that the two agree).
+pub const MAX_FRAME_BYTES: u64 = 16 << 20;
+
+/// Bytes a block with its commit certificate takes besides its transactions (each counted as
+/// its length plus a 4-byte prefix), for `validators` signers: the header with the longest
+/// chain id (164 bytes with the transaction count), the certificate (52 bytes plus 68 per
+/// signature) and 64 bytes for the message that carries it.
+pub fn certified_block_overhead(validators: usize) -> u64 {
+    164 + 52 + 68 * validators as u64 + 64
+}
+
 /// Protocol parameters fixed at genesis.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +204,23 @@ pub enum GenesisError {
     /// Initial balances of an asset add up to more than `u64::MAX`.
     #[error("asset {0}: total supply overflows u64")]
     SupplyOverflow(String),
+    /// A full block would not fit one network frame, so it could be neither proposed nor
+    /// served to a validator catching up.
+    #[error(
+        "params.max_block_txs ({max_block_txs}) x (params.max_tx_bytes ({max_tx_bytes}) + 4) \
+         plus {overhead} bytes of header and certificate is {bytes} bytes: a full block must \
+         fit one network frame of {MAX_FRAME_BYTES} bytes; lower max_block_txs or max_tx_bytes"
+    )]
+    BlockTooLarge {
+        /// Most transactions in one block.
+        max_block_txs: u32,
+        /// Largest transaction.
+        max_tx_bytes: u32,
+        /// Header and certificate bytes for this validator count.
+        overhead: u64,
+        /// The largest block's size with its certificate.
+        bytes: u64,
+    },
     /// A protocol parameter out of range.
     #[error("params.{name}: {reason}")]
     BadParam {
@@ -264,6 +294,25 @@ fn check_param(ok: bool, name: &'static str, reason: &'static str) -> Result<(),
     } else {
         Err(GenesisError::BadParam { name, reason })
     }
+}
+
+/// Refuses parameters whose full block (with its certificate) exceeds [`MAX_FRAME_BYTES`].
+fn check_block_fits_frame(
+    max_block_txs: u32,
+    max_tx_bytes: u32,
+    validators: usize,
+) -> Result<(), GenesisError> {
+    let overhead = certified_block_overhead(validators);
+    let bytes = u64::from(max_block_txs) * (u64::from(max_tx_bytes) + 4) + overhead;
+    if bytes <= MAX_FRAME_BYTES {
+        return Ok(());
+    }
+    Err(GenesisError::BlockTooLarge {
+        max_block_txs,
+        max_tx_bytes,
+        overhead,
+        bytes,
+    })
 }
 
 fn valid_address(addr: &str) -> bool {
@@ -427,6 +476,7 @@ impl Genesis {
             "liquidation_bonus_bps",
             "must be at most 5000",
         )?;
+        check_block_fits_frame(p.max_block_txs, p.max_tx_bytes, validators.len())?;
         let params = ProtocolParams {
             max_block_txs: p.max_block_txs,
             max_tx_bytes: p.max_tx_bytes,

@@ -23,6 +23,9 @@ pub use codec::{Bytes, Decode, DecodeError, Encode};
 pub use crypto::{
     verify_batch, Address, CryptoError, PublicKey, SecretKey, Signature, SignedMessage,
 };
-pub use genesis::{Genesis, GenesisAsset, GenesisBalance, GenesisError, ProtocolParams};
+pub use genesis::{
+    certified_block_overhead, Genesis, GenesisAsset, GenesisBalance, GenesisError, ProtocolParams,
+    MAX_FRAME_BYTES,
+};
 pub use hash::{Hash, ParseHexError};
 pub use validator::{QuorumError, ValidatorInfo, ValidatorSet, ValidatorSignature};

@@ -4,7 +4,8 @@
 
 use lanes_types::codec::Encode;
 use lanes_types::{
-    Address, CryptoError, Genesis, GenesisError, ProtocolParams, PublicKey, SecretKey,
+    certified_block_overhead, Address, CryptoError, Genesis, GenesisError, ProtocolParams,
+    PublicKey, SecretKey, MAX_FRAME_BYTES,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -759,11 +760,22 @@ fn param_ranges() -> Vec<(&'static str, Vec<u64>, Vec<u64>)> {
     ]
 }
 
+/// Sets `name` to `value`, and the other block size parameter low enough for the largest
+/// block to fit a frame whatever `value` is.
+fn set_param(v: &mut Value, name: &str, value: u64) {
+    match name {
+        "max_block_txs" => set(v, "/params/max_tx_bytes", json!(128)),
+        "max_tx_bytes" => set(v, "/params/max_block_txs", json!(100)),
+        _ => {}
+    }
+    set(v, &format!("/params/{name}"), json!(value));
+}
+
 #[test]
 fn each_out_of_range_param_is_rejected_by_name() {
     for (name, bad, good) in param_ranges() {
         for value in bad {
-            let e = error_after(|v| set(v, &format!("/params/{name}"), json!(value)));
+            let e = error_after(|v| set_param(v, name, value));
             match &e {
                 GenesisError::BadParam { name: n, reason } => {
                     assert_eq!(*n, name, "value {value}");
@@ -775,7 +787,7 @@ fn each_out_of_range_param_is_rejected_by_name() {
         }
         for value in good {
             let mut v = genesis_json();
-            set(&mut v, &format!("/params/{name}"), json!(value));
+            set_param(&mut v, name, value);
             let g = load(&v).unwrap_or_else(|e| panic!("{name}={value}: {e}"));
             let encoded = serde_json::to_value(&g.params).unwrap();
             assert_eq!(encoded[name], json!(value), "{name}");
@@ -796,9 +808,58 @@ fn param_messages_state_the_accepted_range() {
         ("liquidation_bonus_bps", 5_001, "at most 5000"),
     ];
     for (name, value, range) in expect {
-        let e = error_after(|v| set(v, &format!("/params/{name}"), json!(value)));
+        let e = error_after(|v| set_param(v, name, value));
         assert_mentions(&e, &[&format!("params.{name}: must be {range}")]);
     }
+}
+
+/// The most transactions per block for which a full block of `tx_bytes` transactions fits a
+/// frame with `n` validators.
+fn max_txs_fitting(tx_bytes: u64, n: usize) -> u64 {
+    (MAX_FRAME_BYTES - certified_block_overhead(n)) / (tx_bytes + 4)
+}
+
+#[test]
+fn a_full_block_must_fit_a_network_frame() {
+    for (n, tx_bytes) in [(4, 128), (4, 1_024), (4, 65_536), (7, 65_536), (40, 300)] {
+        let fit = max_txs_fitting(tx_bytes, n).min(100_000);
+        let mut v = genesis_json_n(n);
+        set(&mut v, "/params/max_tx_bytes", json!(tx_bytes));
+        set(&mut v, "/params/max_block_txs", json!(fit));
+        load(&v).unwrap_or_else(|e| panic!("n {n}, {fit} x {tx_bytes}: {e}"));
+        if fit == 100_000 {
+            continue; // every allowed block size fits
+        }
+        set(&mut v, "/params/max_block_txs", json!(fit + 1));
+        let e = load(&v).expect_err("one more transaction does not fit");
+        let bytes = (fit + 1) * (tx_bytes + 4) + certified_block_overhead(n);
+        assert!(bytes > MAX_FRAME_BYTES);
+        assert!(matches!(e, GenesisError::BlockTooLarge { .. }), "{e:?}");
+        assert_mentions(
+            &e,
+            &[
+                &format!("params.max_block_txs ({})", fit + 1),
+                &format!("params.max_tx_bytes ({tx_bytes})"),
+                &format!("is {bytes} bytes"),
+                &format!("network frame of {MAX_FRAME_BYTES} bytes"),
+                "lower max_block_txs or max_tx_bytes",
+            ],
+        );
+    }
+    // The largest block of each parameter alone at its maximum is refused.
+    let e = error_after(|v| {
+        set(v, "/params/max_block_txs", json!(100_000));
+        set(v, "/params/max_tx_bytes", json!(65_536));
+    });
+    assert!(matches!(e, GenesisError::BlockTooLarge { .. }), "{e:?}");
+}
+
+#[test]
+fn the_local_defaults_fit_a_frame() {
+    let p = ProtocolParams::local_defaults(oracle());
+    let bytes = u64::from(p.max_block_txs) * (u64::from(p.max_tx_bytes) + 4);
+    assert!(bytes + certified_block_overhead(100) <= MAX_FRAME_BYTES);
+    assert!(load(&genesis_json_n(100)).is_ok());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -813,7 +874,7 @@ fn arb_valid_genesis_json() -> impl Strategy<Value = Value> {
         4usize..9,
         vec(("[A-Z0-9]{1,12}", balances), 1..4),
         (
-            1u32..=100_000,
+            any::<u32>(),
             128u32..=65_536,
             0u32..10_000,
             1u32..10_000,
@@ -837,7 +898,9 @@ fn arb_valid_genesis_json() -> impl Strategy<Value = Value> {
                     })
                     .collect();
                 let mut params = params_json();
-                params["max_block_txs"] = json!(txs);
+                // Any count from 1 up to the most whose full block fits a frame.
+                let most = max_txs_fitting(u64::from(bytes), n).min(100_000);
+                params["max_block_txs"] = json!(1 + u64::from(txs) % most);
                 params["max_tx_bytes"] = json!(bytes);
                 params["swap_fee_bps"] = json!(swap);
                 params["collateral_factor_bps"] = json!(cf);
