@@ -197,7 +197,13 @@ impl ConsensusDriver {
                             }
                         }
                         decoded => {
-                            self.on_state_message(from, decoded, &mut sync, &shared, &exec, now)?
+                            let committed = replica.committed_height();
+                            let state = StateInput {
+                                sync: &mut sync,
+                                committed,
+                                now,
+                            };
+                            self.on_state_message(from, decoded, state, &shared, &exec)?
                         }
                     }
                     Vec::new()
@@ -281,7 +287,9 @@ impl ConsensusDriver {
                 replica.diverged_at().is_some(),
                 now,
             );
-            if let Some((peer, request)) = sync.tick(need, now) {
+            let claims = peer_claims(&replica, n);
+            if let Some((peer, request)) = sync.tick(need, &claims, replica.committed_height(), now)
+            {
                 send(&shared, Some(peer), &request);
             }
             let stats = replica.stats();
@@ -313,17 +321,21 @@ impl ConsensusDriver {
         &self,
         from: u32,
         message: Result<Message, lanes_types::codec::DecodeError>,
-        sync: &mut StateSync,
+        state: StateInput<'_>,
         shared: &Arc<Shared>,
         exec: &Sender<ExecJob>,
-        now: u64,
     ) -> Result<()> {
+        let StateInput {
+            sync,
+            committed,
+            now,
+        } = state;
         match message {
             Ok(Message::StateRequest { session }) => {
                 state_sync::serve(shared, &self.runtime, from, session);
             }
             Ok(Message::StateChunk(chunk)) => {
-                match sync.on_chunk(from, chunk, &shared.genesis, now) {
+                match sync.on_chunk(from, chunk, &shared.genesis, committed, now) {
                     Ok(Some(snapshot)) => exec
                         .send(ExecJob::Install(snapshot))
                         .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?,
@@ -338,6 +350,22 @@ impl ConsensusDriver {
         }
         Ok(())
     }
+}
+
+/// The requester's side of state transfer, with the replica's committed height, for
+/// [`ConsensusDriver::on_state_message`].
+struct StateInput<'a> {
+    sync: &'a mut StateSync,
+    committed: u64,
+    now: u64,
+}
+
+/// The height each validator claims to have executed, for choosing whom to ask for the state.
+/// The replica keeps these claims but does not expose them yet: until it does
+/// (`Replica::claims`), every validator is taken to claim the network's height (at least f+1
+/// of them do).
+fn peer_claims(replica: &Replica<NodeContext>, n: u32) -> Vec<u64> {
+    vec![replica.network_height(); n as usize]
 }
 
 /// Carries out one action. Persist is synced before returning, so every later action (a vote)

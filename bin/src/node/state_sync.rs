@@ -4,12 +4,15 @@
 //! The requester (consensus thread, [`StateSync`]) notices it is stuck: the network's height
 //! (f+1 validators signed checkpoints above ours) is ahead and our executed height has not moved
 //! for a while, or a quorum certified a root other than ours. It sends
-//! [`Message::StateRequest`] to one peer, rotating peers on every attempt. The peer
+//! [`Message::StateRequest`] to one peer whose claimed height is above ours, rotating over
+//! those peers on every attempt. The peer
 //! ([`serve`], its own thread) takes a RocksDB snapshot, streams its state as
 //! [`StateChunk`]s of at most [`CHUNK_BYTES`], waiting for queue room rather than dropping, and
 //! closes the stream with the execution certificate of the snapshot's height. The requester
-//! accepts only a gap-free stream from that peer, bounded by [`MAX_STATE_BYTES`], whose
-//! certificate carries a quorum of valid signatures; the executor thread ([`install`]) then
+//! accepts only a gap-free stream from that peer, bounded by [`MAX_STATE_BYTES`], of a height
+//! above both its executed and its committed height (checked on the first chunk: an old
+//! snapshot would roll the replica back below heights it voted on), whose certificate carries
+//! a quorum of valid signatures; the executor thread ([`install`]) then
 //! rebuilds the state tree from the entries and installs them only if the tree's root is the
 //! certified root. Anything else aborts the attempt; the next one goes to another peer.
 
@@ -137,6 +140,8 @@ pub struct Snapshot {
 struct Session {
     id: u64,
     peer: u32,
+    /// Fetched to repair a diverged state: a snapshot at our own height is then wanted too.
+    repair: bool,
     last_chunk_at: u64,
     next_seq: u32,
     first: Option<(u64, lanes_types::Hash, lanes_types::Hash)>,
@@ -227,8 +232,29 @@ impl StateSync {
         })
     }
 
+    /// The height a snapshot must exceed: our executed height or the replica's `committed`
+    /// height, whichever is higher.
+    fn floor(&self, committed: u64) -> u64 {
+        self.executed.0.max(committed)
+    }
+
+    /// The lowest snapshot height acceptable: above [`Self::floor`], or at it when repairing a
+    /// diverged state (the certified root at our own height replaces ours; nothing is rolled
+    /// back: the replica restarts from the same height with the same safety records).
+    fn lowest(&self, committed: u64, repair: bool) -> u64 {
+        self.floor(committed) + u64::from(!repair)
+    }
+
     /// Starts, times out or keeps the transfer; returns a request to send when one starts.
-    pub fn tick(&mut self, need: Need, now: u64) -> Option<(u32, Message)> {
+    /// `claims[v]` is the height validator `v` claims to have executed (its latest CHECKPOINT);
+    /// only peers claiming a height we would accept ([`Self::lowest`]) are asked, in turn.
+    pub fn tick(
+        &mut self,
+        need: Need,
+        claims: &[u64],
+        committed: u64,
+        now: u64,
+    ) -> Option<(u32, Message)> {
         if let Some(s) = &self.session {
             if now > s.last_chunk_at + CHUNK_TIMEOUT_MS {
                 tracing::warn!(peer = s.peer, "state transfer timed out");
@@ -239,8 +265,8 @@ impl StateSync {
         if need == Need::None || self.installing || now < self.next_try {
             return None;
         }
-        let others = self.validators - 1;
-        let peer = (self.me + 1 + (self.attempts % u64::from(others)) as u32) % self.validators;
+        let repair = need == Need::Diverged;
+        let peer = self.next_peer(claims, self.lowest(committed, repair))?;
         self.attempts += 1;
         self.next_id += 1;
         let id = self.next_id;
@@ -253,6 +279,7 @@ impl StateSync {
         self.session = Some(Session {
             id,
             peer,
+            repair,
             last_chunk_at: now,
             next_seq: 0,
             first: None,
@@ -262,27 +289,46 @@ impl StateSync {
         Some((peer, Message::StateRequest { session: id }))
     }
 
+    /// The peer of this attempt among the others whose claim reaches `target`, if any.
+    fn next_peer(&self, claims: &[u64], target: u64) -> Option<u32> {
+        let able: Vec<u32> = (1..self.validators)
+            .map(|i| (self.me + i) % self.validators)
+            .filter(|&v| claims.get(v as usize).is_some_and(|&c| c >= target))
+            .collect();
+        if able.is_empty() {
+            return None;
+        }
+        Some(able[(self.attempts % able.len() as u64) as usize])
+    }
+
     fn abort(&mut self, now: u64) {
         self.session = None;
         self.next_try = now + 1_000;
     }
 
-    /// Takes a chunk; returns the snapshot when a verified stream is complete. An error aborts
-    /// the transfer (the next attempt asks another peer).
+    /// Takes a chunk; returns the snapshot when a verified stream is complete. A chunk of a
+    /// stream we did not ask for (another session or peer) is ignored. An error aborts the
+    /// transfer (the next attempt asks another peer). A stream whose height is not (or no
+    /// longer) above our executed height and the replica's `committed` height (or, repairing
+    /// a divergence, at least at it) is refused before its entries are taken: on its first
+    /// chunk, or the first after we caught up.
     pub fn on_chunk(
         &mut self,
         from: u32,
         chunk: StateChunk,
         genesis: &Genesis,
+        committed: u64,
         now: u64,
     ) -> Result<Option<Snapshot>, String> {
+        let floor = self.floor(committed);
         let Some(s) = self.session.as_mut() else {
             return Ok(None); // a stale stream: ignored
         };
         if s.id != chunk.session || s.peer != from {
             return Ok(None);
         }
-        let result = Self::take(s, chunk, genesis, now);
+        let lowest = floor + u64::from(!s.repair);
+        let result = Self::take(s, chunk, genesis, lowest, now);
         match result {
             Ok(Some(_)) => {
                 self.session = None;
@@ -298,8 +344,16 @@ impl StateSync {
         s: &mut Session,
         chunk: StateChunk,
         genesis: &Genesis,
+        lowest: u64,
         now: u64,
     ) -> Result<Option<Snapshot>, String> {
+        if chunk.height < lowest {
+            return Err(format!(
+                "the peer's snapshot is of height {}, below the {lowest} we need: installing \
+                 it would roll this node back",
+                chunk.height
+            ));
+        }
         if chunk.seq != s.next_seq {
             return Err(format!(
                 "chunk {} arrived, {} expected",
@@ -450,12 +504,15 @@ mod tests {
         }
     }
 
+    /// Claims under which every peer is far ahead.
+    const ALL: [u64; 4] = [100; 4];
+
     /// A requester (validator 0 of 4) that has just asked a peer; returns it and (peer, session).
     fn asking() -> (StateSync, u32, u64) {
         let mut s = StateSync::new(0, 4, 30_000, 0);
         s.blocks_unavailable(10);
         assert_eq!(s.need(5, false, 10), Need::Behind);
-        let (peer, msg) = s.tick(Need::Behind, 10).expect("a request");
+        let (peer, msg) = s.tick(Need::Behind, &ALL, 0, 10).expect("a request");
         let Message::StateRequest { session } = msg else {
             panic!("not a state request")
         };
@@ -485,7 +542,7 @@ mod tests {
         s.blocks_unavailable(31_000);
         assert_eq!(s.need(5, false, 31_000), Need::Behind, "a peer pruned them");
         assert_eq!(s.need(5, true, 31_000), Need::Diverged);
-        assert!(s.tick(Need::None, 31_000).is_none());
+        assert!(s.tick(Need::None, &ALL, 0, 31_000).is_none());
     }
 
     #[test]
@@ -496,17 +553,17 @@ mod tests {
         assert_ne!(peer, 0, "never itself");
         assert!(s.describe().is_some());
         assert!(s
-            .on_chunk(peer, chunk(session, 0, &[1, 2], None), &g, 20)
+            .on_chunk(peer, chunk(session, 0, &[1, 2], None), &g, 0, 20)
             .unwrap()
             .is_none());
         // Another peer's or another session's chunk is ignored, not an error.
         let other = (peer + 1) % 4;
         assert!(s
-            .on_chunk(other, chunk(session, 1, &[3], None), &g, 21)
+            .on_chunk(other, chunk(session, 1, &[3], None), &g, 0, 21)
             .unwrap()
             .is_none());
         assert!(s
-            .on_chunk(peer, chunk(session + 1, 1, &[3], None), &g, 21)
+            .on_chunk(peer, chunk(session + 1, 1, &[3], None), &g, 0, 21)
             .unwrap()
             .is_none());
         let done = s
@@ -514,6 +571,7 @@ mod tests {
                 peer,
                 chunk(session, 1, &[3, 4], Some(cert(&k, &g, &[0, 1, 3]))),
                 &g,
+                0,
                 22,
             )
             .unwrap()
@@ -521,7 +579,9 @@ mod tests {
         assert_eq!(done.entries.len(), 4);
         assert_eq!(s.describe().as_deref(), Some("installing a snapshot"));
         s.installed(false, 30);
-        let (next, _) = s.tick(Need::Behind, 2_000).expect("retries after refusal");
+        let (next, _) = s
+            .tick(Need::Behind, &ALL, 0, 2_000)
+            .expect("retries after refusal");
         assert_ne!(next, peer, "the next attempt asks another peer");
     }
 
@@ -559,7 +619,7 @@ mod tests {
             let (mut s, peer, _) = asking();
             let results: Vec<_> = chunks
                 .into_iter()
-                .map(|c| s.on_chunk(peer, c, &g, 20))
+                .map(|c| s.on_chunk(peer, c, &g, 0, 20))
                 .collect();
             assert!(
                 results.iter().any(|r| r.is_err()),
@@ -568,11 +628,11 @@ mod tests {
             );
             assert!(s.describe().is_none(), "{what}: aborted");
             assert!(
-                s.tick(Need::Behind, 500).is_none(),
+                s.tick(Need::Behind, &ALL, 0, 500).is_none(),
                 "{what}: waits before retrying"
             );
             assert!(
-                s.tick(Need::Behind, 1_100).is_some(),
+                s.tick(Need::Behind, &ALL, 0, 1_100).is_some(),
                 "{what}: then retries"
             );
         }
@@ -581,9 +641,111 @@ mod tests {
     #[test]
     fn a_silent_peer_times_out() {
         let (mut s, _, _) = asking();
-        assert!(s.tick(Need::Behind, 5_000).is_none());
+        assert!(s.tick(Need::Behind, &ALL, 0, 5_000).is_none());
         assert!(s.describe().is_some());
-        assert!(s.tick(Need::Behind, 10 + CHUNK_TIMEOUT_MS + 1).is_none());
+        assert!(s
+            .tick(Need::Behind, &ALL, 0, 10 + CHUNK_TIMEOUT_MS + 1)
+            .is_none());
         assert!(s.describe().is_none(), "abandoned");
+    }
+
+    #[test]
+    fn a_snapshot_not_above_our_executed_or_committed_height_is_refused_before_its_entries() {
+        let g = genesis(&keys());
+        // (executed, committed) against the snapshot's height 9.
+        for (executed, committed) in [(9, 0), (12, 0), (5, 9), (5, 12)] {
+            let (mut s, peer, session) = asking();
+            s.executed(executed, 15);
+            // Out of order: an error, but the stale height must be found before the entries.
+            let refused = s
+                .on_chunk(peer, chunk(session, 0, &[2, 1], None), &g, committed, 20)
+                .map(|_| ())
+                .expect_err("a stale snapshot");
+            assert!(
+                refused.contains("height 9, below the") && refused.contains("roll this node back"),
+                "({executed}, {committed}): {refused}"
+            );
+            assert!(s.describe().is_none(), "aborted, nothing kept");
+        }
+        // Above both: taken.
+        let (mut s, peer, session) = asking();
+        s.executed(8, 15);
+        let taken = s.on_chunk(peer, chunk(session, 0, &[1, 2], None), &g, 8, 20);
+        assert!(matches!(taken, Ok(None)), "{:?}", taken.map(|_| ()));
+        assert!(s.describe().is_some_and(|d| d.contains("1 chunks")));
+    }
+
+    #[test]
+    fn only_peers_claiming_a_height_above_ours_are_asked() {
+        // Validator 0 executed 4; the replica committed 6. Peer 1 claims 3, peer 2 claims 6
+        // (not above), peer 3 claims 7.
+        let claims = [4, 3, 6, 7];
+        let mut asked = std::collections::BTreeSet::new();
+        let mut s = StateSync::new(0, 4, 30_000, 0);
+        s.executed(4, 0);
+        for attempt in 0..6u64 {
+            let now = 40_000 + attempt * 2_000;
+            let (peer, _) = s
+                .tick(Need::Behind, &claims, 6, now)
+                .expect("peer 3 can serve");
+            asked.insert(peer);
+            s.abort(now);
+        }
+        assert_eq!(asked.into_iter().collect::<Vec<_>>(), vec![3]);
+        // Nobody above us: nobody is asked; a short claim list asks nobody either.
+        assert!(s.tick(Need::Behind, &[9, 3, 6, 6], 6, 60_000).is_none());
+        assert!(s.tick(Need::Behind, &[9], 0, 60_000).is_none());
+        assert!(s.describe().is_none());
+    }
+
+    #[test]
+    fn a_stream_nobody_asked_for_is_ignored_and_the_transfer_goes_on() {
+        let k = keys();
+        let g = genesis(&k);
+        let complete = |session| chunk(session, 0, &[1], Some(cert(&k, &g, &[0, 1, 2])));
+        // No transfer under way: even a complete certified stream is ignored.
+        let mut idle = StateSync::new(0, 4, 30_000, 0);
+        assert!(matches!(idle.on_chunk(1, complete(1), &g, 0, 5), Ok(None)));
+        assert!(idle.describe().is_none());
+        // A transfer under way: another session's or another peer's stream changes nothing.
+        let (mut s, peer, session) = asking();
+        let other = (peer + 1) % 4;
+        assert!(matches!(
+            s.on_chunk(other, complete(session), &g, 0, 20),
+            Ok(None)
+        ));
+        assert!(matches!(
+            s.on_chunk(peer, complete(session + 1), &g, 0, 20),
+            Ok(None)
+        ));
+        assert!(s.describe().is_some_and(|d| d.contains("0 chunks")));
+        let done = s.on_chunk(peer, complete(session), &g, 0, 21);
+        assert!(
+            matches!(done, Ok(Some(_))),
+            "the asked stream still completes"
+        );
+    }
+
+    #[test]
+    fn repairing_a_divergence_takes_a_snapshot_at_our_own_height_but_not_below() {
+        let g = genesis(&keys());
+        let repairing = |executed: u64| {
+            let mut s = StateSync::new(0, 4, 30_000, 0);
+            s.executed(executed, 0);
+            // Peers claim our height: enough to repair, not to get ahead.
+            let claims = [executed; 4];
+            assert!(s.tick(Need::Behind, &claims, 9, 10).is_none());
+            let (peer, msg) = s.tick(Need::Diverged, &claims, 9, 10).expect("a request");
+            let Message::StateRequest { session } = msg else {
+                panic!("not a state request")
+            };
+            (s, peer, session)
+        };
+        let (mut s, peer, session) = repairing(9);
+        let taken = s.on_chunk(peer, chunk(session, 0, &[1], None), &g, 9, 20);
+        assert!(matches!(taken, Ok(None)), "{:?}", taken.map(|_| ()));
+        let (mut s, peer, session) = repairing(10);
+        let refused = s.on_chunk(peer, chunk(session, 0, &[1], None), &g, 9, 20);
+        assert!(refused.is_err_and(|e| e.contains("below the 10 we need")));
     }
 }
