@@ -679,6 +679,12 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             g(&m.rejected_messages) as f64,
         ),
         (
+            "lanes_unsendable_messages_total",
+            "counter",
+            "Messages this node could not send: larger than a network frame, or refused by the network.",
+            g(&m.unsendable_messages) as f64,
+        ),
+        (
             "lanes_rejected_txs_total",
             "counter",
             "Transactions refused by the API.",

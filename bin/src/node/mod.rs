@@ -138,6 +138,7 @@ pub fn run(p: NodeParams) -> Result<()> {
             peer.addr = resolve(addr)?;
         }
     }
+    let max_frame = net_config.max_frame;
     let (net, mut inbound) = Network::start(net_config).context("starting QUIC")?;
 
     let (inputs_tx, inputs_rx) = mpsc::sync_channel(INPUT_QUEUE);
@@ -160,6 +161,7 @@ pub fn run(p: NodeParams) -> Result<()> {
         inputs: inputs_tx.clone(),
         blocks: blocks_tx,
         net: net.clone(),
+        max_frame,
         #[cfg(feature = "byzantine")]
         byzantine: p.byzantine.map(|mode| {
             Mutex::new(byzantine::Byzantine::new(

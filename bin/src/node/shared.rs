@@ -115,6 +115,8 @@ pub struct Metrics {
     pub exec_us_total: AtomicU64,
     /// Certified state snapshots installed (state transfers).
     pub state_syncs: AtomicU64,
+    /// Messages that could not be sent: larger than a frame, or refused by the network.
+    pub unsendable_messages: AtomicU64,
 }
 
 impl Metrics {
@@ -145,8 +147,10 @@ pub struct Shared {
     pub inputs: SyncSender<Input>,
     /// Committed blocks, for followers (`/events`).
     pub blocks: tokio::sync::broadcast::Sender<BlockEvent>,
-    /// The network, for peer status.
+    /// The network, for sending and peer status.
     pub net: NetHandle,
+    /// The network's frame limit (`NetConfig::max_frame`): no message may be larger.
+    pub max_frame: usize,
     /// The message rewriter of a byzantine test node (`lanes node --byzantine`).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<Mutex<super::byzantine::Byzantine>>,
