@@ -65,7 +65,6 @@ pub fn forged_new_view(view: u64) -> Message {
     Message::NewView(NewView {
         view,
         view_changes: Vec::new(),
-        blocks: Vec::new(),
         signature: Signature([7; 64]),
     })
 }

@@ -24,7 +24,8 @@ use crate::context::Context;
 use crate::mempool::{AdmitError, Mempool, MempoolLimits};
 use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
-use lanes_types::codec::Decode;
+use crate::view_change::{plan_new_view, reproposed};
+use lanes_types::codec::{Decode, Encode};
 use lanes_types::{
     payload_digest, tx_hash, Block, BlockHeader, Bytes, CheckpointCertificate, CommitCertificate,
     Genesis, Hash, Signature, ValidatorSet, ValidatorSignature,
@@ -43,6 +44,10 @@ pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 const MAX_BACKOFF: u32 = 16;
 /// Most distinct blocks remembered at one height.
 const MAX_BLOCKS_PER_SLOT: usize = 4;
+/// Most bytes of forwarded transactions in one [`Message::Txs`] beyond the flush threshold.
+const MAX_FORWARD_BYTES: usize = FORWARD_FLUSH_BYTES;
+/// Why a proposal waits: a block below it is unknown here.
+pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
 
 /// Parameters of a replica, normally derived from genesis with [`Config::from_genesis`].
 #[derive(Debug, Clone)]
@@ -93,6 +98,43 @@ impl Config {
             sync_batch: 64,
             mempool: MempoolLimits::default(),
         }
+    }
+
+    /// Most prepared certificates one VIEW-CHANGE carries (heights in flight are bounded by the
+    /// window; restarts and catch-up can leave a few more).
+    pub fn max_prepared_in_view_change(&self) -> u64 {
+        4 * self.window
+    }
+
+    /// An upper bound on the encoded size of any message a replica with this configuration
+    /// sends (PRE-PREPARE, votes, CHECKPOINT, VIEW-CHANGE, NEW-VIEW, forwarded transactions,
+    /// block replies). Catch-up answers ([`Message::SyncResponse`]) are built by the node,
+    /// which bounds them itself. The node checks this against the network's frame limit.
+    pub fn max_message_bytes(&self) -> usize {
+        let n = self.validators.len();
+        let header = BlockHeader {
+            chain_id: self.chain_id.clone(),
+            height: 0,
+            parent: Hash::ZERO,
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 0,
+            payload_digest: Hash::ZERO,
+        }
+        .to_bytes()
+        .len();
+        let signatures = 4 + n * (4 + 64);
+        let checkpoint_cert = 8 + 32 + 32 + signatures;
+        let prepared_cert = 8 + header + signatures;
+        let max_prepared = self.max_prepared_in_view_change() as usize;
+        let view_change = 8 + 4 + 1 + checkpoint_cert + 4 + max_prepared * prepared_cert + 64;
+        let new_view = 8 + 4 + n * view_change + 64;
+        let block = header + 4 + self.max_block_txs * 4 + self.max_block_bytes;
+        let forward = 4 + MAX_FORWARD_BYTES + self.max_tx_bytes + MAX_FORWARD_TXS * 4;
+        1 + [8 + block, view_change, new_view, forward]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
     }
 
     fn check(&self) {
@@ -311,12 +353,13 @@ pub struct Replica<C: Context> {
     /// While changing: when to re-send our VIEW-CHANGE (it may have been lost).
     pub(crate) vc_resend_at: u64,
     pub(crate) backoff: u32,
-    /// Latest VIEW-CHANGE from each validator, with payloads.
-    pub(crate) view_changes: BTreeMap<u32, (ViewChange, Vec<Vec<Bytes>>)>,
+    /// Latest VIEW-CHANGE from each validator.
+    pub(crate) view_changes: BTreeMap<u32, ViewChange>,
     /// The NEW-VIEW that installed the current view (re-served to replicas left behind).
     pub(crate) new_view: Option<NewView>,
     pub(crate) served_new_view: BTreeMap<u32, u64>,
-    /// Pre-prepares for views not installed yet, by (view, height).
+    /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
+    /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
     pub(crate) committed: Tip,
     pub(crate) stable: Tip,
@@ -344,6 +387,15 @@ pub struct Replica<C: Context> {
     pub(crate) behind_since: Option<u64>,
     pub(crate) sync_deadline: Option<u64>,
     pub(crate) sync_attempt: u64,
+    /// The catch-up request outstanding: (peer asked, first height, last height). Only that
+    /// peer's answer, for those heights, is applied.
+    pub(crate) sync_asked: Option<(u32, u64, u64)>,
+    /// When to ask (again) for payloads of accepted blocks we know only by header.
+    pub(crate) fetch_at: u64,
+    pub(crate) fetch_attempt: u64,
+    /// When we last answered each (validator, height) with a block (bounds the work a peer
+    /// can ask of us).
+    pub(crate) served_blocks: BTreeMap<(u32, u64), u64>,
     pub(crate) diverged: Option<u64>,
     /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
     /// (restarted, partitioned) learns it is behind even when the chain is idle.
@@ -421,6 +473,10 @@ impl<C: Context> Replica<C> {
             behind_since: None,
             sync_deadline: None,
             sync_attempt: 0,
+            sync_asked: None,
+            fetch_at: 0,
+            fetch_attempt: 0,
+            served_blocks: BTreeMap::new(),
             diverged: None,
             my_checkpoint: None,
             heartbeat_at: 0,
@@ -432,36 +488,58 @@ impl<C: Context> Replica<C> {
             ctx,
         };
         r.claims[r.cfg.me as usize] = committed.height;
-        for (h, (view, hash)) in restored
-            .prepares
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            r.log.entry(h).or_default().my_prepare = Some((view, hash));
-            if view == r.view {
-                r.next_height = r.next_height.max(h + 1);
+        r.restore(restored, installed);
+        Ok(r)
+    }
+
+    /// Rebuilds the log above the stable checkpoint from the persisted records: our votes go
+    /// back into the vote sets (we need only q-1 others), what we voted for or proposed is
+    /// accepted again, and the NEW-VIEW of the current view pins its re-proposed blocks. Bodies
+    /// not in a prepared record are fetched by hash when needed.
+    fn restore(&mut self, restored: safety::Restored, installed: bool) {
+        let above = self.stable.height;
+        for (h, (view, hash)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
+            let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
+            let slot = self.log.entry(h).or_default();
+            slot.my_prepare = Some((view, hash));
+            slot.prepares.insert(self.cfg.me, (view, hash, signature));
+            slot.accepted = Some((view, hash));
+            if view == self.view {
+                self.next_height = self.next_height.max(h + 1);
             }
         }
-        for (h, vote) in restored
-            .commits
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            r.log.entry(h).or_default().my_commit = Some(vote);
+        for (h, (view, hash)) in restored.commits.into_iter().filter(|(h, _)| *h > above) {
+            let signature = self.sign_vote(Phase::Commit, view, h, hash).signature;
+            let slot = self.log.entry(h).or_default();
+            slot.my_commit = Some((view, hash));
+            slot.commits.insert(self.cfg.me, (view, hash, signature));
         }
-        for (h, (cert, txs)) in restored
-            .prepared
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            let slot = r.log.entry(h).or_default();
+        for (h, (cert, txs)) in restored.prepared.into_iter().filter(|(h, _)| *h > above) {
+            let slot = self.log.entry(h).or_default();
             slot.keep_block(Block {
                 header: cert.header.clone(),
                 txs,
             });
             slot.prepared = Some(cert);
         }
-        Ok(r)
+        for (h, (view, hash)) in restored.proposals.into_iter().filter(|(h, _)| *h > above) {
+            if view == self.view {
+                self.log.entry(h).or_default().accepted = Some((view, hash));
+                self.next_height = self.next_height.max(h + 1);
+            }
+        }
+        if let Some(nv) = restored
+            .new_view
+            .filter(|nv| installed && nv.view == self.view)
+        {
+            let plan = plan_new_view(&nv.view_changes);
+            for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
+                let slot = self.log.entry(header.height).or_default();
+                slot.accepted = Some((nv.view, header.hash()));
+                self.next_height = self.next_height.max(header.height + 1);
+            }
+            self.new_view = Some(nv);
+        }
     }
 
     /// Handles one event at time `now` (milliseconds, monotonic) and returns what to do, in
@@ -616,13 +694,12 @@ impl<C: Context> Replica<C> {
             Message::Prepare(vote) => self.on_vote(from, Phase::Prepare, vote),
             Message::Commit(vote) => self.on_vote(from, Phase::Commit, vote),
             Message::Checkpoint(vote) => self.on_checkpoint(from, vote),
-            Message::ViewChange {
-                view_change,
-                payloads,
-            } => self.on_view_change(from, view_change, payloads),
+            Message::ViewChange(view_change) => self.on_view_change(from, view_change),
             Message::NewView(nv) => self.on_new_view(nv),
             Message::SyncRequest { from: lo, to: hi } => self.on_sync_request(from, lo, hi),
-            Message::SyncResponse(blocks) => self.on_sync_response(blocks),
+            Message::SyncResponse(blocks) => self.on_sync_response(from, blocks),
+            Message::BlockRequest { height, hash } => self.on_block_request(from, height, hash),
+            Message::BlockReply(block) => self.on_block_reply(block),
             Message::StateRequest { .. }
             | Message::StateChunk(_)
             | Message::HeightQuery
@@ -662,6 +739,7 @@ impl<C: Context> Replica<C> {
     fn after_event(&mut self) {
         self.propose();
         self.maybe_sync();
+        self.maybe_fetch();
         if self.changing {
             self.progress_deadline = None;
             self.batch_deadline = None;
@@ -681,6 +759,7 @@ impl<C: Context> Replica<C> {
             self.vc_deadline.filter(|_| self.changing),
             self.changing.then_some(self.vc_resend_at),
             self.sync_wake(),
+            self.fetch_wake(),
             self.my_checkpoint.as_ref().map(|_| self.heartbeat_at),
         ]
         .into_iter()
@@ -891,6 +970,8 @@ impl<C: Context> Replica<C> {
             };
             self.next_height = h + 1;
             self.batch_deadline = None;
+            // Recorded before it leaves: restarted, we never propose another block here.
+            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
             self.broadcast(Message::PrePrepare {
                 view: self.view,
                 block: block.clone(),
@@ -918,9 +999,20 @@ impl<C: Context> Replica<C> {
             }
             return Ok(());
         }
-        self.check_fresh_proposal(&block)?;
-        self.accept_proposal(block);
-        Ok(())
+        match self.check_fresh_proposal(&block) {
+            Err(BEHIND) => {
+                // Accepted once the block below it arrives (fetched, caught up).
+                if self.future.len() < MAX_FUTURE_PROPOSALS {
+                    self.future.insert((view, block.height()), block);
+                }
+                Ok(())
+            }
+            Err(reason) => Err(reason),
+            Ok(()) => {
+                self.accept_proposal(block);
+                Ok(())
+            }
+        }
     }
 
     /// Checks a new proposal of the current view before we accept it.
@@ -966,7 +1058,6 @@ impl<C: Context> Replica<C> {
     /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
     /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
     fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
-        const BEHIND: Reject = "behind: a block below the proposal is unknown";
         let mut out = HashSet::new();
         for height in self.committed.height + 1..h {
             let slot = self.log.get(&height).ok_or(BEHIND)?;
@@ -1040,6 +1131,10 @@ impl<C: Context> Replica<C> {
         if !self.parent_ok(h, &parent) {
             return;
         }
+        assert!(
+            slot.my_prepare.is_none_or(|(mv, _)| mv < view),
+            "a second PREPARE at one (view, height)"
+        );
         self.persist(vec![safety::vote_record(false, h, view, hash)]);
         let vote = self.sign_vote(Phase::Prepare, view, h, hash);
         let slot = self.log.entry(h).or_default();
@@ -1151,6 +1246,11 @@ impl<C: Context> Replica<C> {
         if !commit_again {
             writes.push(safety::vote_record(true, h, view, hash));
         }
+        assert!(
+            slot.my_commit
+                .is_none_or(|(cv, ch)| cv < view || ch == hash),
+            "a second COMMIT at one (view, height)"
+        );
         slot.prepared = Some(cert);
         self.persist(writes);
         if !commit_again {
@@ -1241,5 +1341,6 @@ impl<C: Context> Replica<C> {
         let (stable, committed) = (self.stable.height, self.committed.height);
         self.log
             .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
+        self.served_blocks.retain(|&(_, h), _| h > stable);
     }
 }

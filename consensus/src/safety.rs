@@ -6,14 +6,21 @@
 //! | key | value | written before |
 //! | --- | --- | --- |
 //! | `view` | (view, installed) | a VIEW-CHANGE, or the first vote in a new view |
+//! | `new-view` | the NEW-VIEW that installed `view` | the NEW-VIEW (primary) or the first vote in its view |
+//! | `o` ++ height | (view, block hash) of the block we proposed as primary | our PRE-PREPARE |
 //! | `p` ++ height | (view, block hash) of our PREPARE | our PREPARE |
 //! | `c` ++ height | (view, block hash) of our COMMIT | our COMMIT |
 //! | `q` ++ height | our highest prepared certificate and its payload | our COMMIT |
 //!
 //! Heights are big-endian so records sort by height; records at or below the stable checkpoint
 //! are deleted with [`SafetyWrite::DeleteThrough`].
+//!
+//! The NEW-VIEW record is what binds a restarted replica to the blocks its view re-proposed:
+//! without it, a byzantine primary could offer it a fresh block at a height the NEW-VIEW gave
+//! to another (issue 15, hole 1). The proposal record does the same for the primary's own
+//! fresh proposals, which it may send before it can PREPARE them (pipelining).
 
-use crate::messages::PreparedCert;
+use crate::messages::{NewView, PreparedCert};
 use lanes_types::codec::{Decode, DecodeError, Encode};
 use lanes_types::{Bytes, Hash};
 use std::collections::BTreeMap;
@@ -28,7 +35,7 @@ pub enum SafetyWrite {
         /// Record value.
         value: Vec<u8>,
     },
-    /// Delete every height-keyed record (`p`, `c`, `q`) at a height `<= height`.
+    /// Delete every height-keyed record ([`HEIGHT_KEYED`]) at a height `<= height`.
     DeleteThrough {
         /// Highest height to forget.
         height: u64,
@@ -53,9 +60,15 @@ pub enum RestoreError {
 
 /// Key of the view record.
 pub const VIEW_KEY: &[u8] = b"view";
+/// Key of the NEW-VIEW record.
+pub const NEW_VIEW_KEY: &[u8] = b"new-view";
+const PROPOSAL: u8 = b'o';
 const PREPARE: u8 = b'p';
 const COMMIT: u8 = b'c';
 const PREPARED: u8 = b'q';
+/// The first key byte of every height-keyed record kind (what `DeleteThrough` deletes); their
+/// keys are that byte followed by the big-endian height.
+pub const HEIGHT_KEYED: [u8; 4] = [PROPOSAL, PREPARE, COMMIT, PREPARED];
 
 fn height_key(kind: u8, height: u64) -> Vec<u8> {
     let mut key = Vec::with_capacity(9);
@@ -82,7 +95,7 @@ pub fn apply(records: &mut BTreeMap<Vec<u8>, Vec<u8>>, write: &SafetyWrite) {
 
 /// The (kind, height) of a height-keyed record key.
 pub fn parse_height_key(key: &[u8]) -> Option<(u8, u64)> {
-    if key.len() != 9 || ![PREPARE, COMMIT, PREPARED].contains(&key[0]) {
+    if key.len() != 9 || !HEIGHT_KEYED.contains(&key[0]) {
         return None;
     }
     let mut h = [0u8; 8];
@@ -95,6 +108,22 @@ pub(crate) fn view_record(view: u64, installed: bool) -> SafetyWrite {
     SafetyWrite::Put {
         key: VIEW_KEY.to_vec(),
         value: (view, installed).to_bytes(),
+    }
+}
+
+/// The NEW-VIEW that installed our current view.
+pub(crate) fn new_view_record(nv: &NewView) -> SafetyWrite {
+    SafetyWrite::Put {
+        key: NEW_VIEW_KEY.to_vec(),
+        value: nv.to_bytes(),
+    }
+}
+
+/// The block we proposed as primary at `height` in `view`.
+pub(crate) fn proposal_record(height: u64, view: u64, hash: Hash) -> SafetyWrite {
+    SafetyWrite::Put {
+        key: height_key(PROPOSAL, height),
+        value: (view, hash).to_bytes(),
     }
 }
 
@@ -121,6 +150,10 @@ pub(crate) fn prepared_record(cert: &PreparedCert, txs: &[Bytes]) -> SafetyWrite
 pub(crate) struct Restored {
     /// (view, installed), if a view record exists.
     pub view: Option<(u64, bool)>,
+    /// The NEW-VIEW of the latest installed view, if any.
+    pub new_view: Option<NewView>,
+    /// Our proposals as primary per height: (view, hash).
+    pub proposals: BTreeMap<u64, (u64, Hash)>,
     /// Our PREPARE per height: (view, hash).
     pub prepares: BTreeMap<u64, (u64, Hash)>,
     /// Our COMMIT per height: (view, hash).
@@ -144,9 +177,17 @@ pub(crate) fn restore<'a>(
             out.view = Some(<(u64, bool)>::from_bytes(value).map_err(corrupt)?);
             continue;
         }
+        if key == NEW_VIEW_KEY {
+            out.new_view = Some(NewView::from_bytes(value).map_err(corrupt)?);
+            continue;
+        }
         let (kind, height) =
             parse_height_key(key).ok_or_else(|| RestoreError::UnknownKey(key.to_vec()))?;
         match kind {
+            PROPOSAL => {
+                out.proposals
+                    .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);
+            }
             PREPARE => {
                 out.prepares
                     .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);

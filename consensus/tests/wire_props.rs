@@ -12,7 +12,8 @@ use lanes_types::codec::{Decode, Encode};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
-/// Messages from a run with a normal case, a view change (primary n0 crashes) and a restart.
+/// Messages from a run with a normal case, a view change (primary n0 crashes), restarts and a
+/// payload fetched by hash.
 fn corpus() -> &'static Vec<Vec<u8>> {
     static CORPUS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     CORPUS.get_or_init(|| {
@@ -27,6 +28,16 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         c.restart(0);
         c.settle(12_000, all);
         assert!(c.delivered[0].len() >= 2, "the restarted replica caught up");
+        // A backup restarted right after its PREPARE fetches the block's payload by hash.
+        let primary = c.replicas[1].as_ref().expect("up").primary();
+        let backup = (primary + 1) % 4;
+        c.submit(primary, 200);
+        let t = c.now + 100;
+        c.advance(t);
+        c.run(|_, _, m| matches!(m, Message::PrePrepare { .. }));
+        c.crash(backup);
+        c.restart(backup);
+        c.settle(t + 2_000, all);
         // The node's own messages are added by hand.
         c.sent.extend(node_message_samples());
         let kinds: std::collections::BTreeSet<&str> = c
