@@ -436,3 +436,98 @@ fn hole6_view_changes_stay_small_with_full_blocks_in_flight() {
 fn view_change_message(vc: lanes_consensus::messages::ViewChange) -> Message {
     Message::ViewChange(vc)
 }
+
+/// Hole 1, the primary's side: a primary restarted in its own view forgot its NEW-VIEW, so it
+/// proposed fresh blocks at heights the NEW-VIEW gave to re-proposed ones (false equivocation
+/// alarms, a stalled view). Restarted, it proposes above them.
+#[test]
+fn hole1_a_restarted_primary_proposes_above_its_new_view() {
+    let mut c = Cluster::new();
+    // B1 and B2 are prepared everywhere in view 0; nobody sees a COMMIT.
+    let no_commits = |_: u32, _: u32, m: &Message| !matches!(m, Message::Commit(_));
+    c.submit(0, 1);
+    c.settle(100, no_commits);
+    c.submit(0, 2);
+    c.settle(200, no_commits);
+    assert!(c.delivered.iter().all(|d| d.is_empty()));
+    // n0 dies; n1, n2, n3 change view. n1 starts view 1 (re-proposing B1 and B2) and dies
+    // right after: its NEW-VIEW reaches nobody.
+    c.crash(0);
+    let only_view_changes = |_: u32, _: u32, m: &Message| matches!(m, Message::ViewChange(_));
+    let started = |c: &Cluster| {
+        let r = c.replicas[1].as_ref().unwrap();
+        r.view() == 1 && !r.in_view_change()
+    };
+    while c.now < 2_000 && !started(&c) {
+        let t = c.now + 50;
+        c.settle(t, only_view_changes);
+    }
+    let r1 = c.replicas[1].as_ref().unwrap();
+    assert_eq!(
+        (r1.view(), r1.in_view_change()),
+        (1, false),
+        "n1 started view 1"
+    );
+    c.queue.clear();
+    c.crash(1);
+    c.restart(1);
+    // A new transaction: n1 proposes it above B1 and B2, never at their heights.
+    c.submit(1, 3);
+    let t = c.now + 100;
+    c.advance(t);
+    let proposed: Vec<u64> = sent(&c)
+        .iter()
+        .filter_map(|m| match m {
+            Message::PrePrepare { view: 1, block } if block.header.proposer == 1 => {
+                Some(block.height())
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!proposed.is_empty(), "n1 proposed");
+    assert!(
+        proposed.iter().all(|&h| h >= 3),
+        "n1 proposed at heights {proposed:?}, where its NEW-VIEW re-proposed B1 and B2"
+    );
+}
+
+/// The primary proposes height h+1 before h is prepared (pipelining), so it has not PREPAREd
+/// it yet when it sends the PRE-PREPARE. Restarted, it must not propose another block there.
+#[test]
+fn a_restarted_primary_never_proposes_twice_at_one_height() {
+    let mut c = Cluster::new();
+    c.submit(0, 1);
+    c.advance(60);
+    c.submit(0, 2);
+    c.advance(120);
+    let first: Vec<(u64, Hash)> = proposals_of(&c, 0);
+    assert_eq!(first.len(), 2, "n0 proposed B1 and B2");
+    c.queue.clear();
+    c.crash(0);
+    c.restart(0);
+    c.submit(0, 3);
+    c.advance(200);
+    let all = proposals_of(&c, 0);
+    for (h, hash) in &all {
+        assert!(
+            first.iter().all(|(fh, fhash)| fh != h || fhash == hash),
+            "n0 proposed a second block at height {h}"
+        );
+    }
+    assert!(all.len() > first.len(), "n0 proposed the new transaction");
+}
+
+/// (height, hash) of every PRE-PREPARE validator `by` sent.
+fn proposals_of(c: &Cluster, by: u32) -> Vec<(u64, Hash)> {
+    let mut out: Vec<(u64, Hash)> = sent(c)
+        .iter()
+        .filter_map(|m| match m {
+            Message::PrePrepare { block, .. } if block.header.proposer == by => {
+                Some((block.height(), block.hash()))
+            }
+            _ => None,
+        })
+        .collect();
+    out.dedup();
+    out
+}
