@@ -613,6 +613,12 @@ impl<C: Context> Replica<C> {
         self.sync_target()
     }
 
+    /// The highest height each validator (by index) has shown a signed CHECKPOINT for; a
+    /// byzantine validator can only inflate its own entry.
+    pub fn claims(&self) -> &[u64] {
+        &self.claims
+    }
+
     /// Height of the last stable checkpoint (the highest execution certificate).
     pub fn stable_height(&self) -> u64 {
         self.stable.height
