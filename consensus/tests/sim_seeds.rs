@@ -29,12 +29,16 @@ fn seeds_7() -> u64 {
 ///   (fewer than f+1 VIEW-CHANGEs above v for the others to join); nobody re-sends the view
 ///   v VIEW-CHANGEs it holds, so the view change never completes (all 4x 40002 .. 40458,
 ///   all 7x 50024, 50031, 50202).
+/// - C (safety): a new primary broadcasts its NEW-VIEW before it persists the view as
+///   installed; crashed right after the broadcast, it restarts still changing to that view,
+///   collects VIEW-CHANGEs again and signs a second, different NEW-VIEW for the same view (all
+///   4x 40396: "n2 signed two different NEW-VIEWs for view 2").
 const KNOWN: [(FaultProfile, u32, u64); 12] = [
+    (FaultProfile::All, 4, 40_396),
     (FaultProfile::Crash, 4, 20_149),
     (FaultProfile::Crash, 4, 20_161),
     (FaultProfile::All, 4, 40_002),
     (FaultProfile::All, 4, 40_009),
-    (FaultProfile::All, 4, 40_128),
     (FaultProfile::All, 4, 40_180),
     (FaultProfile::All, 4, 40_291),
     (FaultProfile::All, 4, 40_440),

@@ -45,18 +45,20 @@ impl Sim {
             CrashPoint::MidEvent => Some(self.rng.gen_range(0..=actions.len())),
             CrashPoint::AfterPersist(k) => persists.get(k as usize - 1).copied(),
             CrashPoint::ViewChange => {
-                let sends_view = actions.iter().any(|a| match a {
-                    Action::Broadcast(m) | Action::Send { message: m, .. } => {
-                        matches!(m, Message::ViewChange { .. } | Message::NewView(_))
-                    }
-                    _ => false,
-                });
-                if !(view_event || sends_view) {
-                    None
-                } else if persists.is_empty() {
+                let sends: Vec<usize> = actions
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, a)| sends_view_message(a))
+                    .map(|(i, _)| i + 1)
+                    .collect();
+                if !view_event && sends.is_empty() {
+                    return None;
+                }
+                let cuts: Vec<usize> = persists.into_iter().chain(sends).collect();
+                if cuts.is_empty() {
                     Some(self.rng.gen_range(0..=actions.len()))
                 } else {
-                    Some(persists[self.rng.gen_range(0..persists.len())])
+                    Some(cuts[self.rng.gen_range(0..cuts.len())])
                 }
             }
         }
@@ -111,5 +113,15 @@ impl Sim {
         self.nodes[node as usize].replica = Some(replica);
         self.note(node, "restart", 0, 0);
         self.feed(node, crate::replica::Event::Timer);
+    }
+}
+
+/// Whether an action sends a VIEW-CHANGE or a NEW-VIEW.
+fn sends_view_message(action: &Action) -> bool {
+    match action {
+        Action::Broadcast(m) | Action::Send { message: m, .. } => {
+            matches!(m, Message::ViewChange { .. } | Message::NewView(_))
+        }
+        _ => false,
     }
 }

@@ -1,18 +1,21 @@
 //! The deterministic simulator: n replicas with in-memory persistence, a virtual clock and a
-//! seeded network, driven through faults while a checker watches every step.
+//! seeded network, driven through faults (network, crash points, byzantine behaviours, Twins)
+//! while a checker watches every step.
 //!
 //! Checked after every event: **agreement** (no two honest replicas deliver different blocks at
 //! one height), **validity** (every delivered transaction was submitted by the client, and no
 //! replica delivers one twice), **root agreement** (honest replicas compute the same root at
-//! every height) and no honest divergence or fork alarm. At the end, **liveness**: once every
-//! fault has healed (byzantine replicas stay byzantine), every submitted transaction must be
-//! delivered by every honest replica within `settle_ms` of virtual time.
+//! every height), no honest divergence or fork alarm, and the per-action invariants of
+//! [`checks`] (no second signature for one vote slot or view, persist before send, frame limit,
+//! chained delivery, exact restore). At the end, **liveness**: once every fault has healed
+//! (byzantine replicas stay byzantine), every submitted transaction must be delivered by every
+//! honest replica within `settle_ms` of virtual time.
 //!
 //! The executor is modelled by `root(h) = H(root(h-1), block hash)`, so a wrong root is
 //! detectable. Signatures use a cheap keyed hash (the simulation knows every key; a byzantine
 //! replica only uses its own), which keeps thousands of seeds fast. A failing seed's report
 //! names the seed, the fault schedule and the last events before the violation; running the
-//! seed again reproduces it exactly.
+//! seed again reproduces it exactly. [`script`] drives replicas by hand for regression tests.
 
 mod adversary;
 pub mod checks;

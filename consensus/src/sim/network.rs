@@ -132,8 +132,9 @@ pub enum CrashPoint {
     /// Right after the k-th `Persist` of the next event that has k of them (before the
     /// `Send`/`Broadcast` that follows it).
     AfterPersist(u8),
-    /// During the next event that handles or sends a VIEW-CHANGE or NEW-VIEW, right after one
-    /// of its `Persist`s (or after a random prefix if it has none).
+    /// During the next event that handles or sends a VIEW-CHANGE or NEW-VIEW: right after one
+    /// of its `Persist`s or right after a VIEW-CHANGE/NEW-VIEW left (or after a random prefix
+    /// if it has neither).
     ViewChange,
 }
 
