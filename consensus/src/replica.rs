@@ -25,6 +25,7 @@ use crate::mempool::{AdmitError, Mempool, MempoolLimits};
 use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
 use crate::view_change::{plan_new_view, reproposed};
+use lanes_types::cert::checkpoint_message;
 use lanes_types::codec::{Decode, Encode};
 use lanes_types::{
     payload_digest, tx_hash, Block, BlockHeader, Bytes, CheckpointCertificate, CommitCertificate,
@@ -269,6 +270,9 @@ pub struct Recovered {
     pub committed_height: u64,
     /// Its hash ([`Hash::ZERO`] at genesis).
     pub committed_hash: Hash,
+    /// The state root stored with it (signed again in our CHECKPOINT, so that peers that
+    /// restarted too learn our height from its heartbeat).
+    pub committed_root: Hash,
     /// The latest execution certificate in storage.
     pub stable: Option<CheckpointCertificate>,
     /// All persisted safety records (key, value).
@@ -357,7 +361,8 @@ pub struct Replica<C: Context> {
     pub(crate) view_changes: BTreeMap<u32, ViewChange>,
     /// The NEW-VIEW that installed the current view (re-served to replicas left behind).
     pub(crate) new_view: Option<NewView>,
-    pub(crate) served_new_view: BTreeMap<u32, u64>,
+    /// When we last answered each replica asking for an older view.
+    pub(crate) answered_laggard: BTreeMap<u32, u64>,
     /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
     /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
@@ -451,7 +456,7 @@ impl<C: Context> Replica<C> {
             backoff: 0,
             view_changes: BTreeMap::new(),
             new_view: None,
-            served_new_view: BTreeMap::new(),
+            answered_laggard: BTreeMap::new(),
             future: BTreeMap::new(),
             committed,
             stable,
@@ -489,6 +494,9 @@ impl<C: Context> Replica<C> {
         };
         r.claims[r.cfg.me as usize] = committed.height;
         r.restore(restored, installed);
+        if committed.height > 0 {
+            r.resign_checkpoint(committed, recovered.committed_root);
+        }
         Ok(r)
     }
 
@@ -540,6 +548,24 @@ impl<C: Context> Replica<C> {
             }
             self.new_view = Some(nv);
         }
+    }
+
+    /// Signs our CHECKPOINT for the stored head again after a restart: it is what our heartbeat
+    /// re-sends, so a peer that missed the last block learns it is behind even on an idle
+    /// chain whose other replicas restarted too. Goes out with the first event's actions.
+    fn resign_checkpoint(&mut self, head: Tip, root: Hash) {
+        if head.height > self.stable.height {
+            self.on_executed(head.height, head.hash, root);
+            return;
+        }
+        let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &root);
+        self.my_checkpoint = Some(crate::messages::CheckpointVote {
+            height: head.height,
+            block_hash: head.hash,
+            state_root: root,
+            validator: self.cfg.me,
+            signature: self.ctx.sign(&msg),
+        });
     }
 
     /// Handles one event at time `now` (milliseconds, monotonic) and returns what to do, in

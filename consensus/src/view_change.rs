@@ -134,7 +134,9 @@ impl<C: Context> Replica<C> {
         self.maybe_new_view();
     }
 
-    /// Starts the NEW-VIEW timer once a quorum (counting us) asks for the view we are starting.
+    /// Starts the NEW-VIEW timer once a quorum (counting us) asks for the view we are starting
+    /// or a later one: those that moved past it will not help start it, so if its NEW-VIEW does
+    /// not come in time we follow them.
     fn check_view_change_quorum(&mut self) {
         if !self.changing || self.vc_deadline.is_some() {
             return;
@@ -142,7 +144,7 @@ impl<C: Context> Replica<C> {
         let asking = self
             .view_changes
             .values()
-            .filter(|vc| vc.view == self.view)
+            .filter(|vc| vc.view >= self.view)
             .count();
         if asking >= self.q {
             self.vc_deadline = Some(self.now + self.timeout());
@@ -153,13 +155,15 @@ impl<C: Context> Replica<C> {
         self.cfg.max_prepared_in_view_change()
     }
 
+    /// A VIEW-CHANGE from its signer, or relayed by another replica (the signature decides,
+    /// not the sender).
     pub(crate) fn on_view_change(&mut self, from: u32, vc: ViewChange) -> Result<(), Reject> {
-        if vc.validator != from {
-            return Err("view change signed for another validator");
-        }
         if vc.view < self.view || (vc.view == self.view && !self.changing) {
-            // The sender is behind: show it how the current view started.
-            self.serve_new_view(from);
+            if vc.validator == from {
+                // The sender is behind: show it how the current view started, or what we
+                // know of the views it is missing.
+                self.answer_laggard(from, vc.view);
+            }
             return Ok(());
         }
         if vc.view > self.view + MAX_VIEW_AHEAD {
@@ -167,7 +171,7 @@ impl<C: Context> Replica<C> {
         }
         if self
             .view_changes
-            .get(&from)
+            .get(&vc.validator)
             .is_some_and(|old| old.view >= vc.view)
         {
             return Ok(());
@@ -176,7 +180,7 @@ impl<C: Context> Replica<C> {
         if let Some(cert) = vc.stable.clone() {
             self.on_certified(cert);
         }
-        self.view_changes.insert(from, vc);
+        self.view_changes.insert(vc.validator, vc);
         // Join when f+1 validators want a higher view: at least one of them is honest.
         let mut higher: Vec<u64> = self
             .view_changes
@@ -377,24 +381,34 @@ impl<C: Context> Replica<C> {
         }
     }
 
-    /// Sends the NEW-VIEW of our current view to a replica still asking for an older one (at
-    /// most once per timeout per replica).
-    fn serve_new_view(&mut self, to: u32) {
-        if self.changing {
-            return;
-        }
-        let Some(nv) = &self.new_view else {
-            return;
-        };
-        if nv.view != self.view {
-            return;
-        }
-        let last = self.served_new_view.get(&to).copied();
+    /// Answers a replica still asking for view `their_view`, at most once per timeout: with the
+    /// NEW-VIEW of our current view if it is installed; while we are changing views ourselves,
+    /// with the VIEW-CHANGEs we hold for its view and above. Those may be ones it never got (a
+    /// byzantine validator can send its VIEW-CHANGE to some replicas only), without which it
+    /// could wait for a quorum it will never see while we wait for it in a higher view.
+    fn answer_laggard(&mut self, to: u32, their_view: u64) {
+        let last = self.answered_laggard.get(&to).copied();
         if last.is_some_and(|t| t + self.cfg.view_timeout_ms > self.now) {
             return;
         }
-        let message = Message::NewView(nv.clone());
-        self.served_new_view.insert(to, self.now);
-        self.out.push(crate::replica::Action::Send { to, message });
+        let messages: Vec<Message> = if self.changing {
+            self.view_changes
+                .values()
+                .filter(|vc| vc.view >= their_view && vc.validator != to)
+                .map(|vc| Message::ViewChange(vc.clone()))
+                .collect()
+        } else {
+            let nv = self.new_view.as_ref().filter(|nv| nv.view == self.view);
+            nv.map(|nv| Message::NewView(nv.clone()))
+                .into_iter()
+                .collect()
+        };
+        if messages.is_empty() {
+            return;
+        }
+        self.answered_laggard.insert(to, self.now);
+        for message in messages {
+            self.out.push(crate::replica::Action::Send { to, message });
+        }
     }
 }

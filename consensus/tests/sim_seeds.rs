@@ -16,25 +16,24 @@ fn seeds_7() -> u64 {
     (seeds() / 5).max(1)
 }
 
-/// Seeds that fail today because of known bugs in the consensus core (not in the simulator),
-/// as (validators, seed). They are run and must still fail: once the core is fixed, the test
-/// says which entries to remove. Every other seed must pass.
+/// Seeds that found bugs in the consensus core, as (profile, validators, seed); each failed
+/// before its fix and is run on its own here, whatever the seed ranges below cover.
 ///
-/// - A: a restarted replica forgets its latest CHECKPOINT (nothing re-signs it for the stored
-///   head, neither the replica nor the node's driver), so its heartbeats stop. On an idle chain
-///   a replica that missed the last blocks then hears f or fewer claims for them and never
-///   catches up (crash 20149, 20161); with a full window it stalls for good.
-/// - B: a selective byzantine validator (VIEW-CHANGEs to some peers only) splits the honest
-///   replicas between view v (no quorum of VIEW-CHANGEs, so no NEW-VIEW timer) and view v+1
-///   (fewer than f+1 VIEW-CHANGEs above v for the others to join); nobody re-sends the view
-///   v VIEW-CHANGEs it holds, so the view change never completes (all 4x 40002 .. 40458,
-///   all 7x 50024, 50031, 50202).
-/// - C (safety): a new primary broadcasts its NEW-VIEW before it persists the view as
-///   installed; crashed right after the broadcast, it restarts still changing to that view,
-///   collects VIEW-CHANGEs again and signs a second, different NEW-VIEW for the same view (all
-///   4x 40396: "n2 signed two different NEW-VIEWs for view 2").
-const KNOWN: [(FaultProfile, u32, u64); 12] = [
-    (FaultProfile::All, 4, 40_396),
+/// - A (liveness): a restarted replica forgot its latest CHECKPOINT, so its heartbeats
+///   stopped; on an idle chain a replica that missed the last blocks then heard f or fewer
+///   claims for them and never caught up (crash 20149, 20161). Fixed by re-signing the stored
+///   head's checkpoint at start (`Recovered::committed_root`).
+/// - B (liveness): a selective byzantine validator (VIEW-CHANGEs to some peers only) split the
+///   honest replicas between view v (no quorum of VIEW-CHANGEs, so no NEW-VIEW timer) and view
+///   v+1 (fewer than f+1 VIEW-CHANGEs above v for the others to join) (all 40002 .. 40458,
+///   50024, 50031, 50202). Fixed by answering a replica that asks for an older view with the
+///   VIEW-CHANGEs we hold; then (all 40148) the new primary of v never got a quorum for v
+///   because one replica had moved on to v+1: the NEW-VIEW timer now starts when a quorum asks
+///   for v or later.
+/// - C (safety): a new primary broadcast its NEW-VIEW before it persisted the view as
+///   installed; crashed right after the broadcast, it restarted still changing to that view and
+///   signed a second, different NEW-VIEW for it (all 40396). Fixed by persisting first.
+const REGRESSIONS: [(FaultProfile, u32, u64); 14] = [
     (FaultProfile::Crash, 4, 20_149),
     (FaultProfile::Crash, 4, 20_161),
     (FaultProfile::All, 4, 40_002),
@@ -46,30 +45,31 @@ const KNOWN: [(FaultProfile, u32, u64); 12] = [
     (FaultProfile::All, 7, 50_024),
     (FaultProfile::All, 7, 50_031),
     (FaultProfile::All, 7, 50_202),
+    (FaultProfile::All, 4, 40_148),
+    (FaultProfile::All, 4, 40_396),
+    (FaultProfile::All, 4, 301_496),
 ];
 
-fn check_profile(profile: FaultProfile, validators: u32, first_seed: u64, count: u64) {
-    let mut blocks = 0;
-    let mut fixed = Vec::new();
-    for seed in first_seed..first_seed + count {
-        let report = run(&SimConfig::new(seed, validators, profile));
-        blocks += report.committed_blocks;
-        if KNOWN.contains(&(profile, validators, seed)) {
-            if report.passed() && report.committed_txs == 40 {
-                fixed.push(seed);
-            }
-            continue;
-        }
-        assert!(report.passed(), "{}", report.explain());
-        assert_eq!(report.committed_txs, 40, "{}", report.explain());
-    }
-    assert!(blocks >= count * 5, "suspiciously few blocks: {blocks}");
-    assert!(
-        fixed.is_empty(),
-        "known failing seeds now pass, remove them from KNOWN: {fixed:?}"
-    );
+fn check(profile: FaultProfile, validators: u32, seed: u64) -> u64 {
+    let report = run(&SimConfig::new(seed, validators, profile));
+    assert!(report.passed(), "{}", report.explain());
+    assert_eq!(report.committed_txs, 40, "{}", report.explain());
+    report.committed_blocks
 }
 
+fn check_profile(profile: FaultProfile, validators: u32, first_seed: u64, count: u64) {
+    let blocks: u64 = (first_seed..first_seed + count)
+        .map(|seed| check(profile, validators, seed))
+        .sum();
+    assert!(blocks >= count * 5, "suspiciously few blocks: {blocks}");
+}
+
+#[test]
+fn seeds_that_found_bugs() {
+    for (profile, validators, seed) in REGRESSIONS {
+        check(profile, validators, seed);
+    }
+}
 #[test]
 fn no_faults() {
     check_profile(FaultProfile::None, 4, 0, seeds());

@@ -243,6 +243,7 @@ impl ConsensusDriver {
                             replica = (self.make_replica)(Recovered {
                                 committed_height: head.height,
                                 committed_hash: head.block_hash,
+                                committed_root: head.state_root,
                                 stable: Some(certificate),
                                 safety: shared.store.safety_records()?,
                             })?;

@@ -52,7 +52,8 @@ impl Checker {
         match message {
             Message::Prepare(v) => self.vote(me, Phase::Prepare, v, persisted),
             Message::Commit(v) => self.vote(me, Phase::Commit, v, persisted),
-            Message::ViewChange { view_change, .. } => {
+            // Replicas relay others' VIEW-CHANGEs to one left behind: only our own binds us.
+            Message::ViewChange(view_change) if view_change.validator == me => {
                 let (view, _) = persisted_view(persisted)?;
                 if view < view_change.view {
                     return Err(format!(

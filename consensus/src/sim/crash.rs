@@ -89,6 +89,7 @@ impl Sim {
         let recovered = Recovered {
             committed_height: n.chain.len() as u64,
             committed_hash: n.chain.last().map_or(Hash::ZERO, |c| c.block.hash()),
+            committed_root: n.roots.last().copied().unwrap_or(Hash::ZERO),
             stable: n.stable.clone(),
             safety: n
                 .safety
