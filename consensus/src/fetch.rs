@@ -1,16 +1,19 @@
 //! Fetching block payloads by hash.
 //!
-//! VIEW-CHANGE and NEW-VIEW carry headers only, and a restarted replica keeps only the payloads
-//! of blocks it saw prepared; so a replica can accept a block (a NEW-VIEW re-proposal, or what it
-//! voted for before a crash) whose payload it does not hold. It asks one peer at a time, in
+//! VIEW-CHANGE and NEW-VIEW carry headers only, and a restarted primary keeps only the hashes of
+//! its proposals; so a replica can accept a block (a NEW-VIEW re-proposal, or what it proposed
+//! before a crash) whose payload it does not hold. It asks one peer at a time, in
 //! turn, with [`Message::BlockRequest`] (height, hash) for every such block, and again every
 //! [`Replica::fetch_interval`] until the payloads arrive. Any peer can answer: the hash binds
 //! the header and the header's digest binds the transactions, so a reply is checked without
-//! trusting its sender, and one nobody asked for is ignored. A prepared certificate means f+1
-//! honest replicas held the payload when they voted, so one of them can answer.
+//! trusting its sender; it is kept only if it is the payload of a block accepted here without
+//! one. A prepared certificate means f+1 honest replicas PREPAREd the block, and a PREPARE
+//! record holds the block, so one of them can answer even after they all restarted.
 //!
-//! Serving is bounded: only heights inside the window, each (peer, height) at most once per
-//! fetch interval.
+//! Serving is bounded: only blocks held in the log above the stable checkpoint (heights up to
+//! `4 x window` above it, as far as a NEW-VIEW can re-propose), and per peer at most one full
+//! block's bytes (`max_block_bytes`) per fetch interval, so a request of a few bytes cannot
+//! draw more than about what the peer's own proposals would have sent it.
 
 use crate::context::Context;
 use crate::messages::Message;
@@ -75,12 +78,18 @@ impl<C: Context> Replica<C> {
         let Some(block) = self.log.get(&height).and_then(|s| s.blocks.get(&hash)) else {
             return Ok(());
         };
-        let last = self.served_blocks.get(&(from, height)).copied();
-        if last.is_some_and(|t| self.now < t + self.fetch_interval()) {
+        let size = block.txs.iter().map(|t| t.len()).sum::<usize>();
+        let (since, spent) = self.served_blocks.get(&from).copied().unwrap_or((0, 0));
+        let (since, spent) = if self.now >= since + self.fetch_interval() {
+            (self.now, 0)
+        } else {
+            (since, spent)
+        };
+        if spent > 0 && spent + size > self.cfg.max_block_bytes {
             return Ok(());
         }
         let message = Message::BlockReply(block.clone());
-        self.served_blocks.insert((from, height), self.now);
+        self.served_blocks.insert(from, (since, spent + size));
         self.out.push(Action::Send { to: from, message });
         Ok(())
     }

@@ -37,16 +37,12 @@ use std::collections::{BTreeMap, HashSet};
 pub const MAX_FORWARD_TXS: usize = 4096;
 /// Forwarded transactions are flushed once this many bytes are buffered.
 const FORWARD_FLUSH_BYTES: usize = 1 << 20;
-/// Most pre-prepares buffered for views this replica has not installed yet.
-const MAX_FUTURE_PROPOSALS: usize = 64;
 /// Votes for views further ahead than this are dropped.
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 /// Longest exponent of the view-change back-off.
 const MAX_BACKOFF: u32 = 16;
 /// Most distinct blocks remembered at one height.
 const MAX_BLOCKS_PER_SLOT: usize = 4;
-/// Most bytes of forwarded transactions in one [`Message::Txs`] beyond the flush threshold.
-const MAX_FORWARD_BYTES: usize = FORWARD_FLUSH_BYTES;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
 
@@ -131,7 +127,7 @@ impl Config {
         let view_change = 8 + 4 + 1 + checkpoint_cert + 4 + max_prepared * prepared_cert + 64;
         let new_view = 8 + 4 + n * view_change + 64;
         let block = header + 4 + self.max_block_txs * 4 + self.max_block_bytes;
-        let forward = 4 + MAX_FORWARD_BYTES + self.max_tx_bytes + MAX_FORWARD_TXS * 4;
+        let forward = 4 + FORWARD_FLUSH_BYTES + self.max_tx_bytes + MAX_FORWARD_TXS * 4;
         1 + [8 + block, view_change, new_view, forward]
             .into_iter()
             .max()
@@ -398,9 +394,9 @@ pub struct Replica<C: Context> {
     /// When to ask (again) for payloads of accepted blocks we know only by header.
     pub(crate) fetch_at: u64,
     pub(crate) fetch_attempt: u64,
-    /// When we last answered each (validator, height) with a block (bounds the work a peer
-    /// can ask of us).
-    pub(crate) served_blocks: BTreeMap<(u32, u64), u64>,
+    /// Per validator: since when, and how many payload bytes, we answered its block requests
+    /// in the current fetch interval (bounds what a peer can draw from us).
+    pub(crate) served_blocks: BTreeMap<u32, (u64, usize)>,
     pub(crate) diverged: Option<u64>,
     /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
     /// (restarted, partitioned) learns it is behind even when the chain is idle.
@@ -506,9 +502,12 @@ impl<C: Context> Replica<C> {
     /// not in a prepared record are fetched by hash when needed.
     fn restore(&mut self, restored: safety::Restored, installed: bool) {
         let above = self.stable.height;
-        for (h, (view, hash)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
+        for (h, (view, hash, block)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
             let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
             let slot = self.log.entry(h).or_default();
+            if let Some(block) = block {
+                slot.keep_block(block);
+            }
             slot.my_prepare = Some((view, hash));
             slot.prepares.insert(self.cfg.me, (view, hash, signature));
             slot.accepted = Some((view, hash));
@@ -659,6 +658,11 @@ impl<C: Context> Replica<C> {
     /// Whether the replica is muted.
     pub fn muted(&self) -> bool {
         self.muted
+    }
+
+    /// Proposals waiting for their view or for a block below them.
+    pub fn waiting_proposals(&self) -> usize {
+        self.future.len()
     }
 
     /// Pending transactions.
@@ -1026,17 +1030,13 @@ impl<C: Context> Replica<C> {
             if view > self.view + MAX_VIEW_AHEAD {
                 return Err("pre-prepare view too far ahead");
             }
-            if self.future.len() < MAX_FUTURE_PROPOSALS {
-                self.future.insert((view, block.height()), block);
-            }
+            self.stash_proposal(view, block);
             return Ok(());
         }
         match self.check_fresh_proposal(&block) {
             Err(BEHIND) => {
                 // Accepted once the block below it arrives (fetched, caught up).
-                if self.future.len() < MAX_FUTURE_PROPOSALS {
-                    self.future.insert((view, block.height()), block);
-                }
+                self.stash_proposal(view, block);
                 Ok(())
             }
             Err(reason) => Err(reason),
@@ -1045,6 +1045,31 @@ impl<C: Context> Replica<C> {
                 Ok(())
             }
         }
+    }
+
+    /// Keeps a proposal that cannot be judged yet (its view is not installed, or a block below
+    /// it is unknown here) if it could be valid: inside the watermarks and not too large. At
+    /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
+    /// byzantine primary of far views cannot crowd out the next view's proposals.
+    fn stash_proposal(&mut self, view: u64, block: Block) {
+        let h = block.height();
+        if h <= self.stable.height
+            || h > self.stable.height + self.cfg.window
+            || block.txs.len() > self.cfg.max_block_txs
+            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
+        {
+            return;
+        }
+        let key = (view, h);
+        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
+            match self.future.last_key_value() {
+                Some((&farthest, _)) if farthest > key => {
+                    self.future.remove(&farthest);
+                }
+                _ => return,
+            }
+        }
+        self.future.insert(key, block);
     }
 
     /// Checks a new proposal of the current view before we accept it.
@@ -1112,7 +1137,12 @@ impl<C: Context> Replica<C> {
         let slot = self.log.entry(h).or_default();
         if let Some((v, other)) = slot.accepted {
             if v == view {
-                if other != hash {
+                if other == hash && !slot.blocks.contains_key(&hash) {
+                    // Accepted by hash before (restart, NEW-VIEW): this is its payload.
+                    slot.keep_block(block);
+                    self.try_prepare(h);
+                    self.check_committed(h);
+                } else if other != hash {
                     let validator = self.cfg.validators.primary(view);
                     self.out.push(Action::Alarm(Alarm::Equivocation {
                         validator,
@@ -1157,17 +1187,18 @@ impl<C: Context> Replica<C> {
                 return;
             }
         }
-        let Some(parent) = slot.blocks.get(&hash).map(|b| b.header.parent) else {
+        let Some(block) = slot.blocks.get(&hash) else {
             return;
         };
-        if !self.parent_ok(h, &parent) {
+        if !self.parent_ok(h, &block.header.parent) {
             return;
         }
         assert!(
             slot.my_prepare.is_none_or(|(mv, _)| mv < view),
             "a second PREPARE at one (view, height)"
         );
-        self.persist(vec![safety::vote_record(false, h, view, hash)]);
+        let record = safety::prepare_record(view, block);
+        self.persist(vec![record]);
         let vote = self.sign_vote(Phase::Prepare, view, h, hash);
         let slot = self.log.entry(h).or_default();
         slot.my_prepare = Some((view, hash));
@@ -1276,7 +1307,7 @@ impl<C: Context> Replica<C> {
         let mut writes = vec![record];
         let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
         if !commit_again {
-            writes.push(safety::vote_record(true, h, view, hash));
+            writes.push(safety::commit_record(h, view, hash));
         }
         assert!(
             slot.my_commit
@@ -1373,6 +1404,5 @@ impl<C: Context> Replica<C> {
         let (stable, committed) = (self.stable.height, self.committed.height);
         self.log
             .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
-        self.served_blocks.retain(|&(_, h), _| h > stable);
     }
 }

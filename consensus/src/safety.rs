@@ -8,7 +8,7 @@
 //! | `view` | (view, installed) | a VIEW-CHANGE, or the first vote in a new view |
 //! | `new-view` | the NEW-VIEW that installed `view` | the NEW-VIEW (primary) or the first vote in its view |
 //! | `o` ++ height | (view, block hash) of the block we proposed as primary | our PRE-PREPARE |
-//! | `p` ++ height | (view, block hash) of our PREPARE | our PREPARE |
+//! | `p` ++ height | (view, block) of our PREPARE, the block whole | our PREPARE |
 //! | `c` ++ height | (view, block hash) of our COMMIT | our COMMIT |
 //! | `q` ++ height | our highest prepared certificate and its payload | our COMMIT |
 //!
@@ -20,9 +20,9 @@
 //! to another (issue 15, hole 1). The proposal record does the same for the primary's own
 //! fresh proposals, which it may send before it can PREPARE them (pipelining).
 
-use crate::messages::{NewView, PreparedCert};
+use crate::messages::{NewView, Phase, PreparedCert};
 use lanes_types::codec::{Decode, DecodeError, Encode};
-use lanes_types::{Bytes, Hash};
+use lanes_types::{Block, Bytes, Hash};
 use std::collections::BTreeMap;
 
 /// One change to the persisted safety state.
@@ -127,12 +127,51 @@ pub(crate) fn proposal_record(height: u64, view: u64, hash: Hash) -> SafetyWrite
     }
 }
 
-/// Our PREPARE (`commit == false`) or COMMIT vote at `height`.
-pub(crate) fn vote_record(commit: bool, height: u64, view: u64, hash: Hash) -> SafetyWrite {
+/// Our PREPARE of `block` in `view`, with the block itself: a prepared certificate then means
+/// f+1 honest replicas can serve the payload, even after they all restarted.
+pub(crate) fn prepare_record(view: u64, block: &Block) -> SafetyWrite {
+    let mut value = Vec::new();
+    view.encode(&mut value);
+    block.encode(&mut value);
     SafetyWrite::Put {
-        key: height_key(if commit { COMMIT } else { PREPARE }, height),
+        key: height_key(PREPARE, block.height()),
+        value,
+    }
+}
+
+/// Our COMMIT vote at `height`.
+pub(crate) fn commit_record(height: u64, view: u64, hash: Hash) -> SafetyWrite {
+    SafetyWrite::Put {
+        key: height_key(COMMIT, height),
         value: (view, hash).to_bytes(),
     }
+}
+
+/// The vote a PREPARE or COMMIT record holds: (phase, height, view, block hash); `None` for
+/// other records or values that do not decode.
+pub fn recorded_vote(key: &[u8], value: &[u8]) -> Option<(Phase, u64, u64, Hash)> {
+    let (kind, height) = parse_height_key(key)?;
+    match kind {
+        PREPARE => {
+            let (view, hash, _) = decode_prepare(value).ok()?;
+            Some((Phase::Prepare, height, view, hash))
+        }
+        COMMIT => {
+            let (view, hash) = <(u64, Hash)>::from_bytes(value).ok()?;
+            Some((Phase::Commit, height, view, hash))
+        }
+        _ => None,
+    }
+}
+
+/// A PREPARE record: (view, hash, block); records written before blocks were kept in them
+/// hold (view, hash) only.
+fn decode_prepare(value: &[u8]) -> Result<(u64, Hash, Option<Block>), DecodeError> {
+    if let Ok((view, hash)) = <(u64, Hash)>::from_bytes(value) {
+        return Ok((view, hash, None));
+    }
+    let (view, block) = <(u64, Block)>::from_bytes(value)?;
+    Ok((view, block.hash(), Some(block)))
 }
 
 /// Our highest prepared certificate at its height, with the block's transactions.
@@ -154,8 +193,8 @@ pub(crate) struct Restored {
     pub new_view: Option<NewView>,
     /// Our proposals as primary per height: (view, hash).
     pub proposals: BTreeMap<u64, (u64, Hash)>,
-    /// Our PREPARE per height: (view, hash).
-    pub prepares: BTreeMap<u64, (u64, Hash)>,
+    /// Our PREPARE per height: (view, hash, the block if the record holds it).
+    pub prepares: BTreeMap<u64, (u64, Hash, Option<Block>)>,
     /// Our COMMIT per height: (view, hash).
     pub commits: BTreeMap<u64, (u64, Hash)>,
     /// Our prepared certificates per height, with payloads.
@@ -189,8 +228,13 @@ pub(crate) fn restore<'a>(
                     .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);
             }
             PREPARE => {
-                out.prepares
-                    .insert(height, <(u64, Hash)>::from_bytes(value).map_err(corrupt)?);
+                let (view, hash, block) = decode_prepare(value).map_err(corrupt)?;
+                if block.as_ref().is_some_and(|b| b.height() != height) {
+                    return Err(corrupt(DecodeError::Invalid(
+                        "prepare record holds a block of another height",
+                    )));
+                }
+                out.prepares.insert(height, (view, hash, block));
             }
             COMMIT => {
                 out.commits

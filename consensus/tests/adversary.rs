@@ -531,3 +531,138 @@ fn proposals_of(c: &Cluster, by: u32) -> Vec<(u64, Hash)> {
     out.dedup();
     out
 }
+
+/// Found by review: the payload of a block that only a byzantine replica saw prepared. n1 and
+/// n2 PREPAREd B1 but never saw a quorum, restarted, and B1's payload was gone from every
+/// honest replica; the byzantine n0 kept putting B1's certificate in its VIEW-CHANGEs and
+/// answered no request, so every NEW-VIEW re-proposed a block nobody could fetch. A PREPARE
+/// now persists the block it votes for.
+#[test]
+fn a_payload_withheld_by_the_only_replica_with_a_certificate_is_still_served() {
+    let mut c = Cluster::new();
+    c.submit(0, 1);
+    // n0 proposes B1 to n1 and n2 only, and keeps its own PREPARE and all COMMITs to itself.
+    let phase1 = |from: u32, to: u32, m: &Message| match m {
+        Message::Txs(_) => true,
+        Message::PrePrepare { .. } => from == 0 && (to == 1 || to == 2),
+        Message::Prepare(_) => from != 0,
+        _ => false,
+    };
+    c.settle(150, phase1);
+    let has = |c: &Cluster, n: usize, kind: u8| c.persisted[n].keys().any(|k| k[0] == kind);
+    assert!(has(&c, 0, b'q'), "n0 holds a prepared certificate for B1");
+    assert!(
+        has(&c, 1, b'p') && has(&c, 2, b'p'),
+        "n1 and n2 PREPAREd B1"
+    );
+    assert!(
+        !has(&c, 1, b'q') && !has(&c, 2, b'q'),
+        "n1 and n2 saw no certificate"
+    );
+    c.queue.clear();
+    for n in [1, 2] {
+        c.crash(n);
+        c.restart(n);
+    }
+    // n0 is byzantine from now on: it sends VIEW-CHANGEs and nothing else.
+    let byzantine_0 =
+        |from: u32, _: u32, m: &Message| from != 0 || matches!(m, Message::ViewChange(_));
+    let mut i = 10;
+    while c.now < 60_000 {
+        let t = c.now + 1_000;
+        for n in 1..4 {
+            c.submit(n, i);
+            i += 1;
+        }
+        c.settle(t, byzantine_0);
+    }
+    let delivered: Vec<usize> = (1..4).map(|n| c.delivered[n].len()).collect();
+    assert!(
+        delivered.iter().all(|d| *d > 0),
+        "after 60 s the honest replicas delivered {delivered:?} blocks"
+    );
+}
+
+/// A byzantine peer asking for blocks again and again draws at most one full block's bytes
+/// per fetch interval.
+#[test]
+fn block_requests_are_answered_within_a_byte_budget() {
+    let mut c = Cluster::new();
+    for i in 0..4 {
+        c.submit(0, i);
+        let t = c.now + 60;
+        c.advance(t);
+    }
+    // n1 holds n0's proposals (nothing commits: all votes are dropped).
+    c.run(|_, to, m| to == 1 && matches!(m, Message::PrePrepare { .. }));
+    let blocks: Vec<Block> = sent(&c)
+        .into_iter()
+        .filter_map(|m| match m {
+            Message::PrePrepare { block, .. } => Some(block),
+            _ => None,
+        })
+        .collect();
+    assert!(blocks.len() >= 2, "n0 proposed blocks");
+    let mut served = 0;
+    for _ in 0..50 {
+        for b in &blocks {
+            let request = Message::BlockRequest {
+                height: b.height(),
+                hash: b.hash(),
+            };
+            for a in inject(&mut c, 3, 1, &request) {
+                if let Action::Send {
+                    message: Message::BlockReply(block),
+                    ..
+                } = a
+                {
+                    served += block.txs.iter().map(|t| t.len()).sum::<usize>();
+                }
+            }
+        }
+    }
+    let budget = sim_replica_config(4, 1).max_block_bytes;
+    assert!(served > 0, "a request is answered");
+    assert!(
+        served <= budget,
+        "served {served} bytes in one interval, budget {budget}"
+    );
+}
+
+/// Pre-prepares for views not installed yet wait in a bounded buffer.
+#[test]
+fn proposals_for_future_views_wait_in_a_bounded_buffer() {
+    let mut c = Cluster::new();
+    let window = sim_replica_config(4, 0).window;
+    let proposal = |view: u64, height: u64| {
+        let txs = vec![sim_transaction(7, (view * 100 + height) as usize)];
+        let block = Block {
+            header: BlockHeader {
+                chain_id: CHAIN.into(),
+                height,
+                parent: Hash::ZERO,
+                view,
+                proposer: 1,
+                timestamp_ms: 1,
+                payload_digest: payload_digest(&txs),
+            },
+            txs,
+        };
+        Message::PrePrepare { view, block }
+    };
+    // n1 is primary of views 1, 5, 9, ...: it floods n2 with far views and wild heights.
+    for k in 0..500u64 {
+        inject(
+            &mut c,
+            1,
+            2,
+            &proposal(1 + 4 * (k + 10), 1 + k % (3 * window)),
+        );
+    }
+    let r = c.replicas[2].as_ref().unwrap();
+    assert_eq!(
+        r.waiting_proposals(),
+        2 * window as usize,
+        "full, and no fuller"
+    );
+}

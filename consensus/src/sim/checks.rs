@@ -102,7 +102,8 @@ impl Checker {
         record_key.extend_from_slice(&v.height.to_be_bytes());
         let record = persisted
             .get(&record_key)
-            .and_then(|r| <(u64, Hash)>::from_bytes(r).ok());
+            .and_then(|r| crate::safety::recorded_vote(&record_key, r))
+            .map(|(_, _, view, hash)| (view, hash));
         match record {
             Some((view, _)) if view > v.view => Ok(()),
             Some((view, hash)) if view == v.view && hash == v.block_hash => Ok(()),
