@@ -258,3 +258,84 @@ pub(crate) fn restore<'a>(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lanes_types::BlockHeader;
+
+    fn block(height: u64) -> Block {
+        let txs = vec![Bytes(b"tx".to_vec())];
+        Block {
+            header: BlockHeader {
+                chain_id: "c".into(),
+                height,
+                parent: Hash::ZERO,
+                view: 0,
+                proposer: 0,
+                timestamp_ms: 0,
+                payload_digest: lanes_types::payload_digest(&txs),
+            },
+            txs,
+        }
+    }
+
+    fn put(write: SafetyWrite) -> (Vec<u8>, Vec<u8>) {
+        match write {
+            SafetyWrite::Put { key, value } => (key, value),
+            SafetyWrite::DeleteThrough { .. } => unreachable!("a put"),
+        }
+    }
+
+    #[test]
+    fn a_prepare_record_holds_its_block_and_older_records_without_one_still_read() {
+        let b = block(7);
+        let (key, value) = put(prepare_record(3, &b));
+        let (legacy_key, legacy) = (key.clone(), (3u64, b.hash()).to_bytes());
+        let restored = restore([(key.as_slice(), value.as_slice())]).unwrap();
+        assert_eq!(restored.prepares[&7], (3, b.hash(), Some(b.clone())));
+        assert_eq!(
+            recorded_vote(&key, &value),
+            Some((Phase::Prepare, 7, 3, b.hash()))
+        );
+        let restored = restore([(legacy_key.as_slice(), legacy.as_slice())]).unwrap();
+        assert_eq!(restored.prepares[&7], (3, b.hash(), None));
+    }
+
+    #[test]
+    fn a_prepare_record_whose_block_is_of_another_height_is_corrupt() {
+        let (_, value) = put(prepare_record(3, &block(8)));
+        let key = height_key(PREPARE, 7);
+        assert!(matches!(
+            restore([(key.as_slice(), value.as_slice())]),
+            Err(RestoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn the_new_view_and_proposal_records_read_back() {
+        let nv = NewView {
+            view: 5,
+            view_changes: Vec::new(),
+            signature: lanes_types::Signature([1; 64]),
+        };
+        let b = block(4);
+        let records = [
+            put(new_view_record(&nv)),
+            put(proposal_record(4, 5, b.hash())),
+        ];
+        let restored = restore(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))).unwrap();
+        assert_eq!(restored.new_view, Some(nv));
+        assert_eq!(restored.proposals[&4], (5, b.hash()));
+        let mut map = BTreeMap::new();
+        for (k, v) in records {
+            apply(&mut map, &SafetyWrite::Put { key: k, value: v });
+        }
+        apply(&mut map, &SafetyWrite::DeleteThrough { height: 4 });
+        assert_eq!(
+            map.len(),
+            1,
+            "the proposal record is height-keyed, the NEW-VIEW is not"
+        );
+    }
+}
