@@ -18,8 +18,8 @@ pub struct SimArgs {
     /// Number of validators (n = 3f+1: 4, 7, 10...).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(4..=31))]
     validators: u32,
-    /// Fault profiles, comma separated: none, network, crash, byzantine, all (every fault at
-    /// once). Default: each of them in turn.
+    /// Fault profiles, comma separated: none, network, crash, byzantine, twins, all (every
+    /// fault at once). Default: each of them in turn.
     #[arg(long, value_delimiter = ',')]
     faults: Vec<FaultProfile>,
     /// Print one JSON object instead of a table.

@@ -2,7 +2,7 @@
 //! ([`crate::sim`]) and the `lanes` binary's fault-injection build (`--features byzantine`).
 //! Pure constructors: when and to whom to misbehave, and any randomness, stay with the caller.
 
-use crate::messages::{Message, NewView, Phase, Vote};
+use crate::messages::{CertifiedBlock, Message, NewView, Phase, Vote};
 use lanes_types::codec::Encode;
 use lanes_types::{Block, Hash, Signature};
 
@@ -65,7 +65,47 @@ pub fn forged_new_view(view: u64) -> Message {
     Message::NewView(NewView {
         view,
         view_changes: Vec::new(),
-        blocks: Vec::new(),
         signature: Signature([7; 64]),
     })
+}
+
+/// Whether a message is one its sender signs on its own account (a proposal, a vote, a
+/// VIEW-CHANGE or a NEW-VIEW): what a selective byzantine validator shows only to some peers.
+pub fn is_signed_by_sender(message: &Message) -> bool {
+    matches!(
+        message,
+        Message::PrePrepare { .. }
+            | Message::Prepare(_)
+            | Message::Commit(_)
+            | Message::ViewChange { .. }
+            | Message::NewView(_)
+    )
+}
+
+/// Whether validator `to` is in `mask` (bit i: validator i), the peers a selective byzantine
+/// validator still talks to.
+pub fn in_mask(to: u32, mask: u32) -> bool {
+    to < 32 && mask & (1 << to) != 0
+}
+
+/// Whether a message is one of the sender's own PREPARE or COMMIT votes.
+pub fn is_vote(message: &Message) -> bool {
+    matches!(message, Message::Prepare(_) | Message::Commit(_))
+}
+
+/// Blocks of the sender's own chain, certificates included, as an unsolicited catch-up answer
+/// (`len` blocks from index `start`, clamped to the chain).
+pub fn replayed_blocks(chain: &[CertifiedBlock], start: usize, len: usize) -> Message {
+    let start = start.min(chain.len());
+    let end = start.saturating_add(len).min(chain.len());
+    Message::SyncResponse(chain[start..end].to_vec())
+}
+
+/// The encoding of a transactions message of exactly `size` bytes (at least 9: tag, count and
+/// one length prefix), its one transaction being filler no validator accepts.
+pub fn message_of_size(size: usize) -> Vec<u8> {
+    let filler = size.saturating_sub(9);
+    let bytes = Message::Txs(vec![lanes_types::Bytes(vec![0xee; filler])]).to_bytes();
+    debug_assert!(size < 9 || bytes.len() == size);
+    bytes
 }

@@ -213,6 +213,7 @@ impl<C: Context> Replica<C> {
         self.sync_attempt += 1;
         self.stats.sync_requests += 1;
         let hi = target.min(from + self.cfg.sync_batch - 1);
+        self.sync_asked = Some((to, from, hi));
         self.out.push(Action::Send {
             to,
             message: Message::SyncRequest { from, to: hi },
@@ -250,12 +251,28 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
-    pub(crate) fn on_sync_response(&mut self, blocks: Vec<CertifiedBlock>) -> Result<(), Reject> {
+    /// Applies the answer to our outstanding catch-up request: only from the peer asked, only
+    /// the heights asked, every block checked against its commit certificate and our chain.
+    pub(crate) fn on_sync_response(
+        &mut self,
+        from: u32,
+        blocks: Vec<CertifiedBlock>,
+    ) -> Result<(), Reject> {
+        let Some((peer, lo, hi)) = self.sync_asked else {
+            return Err("sync response nobody asked for");
+        };
+        if from != peer {
+            return Err("sync response from a peer not asked");
+        }
         if blocks.len() as u64 > self.cfg.sync_batch {
             return Err("sync response too long");
         }
+        self.sync_asked = None;
         for CertifiedBlock { block, certificate } in blocks {
             let h = block.height();
+            if h < lo || h > hi {
+                return Err("sync response outside the heights asked");
+            }
             if h <= self.committed.height {
                 continue;
             }
@@ -282,6 +299,7 @@ impl<C: Context> Replica<C> {
         }
         self.sync_deadline = None;
         self.try_prepare(self.committed.height + 1);
+        self.retry_waiting_proposals();
         Ok(())
     }
 }

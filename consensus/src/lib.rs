@@ -4,6 +4,7 @@
 //! - [`replica`]: the [`Replica`]: `handle(event, now) -> Vec<Action>`; normal case;
 //! - `view_change`: VIEW-CHANGE / NEW-VIEW and [`plan_new_view`];
 //! - `checkpoint`: CHECKPOINT votes, execution certificates, divergence, catch-up;
+//! - `fetch`: fetching the payloads of blocks known only by header;
 //! - [`messages`]: every message replicas exchange, with its encoding and signed bytes;
 //! - [`safety`]: the records a replica persists before it votes, and their recovery;
 //! - [`context`]: what the replica asks of its host (signatures, transaction checks);
@@ -19,6 +20,7 @@
 pub mod byzantine;
 mod checkpoint;
 pub mod context;
+mod fetch;
 pub mod mempool;
 pub mod messages;
 pub mod replica;

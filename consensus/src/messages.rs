@@ -106,8 +106,9 @@ fn signers_ascending(cert: &PreparedCert) -> Result<(), &'static str> {
 }
 
 /// VIEW-CHANGE: the sender gives up on views below `view` and reports its last stable
-/// checkpoint and every block it prepared above it. Signed; the payloads travel beside it in
-/// [`Message::ViewChange`] and are bound to it by each header's payload digest.
+/// checkpoint and the certificate of every block it prepared above it. Signed. It carries
+/// headers, not payloads, so its size does not depend on how full blocks are: a replica that
+/// lacks a re-proposed block's payload fetches it by hash ([`Message::BlockRequest`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewChange {
     /// The view the sender wants to move to.
@@ -146,35 +147,31 @@ impl ViewChange {
     }
 }
 
-/// NEW-VIEW: the primary of `view` proves with a quorum of VIEW-CHANGEs that the view starts,
-/// and carries the blocks it re-proposes (a pure function of those VIEW-CHANGEs).
+/// NEW-VIEW: the primary of `view` proves with a quorum of VIEW-CHANGEs that the view starts.
+/// The blocks it re-proposes are a pure function of those VIEW-CHANGEs
+/// ([`crate::plan_new_view`]): their headers are in the prepared certificates, so a NEW-VIEW
+/// is as small as its VIEW-CHANGEs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewView {
     /// The view being started.
     pub view: u64,
     /// A quorum of VIEW-CHANGEs for `view` from distinct validators, ascending by validator.
     pub view_changes: Vec<ViewChange>,
-    /// The re-proposed blocks, ascending by height, starting right above the highest stable
-    /// checkpoint among `view_changes`.
-    pub blocks: Vec<Block>,
     /// The primary's signature over [`NewView::signed_bytes`].
     pub signature: Signature,
 }
 codec_struct!(NewView {
     view,
     view_changes,
-    blocks,
     signature
 });
 
 impl NewView {
-    /// The bytes the primary signs: the view, the view-changes and the re-proposed block hashes.
+    /// The bytes the primary signs: the view and the view-changes.
     pub fn signed_bytes(&self, chain_id: &str) -> Vec<u8> {
         let mut out = signed_message("lanes/new-view", chain_id);
         self.view.encode(&mut out);
         self.view_changes.encode(&mut out);
-        let hashes: Vec<Hash> = self.blocks.iter().map(Block::hash).collect();
-        hashes.encode(&mut out);
         out
     }
 }
@@ -241,14 +238,8 @@ pub enum Message {
     Commit(Vote),
     /// A CHECKPOINT vote after execution.
     Checkpoint(CheckpointVote),
-    /// A VIEW-CHANGE with the payloads of its prepared blocks (`payloads[i]` belongs to
-    /// `view_change.prepared[i]`).
-    ViewChange {
-        /// The signed view change.
-        view_change: ViewChange,
-        /// Transactions of each prepared block.
-        payloads: Vec<Vec<Bytes>>,
-    },
+    /// A VIEW-CHANGE.
+    ViewChange(ViewChange),
     /// A NEW-VIEW.
     NewView(NewView),
     /// Asks for committed blocks `from..=to` with their commit certificates.
@@ -279,11 +270,22 @@ pub enum Message {
         /// asker.
         seen_votes: bool,
     },
+    /// Asks for the block with this hash at this height (a payload a replica needs to vote on
+    /// or deliver a block it knows only by header, e.g. after a restart or a NEW-VIEW).
+    BlockRequest {
+        /// Height of the block.
+        height: u64,
+        /// Its hash.
+        hash: Hash,
+    },
+    /// A block, answering [`Message::BlockRequest`]; the receiver keeps it only if it asked for
+    /// its hash.
+    BlockReply(Block),
 }
 
 impl Message {
     /// The short name of each kind, indexed by its encoding tag.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 15] = [
         "txs",
         "pre-prepare",
         "prepare",
@@ -297,6 +299,8 @@ impl Message {
         "state-chunk",
         "height-query",
         "height-reply",
+        "block-request",
+        "block-reply",
     ];
 
     /// Whether encoded bytes are a [`Message::SyncResponse`] without blocks: the sender no
@@ -333,6 +337,8 @@ impl Message {
             Message::StateChunk(_) => 10,
             Message::HeightQuery => 11,
             Message::HeightReply { .. } => 12,
+            Message::BlockRequest { .. } => 13,
+            Message::BlockReply(_) => 14,
         };
         Self::KINDS[tag]
     }
@@ -362,13 +368,9 @@ impl Encode for Message {
                 out.push(4);
                 vote.encode(out);
             }
-            Message::ViewChange {
-                view_change,
-                payloads,
-            } => {
+            Message::ViewChange(view_change) => {
                 out.push(5);
                 view_change.encode(out);
-                payloads.encode(out);
             }
             Message::NewView(nv) => {
                 out.push(6);
@@ -397,6 +399,15 @@ impl Encode for Message {
                 height.encode(out);
                 seen_votes.encode(out);
             }
+            Message::BlockRequest { height, hash } => {
+                out.push(13);
+                height.encode(out);
+                hash.encode(out);
+            }
+            Message::BlockReply(block) => {
+                out.push(14);
+                block.encode(out);
+            }
         }
     }
 }
@@ -413,10 +424,7 @@ impl Decode for Message {
             2 => Message::Prepare(Decode::decode(r)?),
             3 => Message::Commit(Decode::decode(r)?),
             4 => Message::Checkpoint(Decode::decode(r)?),
-            5 => Message::ViewChange {
-                view_change: Decode::decode(r)?,
-                payloads: Decode::decode(r)?,
-            },
+            5 => Message::ViewChange(Decode::decode(r)?),
             6 => Message::NewView(Decode::decode(r)?),
             7 => Message::SyncRequest {
                 from: Decode::decode(r)?,
@@ -432,6 +440,11 @@ impl Decode for Message {
                 height: Decode::decode(r)?,
                 seen_votes: Decode::decode(r)?,
             },
+            13 => Message::BlockRequest {
+                height: Decode::decode(r)?,
+                hash: Decode::decode(r)?,
+            },
+            14 => Message::BlockReply(Decode::decode(r)?),
             tag => return Err(DecodeError::InvalidTag { ty: "Message", tag }),
         })
     }

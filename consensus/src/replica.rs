@@ -24,7 +24,9 @@ use crate::context::Context;
 use crate::mempool::{AdmitError, Mempool, MempoolLimits};
 use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
-use lanes_types::codec::Decode;
+use crate::view_change::{plan_new_view, reproposed};
+use lanes_types::cert::checkpoint_message;
+use lanes_types::codec::{Decode, Encode};
 use lanes_types::{
     payload_digest, tx_hash, Block, BlockHeader, Bytes, CheckpointCertificate, CommitCertificate,
     Genesis, Hash, Signature, ValidatorSet, ValidatorSignature,
@@ -35,14 +37,14 @@ use std::collections::{BTreeMap, HashSet};
 pub const MAX_FORWARD_TXS: usize = 4096;
 /// Forwarded transactions are flushed once this many bytes are buffered.
 const FORWARD_FLUSH_BYTES: usize = 1 << 20;
-/// Most pre-prepares buffered for views this replica has not installed yet.
-const MAX_FUTURE_PROPOSALS: usize = 64;
 /// Votes for views further ahead than this are dropped.
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 /// Longest exponent of the view-change back-off.
 const MAX_BACKOFF: u32 = 16;
 /// Most distinct blocks remembered at one height.
 const MAX_BLOCKS_PER_SLOT: usize = 4;
+/// Why a proposal waits: a block below it is unknown here.
+pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
 
 /// Parameters of a replica, normally derived from genesis with [`Config::from_genesis`].
 #[derive(Debug, Clone)]
@@ -93,6 +95,43 @@ impl Config {
             sync_batch: 64,
             mempool: MempoolLimits::default(),
         }
+    }
+
+    /// Most prepared certificates one VIEW-CHANGE carries (heights in flight are bounded by the
+    /// window; restarts and catch-up can leave a few more).
+    pub fn max_prepared_in_view_change(&self) -> u64 {
+        4 * self.window
+    }
+
+    /// An upper bound on the encoded size of any message a replica with this configuration
+    /// sends (PRE-PREPARE, votes, CHECKPOINT, VIEW-CHANGE, NEW-VIEW, forwarded transactions,
+    /// block replies). Catch-up answers ([`Message::SyncResponse`]) are built by the node,
+    /// which bounds them itself. The node checks this against the network's frame limit.
+    pub fn max_message_bytes(&self) -> usize {
+        let n = self.validators.len();
+        let header = BlockHeader {
+            chain_id: self.chain_id.clone(),
+            height: 0,
+            parent: Hash::ZERO,
+            view: 0,
+            proposer: 0,
+            timestamp_ms: 0,
+            payload_digest: Hash::ZERO,
+        }
+        .to_bytes()
+        .len();
+        let signatures = 4 + n * (4 + 64);
+        let checkpoint_cert = 8 + 32 + 32 + signatures;
+        let prepared_cert = 8 + header + signatures;
+        let max_prepared = self.max_prepared_in_view_change() as usize;
+        let view_change = 8 + 4 + 1 + checkpoint_cert + 4 + max_prepared * prepared_cert + 64;
+        let new_view = 8 + 4 + n * view_change + 64;
+        let block = header + 4 + self.max_block_txs * 4 + self.max_block_bytes;
+        let forward = 4 + FORWARD_FLUSH_BYTES + self.max_tx_bytes + MAX_FORWARD_TXS * 4;
+        1 + [8 + block, view_change, new_view, forward]
+            .into_iter()
+            .max()
+            .unwrap_or(0)
     }
 
     fn check(&self) {
@@ -227,6 +266,9 @@ pub struct Recovered {
     pub committed_height: u64,
     /// Its hash ([`Hash::ZERO`] at genesis).
     pub committed_hash: Hash,
+    /// The state root stored with it (signed again in our CHECKPOINT, so that peers that
+    /// restarted too learn our height from its heartbeat).
+    pub committed_root: Hash,
     /// The latest execution certificate in storage.
     pub stable: Option<CheckpointCertificate>,
     /// All persisted safety records (key, value).
@@ -311,12 +353,14 @@ pub struct Replica<C: Context> {
     /// While changing: when to re-send our VIEW-CHANGE (it may have been lost).
     pub(crate) vc_resend_at: u64,
     pub(crate) backoff: u32,
-    /// Latest VIEW-CHANGE from each validator, with payloads.
-    pub(crate) view_changes: BTreeMap<u32, (ViewChange, Vec<Vec<Bytes>>)>,
+    /// Latest VIEW-CHANGE from each validator.
+    pub(crate) view_changes: BTreeMap<u32, ViewChange>,
     /// The NEW-VIEW that installed the current view (re-served to replicas left behind).
     pub(crate) new_view: Option<NewView>,
-    pub(crate) served_new_view: BTreeMap<u32, u64>,
-    /// Pre-prepares for views not installed yet, by (view, height).
+    /// When we last answered each replica asking for an older view.
+    pub(crate) answered_laggard: BTreeMap<u32, u64>,
+    /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
+    /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
     pub(crate) committed: Tip,
     pub(crate) stable: Tip,
@@ -344,6 +388,15 @@ pub struct Replica<C: Context> {
     pub(crate) behind_since: Option<u64>,
     pub(crate) sync_deadline: Option<u64>,
     pub(crate) sync_attempt: u64,
+    /// The catch-up request outstanding: (peer asked, first height, last height). Only that
+    /// peer's answer, for those heights, is applied.
+    pub(crate) sync_asked: Option<(u32, u64, u64)>,
+    /// When to ask (again) for payloads of accepted blocks we know only by header.
+    pub(crate) fetch_at: u64,
+    pub(crate) fetch_attempt: u64,
+    /// Per validator: since when, and how many payload bytes, we answered its block requests
+    /// in the current fetch interval (bounds what a peer can draw from us).
+    pub(crate) served_blocks: BTreeMap<u32, (u64, usize)>,
     pub(crate) diverged: Option<u64>,
     /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
     /// (restarted, partitioned) learns it is behind even when the chain is idle.
@@ -399,7 +452,7 @@ impl<C: Context> Replica<C> {
             backoff: 0,
             view_changes: BTreeMap::new(),
             new_view: None,
-            served_new_view: BTreeMap::new(),
+            answered_laggard: BTreeMap::new(),
             future: BTreeMap::new(),
             committed,
             stable,
@@ -421,6 +474,10 @@ impl<C: Context> Replica<C> {
             behind_since: None,
             sync_deadline: None,
             sync_attempt: 0,
+            sync_asked: None,
+            fetch_at: 0,
+            fetch_attempt: 0,
+            served_blocks: BTreeMap::new(),
             diverged: None,
             my_checkpoint: None,
             heartbeat_at: 0,
@@ -432,36 +489,82 @@ impl<C: Context> Replica<C> {
             ctx,
         };
         r.claims[r.cfg.me as usize] = committed.height;
-        for (h, (view, hash)) in restored
-            .prepares
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            r.log.entry(h).or_default().my_prepare = Some((view, hash));
-            if view == r.view {
-                r.next_height = r.next_height.max(h + 1);
+        r.restore(restored, installed);
+        if committed.height > 0 {
+            r.resign_checkpoint(committed, recovered.committed_root);
+        }
+        Ok(r)
+    }
+
+    /// Rebuilds the log above the stable checkpoint from the persisted records: our votes go
+    /// back into the vote sets (we need only q-1 others), what we voted for or proposed is
+    /// accepted again, and the NEW-VIEW of the current view pins its re-proposed blocks. Bodies
+    /// not in a prepared record are fetched by hash when needed.
+    fn restore(&mut self, restored: safety::Restored, installed: bool) {
+        let above = self.stable.height;
+        for (h, (view, hash, block)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
+            let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
+            let slot = self.log.entry(h).or_default();
+            if let Some(block) = block {
+                slot.keep_block(block);
+            }
+            slot.my_prepare = Some((view, hash));
+            slot.prepares.insert(self.cfg.me, (view, hash, signature));
+            slot.accepted = Some((view, hash));
+            if view == self.view {
+                self.next_height = self.next_height.max(h + 1);
             }
         }
-        for (h, vote) in restored
-            .commits
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            r.log.entry(h).or_default().my_commit = Some(vote);
+        for (h, (view, hash)) in restored.commits.into_iter().filter(|(h, _)| *h > above) {
+            let signature = self.sign_vote(Phase::Commit, view, h, hash).signature;
+            let slot = self.log.entry(h).or_default();
+            slot.my_commit = Some((view, hash));
+            slot.commits.insert(self.cfg.me, (view, hash, signature));
         }
-        for (h, (cert, txs)) in restored
-            .prepared
-            .into_iter()
-            .filter(|(h, _)| *h > stable.height)
-        {
-            let slot = r.log.entry(h).or_default();
+        for (h, (cert, txs)) in restored.prepared.into_iter().filter(|(h, _)| *h > above) {
+            let slot = self.log.entry(h).or_default();
             slot.keep_block(Block {
                 header: cert.header.clone(),
                 txs,
             });
             slot.prepared = Some(cert);
         }
-        Ok(r)
+        for (h, (view, hash)) in restored.proposals.into_iter().filter(|(h, _)| *h > above) {
+            if view == self.view {
+                self.log.entry(h).or_default().accepted = Some((view, hash));
+                self.next_height = self.next_height.max(h + 1);
+            }
+        }
+        if let Some(nv) = restored
+            .new_view
+            .filter(|nv| installed && nv.view == self.view)
+        {
+            let plan = plan_new_view(&nv.view_changes);
+            for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
+                let slot = self.log.entry(header.height).or_default();
+                slot.accepted = Some((nv.view, header.hash()));
+                self.next_height = self.next_height.max(header.height + 1);
+            }
+            self.new_view = Some(nv);
+        }
+    }
+
+    /// Signs our CHECKPOINT for the stored head again after a restart: it is what our heartbeat
+    /// re-sends, so a peer that missed the last block learns it is behind even on an idle
+    /// chain whose other replicas restarted too. Goes out with the first event's actions.
+    fn resign_checkpoint(&mut self, head: Tip, root: Hash) {
+        if head.height > self.stable.height {
+            self.on_executed(head.height, head.hash, root);
+            return;
+        }
+        let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &root);
+        self.my_checkpoint = Some(crate::messages::CheckpointVote {
+            height: head.height,
+            block_hash: head.hash,
+            state_root: root,
+            validator: self.cfg.me,
+            signature: self.ctx.sign(&msg),
+        });
     }
 
     /// Handles one event at time `now` (milliseconds, monotonic) and returns what to do, in
@@ -535,6 +638,12 @@ impl<C: Context> Replica<C> {
         self.sync_target()
     }
 
+    /// The highest height each validator (by index) has shown a signed CHECKPOINT for; a
+    /// byzantine validator can only inflate its own entry.
+    pub fn claims(&self) -> &[u64] {
+        &self.claims
+    }
+
     /// Height of the last stable checkpoint (the highest execution certificate).
     pub fn stable_height(&self) -> u64 {
         self.stable.height
@@ -549,6 +658,11 @@ impl<C: Context> Replica<C> {
     /// Whether the replica is muted.
     pub fn muted(&self) -> bool {
         self.muted
+    }
+
+    /// Proposals waiting for their view or for a block below them.
+    pub fn waiting_proposals(&self) -> usize {
+        self.future.len()
     }
 
     /// Pending transactions.
@@ -616,13 +730,12 @@ impl<C: Context> Replica<C> {
             Message::Prepare(vote) => self.on_vote(from, Phase::Prepare, vote),
             Message::Commit(vote) => self.on_vote(from, Phase::Commit, vote),
             Message::Checkpoint(vote) => self.on_checkpoint(from, vote),
-            Message::ViewChange {
-                view_change,
-                payloads,
-            } => self.on_view_change(from, view_change, payloads),
+            Message::ViewChange(view_change) => self.on_view_change(from, view_change),
             Message::NewView(nv) => self.on_new_view(nv),
             Message::SyncRequest { from: lo, to: hi } => self.on_sync_request(from, lo, hi),
-            Message::SyncResponse(blocks) => self.on_sync_response(blocks),
+            Message::SyncResponse(blocks) => self.on_sync_response(from, blocks),
+            Message::BlockRequest { height, hash } => self.on_block_request(from, height, hash),
+            Message::BlockReply(block) => self.on_block_reply(block),
             Message::StateRequest { .. }
             | Message::StateChunk(_)
             | Message::HeightQuery
@@ -662,6 +775,7 @@ impl<C: Context> Replica<C> {
     fn after_event(&mut self) {
         self.propose();
         self.maybe_sync();
+        self.maybe_fetch();
         if self.changing {
             self.progress_deadline = None;
             self.batch_deadline = None;
@@ -681,6 +795,7 @@ impl<C: Context> Replica<C> {
             self.vc_deadline.filter(|_| self.changing),
             self.changing.then_some(self.vc_resend_at),
             self.sync_wake(),
+            self.fetch_wake(),
             self.my_checkpoint.as_ref().map(|_| self.heartbeat_at),
         ]
         .into_iter()
@@ -891,6 +1006,8 @@ impl<C: Context> Replica<C> {
             };
             self.next_height = h + 1;
             self.batch_deadline = None;
+            // Recorded before it leaves: restarted, we never propose another block here.
+            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
             self.broadcast(Message::PrePrepare {
                 view: self.view,
                 block: block.clone(),
@@ -913,14 +1030,46 @@ impl<C: Context> Replica<C> {
             if view > self.view + MAX_VIEW_AHEAD {
                 return Err("pre-prepare view too far ahead");
             }
-            if self.future.len() < MAX_FUTURE_PROPOSALS {
-                self.future.insert((view, block.height()), block);
-            }
+            self.stash_proposal(view, block);
             return Ok(());
         }
-        self.check_fresh_proposal(&block)?;
-        self.accept_proposal(block);
-        Ok(())
+        match self.check_fresh_proposal(&block) {
+            Err(BEHIND) => {
+                // Accepted once the block below it arrives (fetched, caught up).
+                self.stash_proposal(view, block);
+                Ok(())
+            }
+            Err(reason) => Err(reason),
+            Ok(()) => {
+                self.accept_proposal(block);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a proposal that cannot be judged yet (its view is not installed, or a block below
+    /// it is unknown here) if it could be valid: inside the watermarks and not too large. At
+    /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
+    /// byzantine primary of far views cannot crowd out the next view's proposals.
+    fn stash_proposal(&mut self, view: u64, block: Block) {
+        let h = block.height();
+        if h <= self.stable.height
+            || h > self.stable.height + self.cfg.window
+            || block.txs.len() > self.cfg.max_block_txs
+            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
+        {
+            return;
+        }
+        let key = (view, h);
+        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
+            match self.future.last_key_value() {
+                Some((&farthest, _)) if farthest > key => {
+                    self.future.remove(&farthest);
+                }
+                _ => return,
+            }
+        }
+        self.future.insert(key, block);
     }
 
     /// Checks a new proposal of the current view before we accept it.
@@ -966,7 +1115,6 @@ impl<C: Context> Replica<C> {
     /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
     /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
     fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
-        const BEHIND: Reject = "behind: a block below the proposal is unknown";
         let mut out = HashSet::new();
         for height in self.committed.height + 1..h {
             let slot = self.log.get(&height).ok_or(BEHIND)?;
@@ -989,7 +1137,12 @@ impl<C: Context> Replica<C> {
         let slot = self.log.entry(h).or_default();
         if let Some((v, other)) = slot.accepted {
             if v == view {
-                if other != hash {
+                if other == hash && !slot.blocks.contains_key(&hash) {
+                    // Accepted by hash before (restart, NEW-VIEW): this is its payload.
+                    slot.keep_block(block);
+                    self.try_prepare(h);
+                    self.check_committed(h);
+                } else if other != hash {
                     let validator = self.cfg.validators.primary(view);
                     self.out.push(Action::Alarm(Alarm::Equivocation {
                         validator,
@@ -1034,13 +1187,18 @@ impl<C: Context> Replica<C> {
                 return;
             }
         }
-        let Some(parent) = slot.blocks.get(&hash).map(|b| b.header.parent) else {
+        let Some(block) = slot.blocks.get(&hash) else {
             return;
         };
-        if !self.parent_ok(h, &parent) {
+        if !self.parent_ok(h, &block.header.parent) {
             return;
         }
-        self.persist(vec![safety::vote_record(false, h, view, hash)]);
+        assert!(
+            slot.my_prepare.is_none_or(|(mv, _)| mv < view),
+            "a second PREPARE at one (view, height)"
+        );
+        let record = safety::prepare_record(view, block);
+        self.persist(vec![record]);
         let vote = self.sign_vote(Phase::Prepare, view, h, hash);
         let slot = self.log.entry(h).or_default();
         slot.my_prepare = Some((view, hash));
@@ -1149,8 +1307,13 @@ impl<C: Context> Replica<C> {
         let mut writes = vec![record];
         let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
         if !commit_again {
-            writes.push(safety::vote_record(true, h, view, hash));
+            writes.push(safety::commit_record(h, view, hash));
         }
+        assert!(
+            slot.my_commit
+                .is_none_or(|(cv, ch)| cv < view || ch == hash),
+            "a second COMMIT at one (view, height)"
+        );
         slot.prepared = Some(cert);
         self.persist(writes);
         if !commit_again {

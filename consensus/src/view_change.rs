@@ -15,10 +15,10 @@
 
 use crate::context::Context;
 use crate::messages::{Message, NewView, PreparedCert, ViewChange};
-use crate::replica::{Reject, Replica, MAX_VIEW_AHEAD};
+use crate::replica::{Reject, Replica, BEHIND, MAX_VIEW_AHEAD};
 use crate::safety;
 use lanes_types::cert::checkpoint_message;
-use lanes_types::{payload_digest, Block, Bytes, Hash};
+use lanes_types::{Block, BlockHeader, Hash};
 use std::collections::BTreeMap;
 
 /// What a NEW-VIEW re-proposes, computed the same way by the primary and every verifier.
@@ -81,6 +81,16 @@ pub fn plan_new_view(view_changes: &[ViewChange]) -> Plan {
     }
 }
 
+/// The headers a NEW-VIEW re-proposes, ascending by height.
+pub(crate) fn reproposed<'a>(
+    nv: &'a NewView,
+    plan: &'a Plan,
+) -> impl Iterator<Item = &'a BlockHeader> + 'a {
+    plan.chain
+        .iter()
+        .map(|&(i, j)| &nv.view_changes[i].prepared[j].header)
+}
+
 impl<C: Context> Replica<C> {
     /// Gives up on the current view and asks for `target`.
     pub(crate) fn start_view_change(&mut self, target: u64) {
@@ -102,20 +112,12 @@ impl<C: Context> Replica<C> {
             self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
             return;
         }
-        let stable_height = self.stable.height;
-        let mut prepared = Vec::new();
-        let mut payloads = Vec::new();
-        for (_, slot) in self.log.range(stable_height + 1..) {
-            if let Some(pc) = &slot.prepared {
-                if let Some(block) = slot.blocks.get(&pc.header.hash()) {
-                    prepared.push(pc.clone());
-                    payloads.push(block.txs.clone());
-                }
-            }
-            if prepared.len() as u64 >= self.max_prepared_in_view_change() {
-                break;
-            }
-        }
+        let prepared: Vec<PreparedCert> = self
+            .log
+            .range(self.stable.height + 1..)
+            .filter_map(|(_, slot)| slot.prepared.clone())
+            .take(self.max_prepared_in_view_change() as usize)
+            .collect();
         let mut vc = ViewChange {
             view: self.view,
             validator: self.cfg.me,
@@ -125,17 +127,16 @@ impl<C: Context> Replica<C> {
         };
         vc.signature = self.ctx.sign(&vc.signed_bytes(&self.cfg.chain_id));
         self.persist(vec![safety::view_record(self.view, false)]);
-        self.broadcast(Message::ViewChange {
-            view_change: vc.clone(),
-            payloads: payloads.clone(),
-        });
+        self.broadcast(Message::ViewChange(vc.clone()));
         self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
-        self.view_changes.insert(self.cfg.me, (vc, payloads));
+        self.view_changes.insert(self.cfg.me, vc);
         self.check_view_change_quorum();
         self.maybe_new_view();
     }
 
-    /// Starts the NEW-VIEW timer once a quorum (counting us) asks for the view we are starting.
+    /// Starts the NEW-VIEW timer once a quorum (counting us) asks for the view we are starting
+    /// or a later one: those that moved past it will not help start it, so if its NEW-VIEW does
+    /// not come in time we follow them.
     fn check_view_change_quorum(&mut self) {
         if !self.changing || self.vc_deadline.is_some() {
             return;
@@ -143,31 +144,26 @@ impl<C: Context> Replica<C> {
         let asking = self
             .view_changes
             .values()
-            .filter(|(vc, _)| vc.view == self.view)
+            .filter(|vc| vc.view >= self.view)
             .count();
         if asking >= self.q {
             self.vc_deadline = Some(self.now + self.timeout());
         }
     }
 
-    /// Bound on the prepared certificates one VIEW-CHANGE carries (heights in flight are
-    /// bounded by the window; restarts and catch-up can leave a few more).
     fn max_prepared_in_view_change(&self) -> u64 {
-        4 * self.cfg.window
+        self.cfg.max_prepared_in_view_change()
     }
 
-    pub(crate) fn on_view_change(
-        &mut self,
-        from: u32,
-        vc: ViewChange,
-        payloads: Vec<Vec<Bytes>>,
-    ) -> Result<(), Reject> {
-        if vc.validator != from {
-            return Err("view change signed for another validator");
-        }
+    /// A VIEW-CHANGE from its signer, or relayed by another replica (the signature decides,
+    /// not the sender).
+    pub(crate) fn on_view_change(&mut self, from: u32, vc: ViewChange) -> Result<(), Reject> {
         if vc.view < self.view || (vc.view == self.view && !self.changing) {
-            // The sender is behind: show it how the current view started.
-            self.serve_new_view(from);
+            if vc.validator == from {
+                // The sender is behind: show it how the current view started, or what we
+                // know of the views it is missing.
+                self.answer_laggard(from, vc.view);
+            }
             return Ok(());
         }
         if vc.view > self.view + MAX_VIEW_AHEAD {
@@ -175,21 +171,21 @@ impl<C: Context> Replica<C> {
         }
         if self
             .view_changes
-            .get(&from)
-            .is_some_and(|(old, _)| old.view >= vc.view)
+            .get(&vc.validator)
+            .is_some_and(|old| old.view >= vc.view)
         {
             return Ok(());
         }
-        self.check_view_change(&vc, Some(&payloads))?;
+        self.check_view_change(&vc)?;
         if let Some(cert) = vc.stable.clone() {
             self.on_certified(cert);
         }
-        self.view_changes.insert(from, (vc, payloads));
+        self.view_changes.insert(vc.validator, vc);
         // Join when f+1 validators want a higher view: at least one of them is honest.
         let mut higher: Vec<u64> = self
             .view_changes
             .values()
-            .map(|(vc, _)| vc.view)
+            .map(|vc| vc.view)
             .filter(|v| *v > self.view)
             .collect();
         if higher.len() > self.f {
@@ -201,13 +197,8 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
-    /// Verifies a VIEW-CHANGE: signature, checkpoint certificate, prepared certificates, and
-    /// (when given) that the payloads match the headers.
-    pub(crate) fn check_view_change(
-        &self,
-        vc: &ViewChange,
-        payloads: Option<&Vec<Vec<Bytes>>>,
-    ) -> Result<(), Reject> {
+    /// Verifies a VIEW-CHANGE: signature, checkpoint certificate and prepared certificates.
+    pub(crate) fn check_view_change(&self, vc: &ViewChange) -> Result<(), Reject> {
         if vc.validator as usize >= self.n {
             return Err("view change from an unknown validator");
         }
@@ -237,16 +228,6 @@ impl<C: Context> Replica<C> {
             last = h;
             self.check_prepared_cert(pc, vc.view)?;
         }
-        if let Some(payloads) = payloads {
-            if payloads.len() != vc.prepared.len()
-                || payloads
-                    .iter()
-                    .zip(&vc.prepared)
-                    .any(|(txs, pc)| payload_digest(txs) != pc.header.payload_digest)
-            {
-                return Err("view change payloads do not match their headers");
-            }
-        }
         Ok(())
     }
 
@@ -275,33 +256,23 @@ impl<C: Context> Replica<C> {
         if self.muted || !self.changing || self.cfg.validators.primary(self.view) != self.cfg.me {
             return;
         }
-        let entries: Vec<&(ViewChange, Vec<Vec<Bytes>>)> = self
+        let view_changes: Vec<ViewChange> = self
             .view_changes
             .values()
-            .filter(|(vc, _)| vc.view == self.view)
+            .filter(|vc| vc.view == self.view)
+            .cloned()
             .collect();
-        if entries.len() < self.q {
+        if view_changes.len() < self.q {
             return;
         }
-        let view_changes: Vec<ViewChange> = entries.iter().map(|(vc, _)| vc.clone()).collect();
         let plan = plan_new_view(&view_changes);
-        let blocks: Vec<Block> = plan
-            .chain
-            .iter()
-            .map(|&(i, j)| Block {
-                header: entries[i].0.prepared[j].header.clone(),
-                txs: entries[i].1[j].clone(),
-            })
-            .collect();
         let mut nv = NewView {
             view: self.view,
             view_changes,
-            blocks,
             signature: lanes_types::Signature([0; 64]),
         };
         nv.signature = self.ctx.sign(&nv.signed_bytes(&self.cfg.chain_id));
-        self.broadcast(Message::NewView(nv.clone()));
-        self.install_new_view(nv, plan);
+        self.install_new_view(nv, plan, true);
     }
 
     pub(crate) fn on_new_view(&mut self, nv: NewView) -> Result<(), Reject> {
@@ -331,81 +302,113 @@ impl<C: Context> Replica<C> {
             if vc.view != nv.view {
                 return Err("new view carries a view change for another view");
             }
-            self.check_view_change(vc, None)?;
+            self.check_view_change(vc)?;
         }
         let plan = plan_new_view(&nv.view_changes);
-        if plan.chain.len() != nv.blocks.len()
-            || plan.chain.iter().zip(&nv.blocks).any(|(&(i, j), block)| {
-                nv.view_changes[i].prepared[j].header != block.header || !block.payload_matches()
-            })
-        {
-            return Err("new view blocks differ from its view changes");
-        }
         for vc in &nv.view_changes {
             if let Some(cert) = vc.stable.clone() {
                 self.on_certified(cert);
             }
         }
-        self.install_new_view(nv, plan);
+        self.install_new_view(nv, plan, false);
         Ok(())
     }
 
-    fn install_new_view(&mut self, nv: NewView, plan: Plan) {
+    /// Starts view `nv.view`: persists the view record and the NEW-VIEW (which binds this
+    /// replica, across restarts, to the blocks it re-proposes), then, if `announce` (we are its
+    /// primary), sends it, and accepts the re-proposed blocks.
+    fn install_new_view(&mut self, nv: NewView, plan: Plan, announce: bool) {
         self.view = nv.view;
         self.changing = false;
         self.vc_deadline = None;
-        self.persist(vec![safety::view_record(self.view, true)]);
+        self.persist(vec![
+            safety::view_record(self.view, true),
+            safety::new_view_record(&nv),
+        ]);
+        if announce {
+            self.broadcast(Message::NewView(nv.clone()));
+        }
         tracing::info!(
             replica = self.cfg.me,
             view = self.view,
-            reproposed = nv.blocks.len(),
+            reproposed = plan.chain.len(),
             "new view"
         );
-        self.view_changes.retain(|_, (vc, _)| vc.view > nv.view);
+        self.view_changes.retain(|_, vc| vc.view > nv.view);
         self.in_flight.clear();
         self.progress_deadline = None;
         let end = plan.base_height + plan.chain.len() as u64;
         self.next_height = end.max(self.stable.height).max(self.committed.height) + 1;
-        for block in &nv.blocks {
-            if block.height() > self.stable.height {
-                self.accept_proposal(block.clone());
+        for header in reproposed(&nv, &plan) {
+            if header.height > self.stable.height {
+                self.accept_header(header);
             }
         }
         self.new_view = Some(nv);
+        self.retry_waiting_proposals();
+    }
+
+    /// Accepts a block known by its header (a NEW-VIEW re-proposal): with its payload if we
+    /// hold it, otherwise the payload is fetched by hash ([`Replica::maybe_fetch`]) and the
+    /// block is voted on when it arrives.
+    fn accept_header(&mut self, header: &BlockHeader) {
+        let (h, hash) = (header.height, header.hash());
+        let slot = self.log.entry(h).or_default();
+        match slot.blocks.get(&hash).cloned() {
+            Some(block) => self.accept_proposal(block),
+            None => slot.accepted = Some((self.view, hash)),
+        }
+    }
+
+    /// Proposals of the current view that waited for a block below them, or for the view to
+    /// be installed: accepted now if they pass, dropped otherwise.
+    pub(crate) fn retry_waiting_proposals(&mut self) {
         let view = self.view;
-        let future: Vec<Block> = self
+        let waiting: Vec<Block> = self
             .future
             .range((view, 0)..=(view, u64::MAX))
             .map(|(_, b)| b.clone())
             .collect();
         self.future.retain(|(v, _), _| *v > view);
-        for block in future {
-            if self.check_fresh_proposal(&block).is_ok() {
-                self.accept_proposal(block);
-            } else {
-                self.stats.rejected_messages += 1;
+        for block in waiting {
+            match self.check_fresh_proposal(&block) {
+                Ok(()) => self.accept_proposal(block),
+                Err(BEHIND) => {
+                    self.future.insert((view, block.height()), block);
+                }
+                Err(_) => self.stats.rejected_messages += 1,
             }
         }
     }
 
-    /// Sends the NEW-VIEW of our current view to a replica still asking for an older one (at
-    /// most once per timeout per replica).
-    fn serve_new_view(&mut self, to: u32) {
-        if self.changing {
-            return;
-        }
-        let Some(nv) = &self.new_view else {
-            return;
-        };
-        if nv.view != self.view {
-            return;
-        }
-        let last = self.served_new_view.get(&to).copied();
+    /// Answers a replica still asking for view `their_view`, at most once per timeout: with the
+    /// NEW-VIEW of our current view if it is installed; while we are changing views ourselves,
+    /// with the VIEW-CHANGEs we hold for its view and above. Those may be ones it never got (a
+    /// byzantine validator can send its VIEW-CHANGE to some replicas only), without which it
+    /// could wait for a quorum it will never see while we wait for it in a higher view.
+    fn answer_laggard(&mut self, to: u32, their_view: u64) {
+        let last = self.answered_laggard.get(&to).copied();
         if last.is_some_and(|t| t + self.cfg.view_timeout_ms > self.now) {
             return;
         }
-        let message = Message::NewView(nv.clone());
-        self.served_new_view.insert(to, self.now);
-        self.out.push(crate::replica::Action::Send { to, message });
+        let messages: Vec<Message> = if self.changing {
+            self.view_changes
+                .values()
+                .filter(|vc| vc.view >= their_view && vc.validator != to)
+                .map(|vc| Message::ViewChange(vc.clone()))
+                .collect()
+        } else {
+            let nv = self.new_view.as_ref().filter(|nv| nv.view == self.view);
+            nv.map(|nv| Message::NewView(nv.clone()))
+                .into_iter()
+                .collect()
+        };
+        if messages.is_empty() {
+            return;
+        }
+        self.answered_laggard.insert(to, self.now);
+        for message in messages {
+            self.out.push(crate::replica::Action::Send { to, message });
+        }
     }
 }

@@ -101,8 +101,13 @@ fn a_replica_restarted_right_after_voting_does_not_vote_again_differently() {
     );
 }
 
-impl Cluster {
+/// Test helpers on the library's scripted cluster.
+trait ClusterExt {
     /// The block n0 proposed at height 1 (from its prepared state, via a fresh proposal).
+    fn delivered_or_proposed_block(&mut self) -> Block;
+}
+
+impl ClusterExt for Cluster {
     fn delivered_or_proposed_block(&mut self) -> Block {
         let mut c2 = Cluster::new();
         c2.submit(0, 1);

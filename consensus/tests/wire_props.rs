@@ -12,7 +12,8 @@ use lanes_types::codec::{Decode, Encode};
 use proptest::prelude::*;
 use std::sync::OnceLock;
 
-/// Messages from a run with a normal case, a view change (primary n0 crashes) and a restart.
+/// Messages from a run with a normal case, a view change (primary n0 crashes) and a restart,
+/// plus a payload request and its answer.
 fn corpus() -> &'static Vec<Vec<u8>> {
     static CORPUS: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     CORPUS.get_or_init(|| {
@@ -27,6 +28,17 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         c.restart(0);
         c.settle(12_000, all);
         assert!(c.delivered[0].len() >= 2, "the restarted replica caught up");
+        // A payload fetched by hash: what a replica that accepted a block by header asks, and
+        // the answer (the adversary tests drive the real exchange).
+        let (block, _) = c.delivered[1].last().expect("blocks").clone();
+        c.sent.push(
+            Message::BlockRequest {
+                height: block.height(),
+                hash: block.hash(),
+            }
+            .to_bytes(),
+        );
+        c.sent.push(Message::BlockReply(block).to_bytes());
         // The node's own messages are added by hand.
         c.sent.extend(node_message_samples());
         let kinds: std::collections::BTreeSet<&str> = c

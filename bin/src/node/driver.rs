@@ -249,6 +249,7 @@ impl ConsensusDriver {
                             replica = (self.make_replica)(Recovered {
                                 committed_height: head.height,
                                 committed_hash: head.block_hash,
+                                committed_root: head.state_root,
                                 stable: Some(certificate),
                                 safety: shared.store.safety_records()?,
                             })?;
@@ -424,9 +425,6 @@ fn carry_out(
     Ok(())
 }
 
-/// The three height-keyed record kinds of `lanes_consensus::safety`.
-const HEIGHT_KEYED: [u8; 3] = [b'p', b'c', b'q'];
-
 fn persist(store: &Store, writes: &[SafetyWrite]) -> Result<()> {
     let mut puts: Vec<(&[u8], &[u8])> = Vec::new();
     let mut ranges = Vec::new();
@@ -434,7 +432,7 @@ fn persist(store: &Store, writes: &[SafetyWrite]) -> Result<()> {
         match w {
             SafetyWrite::Put { key, value } => puts.push((key, value)),
             SafetyWrite::DeleteThrough { height } => {
-                for kind in HEIGHT_KEYED {
+                for kind in lanes_consensus::safety::HEIGHT_KEYED {
                     let mut from = vec![kind];
                     from.extend_from_slice(&0u64.to_be_bytes());
                     let mut to = vec![kind];

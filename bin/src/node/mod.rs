@@ -98,6 +98,7 @@ pub fn run(p: NodeParams) -> Result<()> {
     let recovered = Recovered {
         committed_height: head.height,
         committed_hash: head.block_hash,
+        committed_root: head.state_root,
         stable: store.latest_checkpoint_certificate()?,
         safety: store.safety_records()?,
     };

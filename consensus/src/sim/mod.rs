@@ -1,25 +1,33 @@
 //! The deterministic simulator: n replicas with in-memory persistence, a virtual clock and a
-//! seeded network, driven through faults while a checker watches every step.
+//! seeded network, driven through faults (network, crash points, byzantine behaviours, Twins)
+//! while a checker watches every step.
 //!
 //! Checked after every event: **agreement** (no two honest replicas deliver different blocks at
 //! one height), **validity** (every delivered transaction was submitted by the client, and no
 //! replica delivers one twice), **root agreement** (honest replicas compute the same root at
-//! every height) and no honest divergence or fork alarm. At the end, **liveness**: once every
-//! fault has healed (byzantine replicas stay byzantine), every submitted transaction must be
-//! delivered by every honest replica within `settle_ms` of virtual time.
+//! every height), no honest divergence or fork alarm, and the per-action invariants of
+//! [`checks`] (no second signature for one vote slot or view, persist before send, frame limit,
+//! chained delivery, exact restore). At the end, **liveness**: once every fault has healed
+//! (byzantine replicas stay byzantine), every submitted transaction must be delivered by every
+//! honest replica within `settle_ms` of virtual time.
 //!
 //! The executor is modelled by `root(h) = H(root(h-1), block hash)`, so a wrong root is
 //! detectable. Signatures use a cheap keyed hash (the simulation knows every key; a byzantine
 //! replica only uses its own), which keeps thousands of seeds fast. A failing seed's report
 //! names the seed, the fault schedule and the last events before the violation; running the
-//! seed again reproduces it exactly.
+//! seed again reproduces it exactly. [`script`] drives replicas by hand for regression tests.
 
+mod adversary;
+pub mod checks;
+mod crash;
 mod network;
+mod report;
+pub mod script;
 
-pub use network::{Byzantine, Fault, FaultProfile, Schedule};
+pub use network::{Byzantine, CrashPoint, Fault, FaultProfile, Schedule};
 
 use crate::context::Context;
-use crate::messages::{CertifiedBlock, Message, Phase};
+use crate::messages::{CertifiedBlock, Message};
 use crate::replica::{Action, Alarm, Config, Event, Recovered, Replica};
 use crate::safety;
 use crate::MempoolLimits;
@@ -48,6 +56,9 @@ pub struct SimConfig {
     pub fault_ms: u64,
     /// Liveness bound: every transaction must be delivered everywhere by `fault_ms + settle_ms`.
     pub settle_ms: u64,
+    /// The network's frame limit: a larger message is dropped, and an honest replica sending
+    /// one is a violation.
+    pub max_message_bytes: usize,
 }
 
 impl SimConfig {
@@ -60,6 +71,7 @@ impl SimConfig {
             txs: 40,
             fault_ms: 4_000,
             settle_ms: 60_000,
+            max_message_bytes: MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -132,6 +144,12 @@ impl SimReport {
     }
 }
 
+/// The simulated network's default frame limit (the sim's blocks are at most 64 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// The chain id of simulated replicas.
+pub(crate) const CHAIN_ID: &str = "lanes-sim";
+
 /// The simulation's signature scheme: a keyed hash, 64 bytes.
 fn sim_sign(key: &[u8; 32], message: &[u8]) -> Signature {
     let a = Hash::tagged_parts("lanes/sim-sig-a", &[key, message]);
@@ -164,6 +182,30 @@ pub struct SimContext {
 }
 
 impl SimContext {
+    /// The validator this context signs for.
+    pub fn me(&self) -> u32 {
+        self.me
+    }
+
+    /// Signs `message` as validator `validator` (the simulation knows every key; used to forge
+    /// a byzantine validator's messages). Unknown validators get an all-zero signature.
+    pub fn sign_as(&self, validator: u32, message: &[u8]) -> Signature {
+        match self.keys.get(validator as usize) {
+            Some(key) => sim_sign(key, message),
+            None => Signature([0; 64]),
+        }
+    }
+
+    /// The same validator's context with its own, empty transaction index: a second replica
+    /// of one validator (Twins) has its own storage.
+    pub fn twin(&self) -> SimContext {
+        SimContext {
+            me: self.me,
+            keys: self.keys.clone(),
+            ledger: Default::default(),
+        }
+    }
+
     /// Records a delivered block's transactions in the node's transaction index.
     pub fn record_delivered(&self, block: &Block) {
         let mut ledger = self.ledger.borrow_mut();
@@ -232,7 +274,7 @@ pub fn sim_replica_config(validators: u32, me: u32) -> Config {
         })
         .collect();
     Config {
-        chain_id: "lanes-sim".into(),
+        chain_id: CHAIN_ID.into(),
         validators: ValidatorSet::new(infos),
         me,
         window: 4,
@@ -251,22 +293,24 @@ pub fn sim_replica_config(validators: u32, me: u32) -> Config {
     }
 }
 
-/// A simulated validator: its replica (none while crashed) and what it persisted.
+/// A simulated replica: its validator (in `ctx`), its replica (none while crashed) and what it
+/// persisted. A twin validator has two nodes.
 struct Node {
     ctx: SimContext,
     replica: Option<Replica<SimContext>>,
     byzantine: Option<Byzantine>,
-    safety: BTreeMap<Vec<u8>, Vec<u8>>,
+    safety: checks::Records,
     chain: Vec<CertifiedBlock>,
     roots: Vec<Hash>,
     stable: Option<CheckpointCertificate>,
     timer: Option<u64>,
     delivered_txs: HashSet<Hash>,
-    /// Crash after a random prefix of the actions of the next event.
-    crash_mid_event: bool,
+    /// An armed crash: strikes at this point of a coming event.
+    crash_at: Option<CrashPoint>,
 }
 
 enum Ev {
+    /// `bytes` from validator `from` arrive at node `to`.
     Msg {
         to: u32,
         from: u32,
@@ -281,6 +325,7 @@ enum Ev {
     },
     Crash {
         node: u32,
+        point: CrashPoint,
     },
     Restart {
         node: u32,
@@ -317,13 +362,16 @@ struct Sim {
     canonical: BTreeMap<u64, Hash>,
     roots: BTreeMap<u64, Hash>,
     submitted: HashSet<Hash>,
-    /// Every vote an honest replica signed: (node, phase, view, height) -> hash.
-    votes: BTreeMap<(u32, Phase, u64, u64), Hash>,
+    checker: checks::Checker,
     committed_any: HashSet<Hash>,
     tx_hashes: Vec<Hash>,
     messages: u64,
     violation: Option<String>,
     trace: VecDeque<TraceEntry>,
+    /// Twins: the current partition round, when it started, and the highest honest view.
+    round: usize,
+    round_since: u64,
+    top_view: u64,
 }
 
 /// Runs one seed and checks it.
@@ -354,50 +402,72 @@ pub fn run(cfg: &SimConfig) -> SimReport {
         canonical: BTreeMap::new(),
         roots: BTreeMap::new(),
         submitted: HashSet::new(),
-        votes: BTreeMap::new(),
+        checker: checks::Checker::default(),
         committed_any: HashSet::new(),
         tx_hashes,
         messages: 0,
         violation: None,
         trace: VecDeque::with_capacity(TRACE_LEN),
         schedule,
+        round: 0,
+        round_since: 0,
+        top_view: 0,
     };
-    for (i, ctx) in (0..n).zip(contexts) {
-        let byzantine = sim.schedule.byzantine(i);
-        let replica = new_replica(&ctx, n, Recovered::default());
-        sim.nodes.push(Node {
-            ctx,
-            replica: Some(replica),
-            byzantine,
-            safety: BTreeMap::new(),
-            chain: Vec::new(),
-            roots: Vec::new(),
-            stable: None,
-            timer: None,
-            delivered_txs: HashSet::new(),
-            crash_mid_event: false,
-        });
-    }
-    for tx in 0..cfg.txs {
-        let at = sim.rng.gen_range(0..cfg.fault_ms.max(1));
-        sim.push(at, Ev::Submit { tx });
-    }
-    for fault in sim.schedule.faults.clone() {
-        if let Fault::Crash { node, at, until } = fault {
-            sim.push(at, Ev::Crash { node });
-            sim.push(until, Ev::Restart { node });
-        }
-    }
+    sim.start(&contexts);
     sim.run_loop();
     sim.report()
 }
 
-fn new_replica(ctx: &SimContext, n: u32, recovered: Recovered) -> Replica<SimContext> {
+fn new_replica(
+    ctx: &SimContext,
+    n: u32,
+    recovered: Recovered,
+) -> Result<Replica<SimContext>, crate::RestoreError> {
     Replica::new(sim_replica_config(n, ctx.me), ctx.clone(), recovered)
-        .expect("the simulator's own safety records always decode")
 }
 
 impl Sim {
+    /// Creates the nodes (validators, then second twins) and queues the workload and crashes.
+    fn start(&mut self, contexts: &[SimContext]) {
+        let n = self.n;
+        for node in 0..self.schedule.nodes(n) {
+            let ctx = match node.checked_sub(n) {
+                None => contexts[node as usize].clone(),
+                Some(i) => contexts[self.schedule.twins[i as usize] as usize].twin(),
+            };
+            let byzantine = self.schedule.byzantine(ctx.me);
+            let replica = new_replica(&ctx, n, Recovered::default()).ok();
+            self.nodes.push(Node {
+                ctx,
+                replica,
+                byzantine,
+                safety: BTreeMap::new(),
+                chain: Vec::new(),
+                roots: Vec::new(),
+                stable: None,
+                timer: None,
+                delivered_txs: HashSet::new(),
+                crash_at: None,
+            });
+        }
+        for tx in 0..self.cfg.txs {
+            let at = self.rng.gen_range(0..self.cfg.fault_ms.max(1));
+            self.push(at, Ev::Submit { tx });
+        }
+        for fault in self.schedule.faults.clone() {
+            if let Fault::Crash {
+                node,
+                at,
+                until,
+                point,
+            } = fault
+            {
+                self.push(at, Ev::Crash { node, point });
+                self.push(until, Ev::Restart { node });
+            }
+        }
+    }
+
     fn push(&mut self, at: u64, ev: Ev) {
         let id = self.seq as usize;
         self.seq += 1;
@@ -418,15 +488,19 @@ impl Sim {
         });
     }
 
-    fn honest(&self, i: u32) -> bool {
-        self.nodes[i as usize].byzantine.is_none()
+    fn honest(&self, node: u32) -> bool {
+        self.nodes[node as usize].byzantine.is_none()
+    }
+
+    fn honest_nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.iter().filter(|n| n.byzantine.is_none())
     }
 
     fn done(&self) -> bool {
         self.now >= self.schedule.heal_at
-            && (0..self.n)
-                .filter(|&i| self.honest(i))
-                .all(|i| self.nodes[i as usize].delivered_txs.len() == self.cfg.txs)
+            && self
+                .honest_nodes()
+                .all(|n| n.delivered_txs.len() == self.cfg.txs)
     }
 
     fn run_loop(&mut self) {
@@ -436,11 +510,35 @@ impl Sim {
                 break;
             }
             self.now = at;
-            let ev = self.events.remove(&id).expect("queued event exists");
+            let Some(ev) = self.events.remove(&id) else {
+                continue;
+            };
             self.step(ev);
+            self.next_round();
             if self.done() {
                 break;
             }
+        }
+    }
+
+    /// Twins: moves to the next partition round when an honest replica reaches a higher view,
+    /// or when the round has lasted `round_ms`.
+    fn next_round(&mut self) {
+        if self.schedule.partitions.is_empty() {
+            return;
+        }
+        let top = self
+            .honest_nodes()
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| r.view())
+            .max()
+            .unwrap_or(0);
+        let timed_out = self.now >= self.round_since + self.schedule.round_ms;
+        if top > self.top_view || timed_out {
+            self.top_view = self.top_view.max(top);
+            self.round += 1;
+            self.round_since = self.now;
+            self.note(0, "partition-round", self.round as u64, top);
         }
     }
 
@@ -464,78 +562,40 @@ impl Sim {
                 }
             }
             Ev::Submit { tx } => self.submit(tx),
-            Ev::Crash { node } => {
-                if self.cfg.profile.crash() && self.rng.gen_bool(0.5) {
-                    self.nodes[node as usize].crash_mid_event = true;
-                    self.note(node, "crash-armed", 0, 0);
-                } else {
-                    self.crash(node);
-                }
-            }
+            Ev::Crash { node, point } => self.arm_crash(node, point),
             Ev::Restart { node } => self.restart(node),
-            Ev::Executed { node, height } => {
-                let n = &self.nodes[node as usize];
-                if n.replica.is_none() || n.chain.len() < height as usize {
-                    return;
-                }
-                let block_hash = n.chain[height as usize - 1].block.hash();
-                let mut state_root = n.roots[height as usize - 1];
-                if n.byzantine == Some(Byzantine::WrongRoot) {
-                    state_root = Hash::tagged("lanes/sim-wrong-root", &state_root.0);
-                }
-                self.feed(
-                    node,
-                    Event::Executed {
-                        height,
-                        block_hash,
-                        state_root,
-                    },
-                );
-            }
+            Ev::Executed { node, height } => self.executed(node, height),
         }
     }
 
-    fn crash(&mut self, node: u32) {
-        let n = &mut self.nodes[node as usize];
-        n.crash_mid_event = false;
-        if n.replica.take().is_some() {
-            n.timer = None;
-            self.note(node, "crash", 0, 0);
-        }
-    }
-
-    fn restart(&mut self, node: u32) {
-        if self.nodes[node as usize].replica.is_some() {
-            self.nodes[node as usize].crash_mid_event = false;
+    fn executed(&mut self, node: u32, height: u64) {
+        let n = &self.nodes[node as usize];
+        if n.replica.is_none() || n.chain.len() < height as usize || height == 0 {
             return;
         }
-        let n = &self.nodes[node as usize];
-        let recovered = Recovered {
-            committed_height: n.chain.len() as u64,
-            committed_hash: n.chain.last().map_or(Hash::ZERO, |c| c.block.hash()),
-            stable: n.stable.clone(),
-            safety: n
-                .safety
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        };
-        let replica = new_replica(&self.nodes[node as usize].ctx, self.n, recovered);
-        self.nodes[node as usize].replica = Some(replica);
-        self.note(node, "restart", 0, 0);
-        self.feed(node, Event::Timer);
+        let block_hash = n.chain[height as usize - 1].block.hash();
+        let mut state_root = n.roots[height as usize - 1];
+        if n.byzantine == Some(Byzantine::WrongRoot) {
+            state_root = Hash::tagged("lanes/sim-wrong-root", &state_root.0);
+        }
+        self.feed(
+            node,
+            Event::Executed {
+                height,
+                block_hash,
+                state_root,
+            },
+        );
     }
 
     fn submit(&mut self, tx: usize) {
         let hash = self.tx_hashes[tx];
         if self.committed_any.contains(&hash)
-            && (0..self.n)
-                .filter(|&i| self.honest(i))
-                .all(|i| self.nodes[i as usize].delivered_txs.contains(&hash))
+            && self.honest_nodes().all(|n| n.delivered_txs.contains(&hash))
         {
             return;
         }
-        let up: Vec<u32> = (0..self.n)
+        let up: Vec<u32> = (0..self.nodes.len() as u32)
             .filter(|&i| self.honest(i) && self.nodes[i as usize].replica.is_some())
             .collect();
         if !up.is_empty() && !self.committed_any.contains(&hash) {
@@ -549,25 +609,23 @@ impl Sim {
         self.push(retry, Ev::Submit { tx });
     }
 
-    /// Hands an event to a node's replica and carries out the actions.
+    /// Hands an event to a node's replica and carries out the actions, up to an armed crash.
     fn feed(&mut self, node: u32, event: Event) {
         let now = self.now;
+        let view_event =
+            matches!(&event, Event::Message { bytes, .. } if matches!(bytes.first(), Some(5 | 6)));
         let Some(replica) = self.nodes[node as usize].replica.as_mut() else {
             return;
         };
-        let mut actions = replica.handle(event, now);
-        if self.nodes[node as usize].crash_mid_event {
-            let keep = self.rng.gen_range(0..=actions.len());
-            actions.truncate(keep);
-            self.note(node, "crash-mid-event", keep as u64, 0);
-            for action in actions {
-                self.act(node, action);
-            }
-            self.crash(node);
-            return;
-        }
-        for action in actions {
+        let actions = replica.handle(event, now);
+        let cut = self.crash_cut(node, &actions, view_event);
+        let keep = cut.unwrap_or(actions.len());
+        for action in actions.into_iter().take(keep) {
             self.act(node, action);
+        }
+        if cut.is_some() {
+            self.note(node, "crash-mid-event", keep as u64, 0);
+            self.crash(node);
         }
     }
 
@@ -579,15 +637,8 @@ impl Sim {
                     safety::apply(&mut n.safety, w);
                 }
             }
-            Action::Send { to, message } => self.send(node, to, message),
-            Action::Broadcast(message) => {
-                self.check_vote(node, &message);
-                for to in 0..self.n {
-                    if to != node {
-                        self.send(node, to, message.clone());
-                    }
-                }
-            }
+            Action::Send { to, message } => self.emit(node, Some(to), message),
+            Action::Broadcast(message) => self.emit(node, None, message),
             Action::Deliver { block, certificate } => self.deliver(node, block, certificate),
             Action::Certified(cert) => {
                 let n = &mut self.nodes[node as usize];
@@ -607,48 +658,82 @@ impl Sim {
                 let hi = (to_height as usize).min(n.chain.len());
                 if lo < hi {
                     let blocks = n.chain[lo..hi].to_vec();
-                    self.send(node, to, Message::SyncResponse(blocks));
+                    self.emit(node, Some(to), Message::SyncResponse(blocks));
                 }
             }
             Action::SetTimer { at } => {
                 self.nodes[node as usize].timer = Some(at);
                 self.push(at, Ev::Timer { node, at });
             }
-            Action::Alarm(alarm) => {
-                let honest = self.honest(node);
-                match alarm {
-                    Alarm::Divergence { height, .. } if honest => {
-                        self.violate(format!("honest n{node} diverged at height {height}"));
-                    }
-                    Alarm::Fork { height } if honest => {
-                        self.violate(format!("honest n{node} saw a fork at height {height}"));
-                    }
-                    _ => self.note(node, "alarm", 0, 0),
-                }
+            Action::Alarm(alarm) => self.alarm(node, alarm),
+        }
+    }
+
+    fn alarm(&mut self, node: u32, alarm: Alarm) {
+        let honest = self.honest(node);
+        match alarm {
+            Alarm::Divergence { height, .. } if honest => {
+                self.violate(format!("honest n{node} diverged at height {height}"));
+            }
+            Alarm::Fork { height } if honest => {
+                self.violate(format!("honest n{node} saw a fork at height {height}"));
+            }
+            _ => self.note(node, "alarm", 0, 0),
+        }
+    }
+
+    /// Sends a message of `node` to validator `to` (or to every other validator): checked if
+    /// the node is honest, rewritten if it is byzantine, then through the network.
+    fn emit(&mut self, node: u32, to: Option<u32>, message: Message) {
+        let me = self.nodes[node as usize].ctx.me;
+        let targets: Vec<u32> = match to {
+            Some(t) => vec![t],
+            None => (0..self.n).filter(|&t| t != me).collect(),
+        };
+        let Some(behaviour) = self.nodes[node as usize].byzantine else {
+            let bytes = Rc::new(message.to_bytes());
+            let max = self.cfg.max_message_bytes;
+            let persisted = &self.nodes[node as usize].safety;
+            let checked = self
+                .checker
+                .outgoing(me, &message, bytes.len(), max, persisted);
+            if let Err(e) = checked {
+                self.violate(e);
+            }
+            for t in targets {
+                self.route(node, t, bytes.clone());
+            }
+            return;
+        };
+        for t in targets {
+            for bytes in self.byzantine_out(node, behaviour, t, &message) {
+                self.route(node, t, Rc::new(bytes));
             }
         }
     }
 
-    /// An honest replica must never sign two blocks for one (phase, view, height), not even
-    /// across a crash and restart.
-    fn check_vote(&mut self, node: u32, message: &Message) {
-        let (phase, vote) = match message {
-            Message::Prepare(v) => (Phase::Prepare, v),
-            Message::Commit(v) => (Phase::Commit, v),
-            _ => return,
-        };
-        if !self.honest(node) {
+    /// Puts bytes from `node` on the wire to validator `to`: dropped above the frame limit, and
+    /// delivered to each of the validator's replicas on the sender's side of the partitions.
+    fn route(&mut self, node: u32, to: u32, bytes: Rc<Vec<u8>>) {
+        if bytes.len() > self.cfg.max_message_bytes {
+            self.note(node, "oversize-dropped", bytes.len() as u64, 0);
             return;
         }
-        let key = (node, phase, vote.view, vote.height);
-        match self.votes.get(&key) {
-            Some(h) if *h != vote.block_hash => self.violate(format!(
-                "n{node} signed two blocks for {phase:?} at view {} height {}",
-                vote.view, vote.height
-            )),
-            Some(_) => {}
-            None => {
-                self.votes.insert(key, vote.block_hash);
+        let from = self.nodes[node as usize].ctx.me;
+        let twins = self.schedule.twins.iter().enumerate();
+        let seconds = twins
+            .filter(|(_, &v)| v == to)
+            .map(|(i, _)| self.n + i as u32);
+        let partitioned = self.now < self.schedule.heal_at;
+        let recipients: Vec<u32> = std::iter::once(to)
+            .chain(seconds)
+            .filter(|&r| !partitioned || self.schedule.same_side(self.round, node, r))
+            .collect();
+        for r in recipients {
+            for delay in self.schedule.deliveries(&mut self.rng, from, to, self.now) {
+                self.messages += 1;
+                let bytes = bytes.clone();
+                self.push(self.now + delay, Ev::Msg { to: r, from, bytes });
             }
         }
     }
@@ -663,15 +748,13 @@ impl Sim {
         let h = block.height();
         let hash = block.hash();
         let honest = self.honest(node);
-        self.note(
-            node,
-            "deliver",
-            h,
-            u64::from_be_bytes(hash.0[..8].try_into().unwrap_or_default()),
-        );
-        let len = self.nodes[node as usize].chain.len() as u64;
-        if h != len + 1 {
-            self.violate(format!("n{node} delivered height {h} after {len}"));
+        let hash8 = u64::from_be_bytes(hash.0[..8].try_into().unwrap_or_default());
+        self.note(node, "deliver", h, hash8);
+        let n = &self.nodes[node as usize];
+        if let Err(e) = checks::delivery(node, checks::tip(&n.chain), &block, &certificate) {
+            if honest {
+                self.violate(e);
+            }
             return;
         }
         let n = &mut self.nodes[node as usize];
@@ -690,10 +773,25 @@ impl Sim {
             }
         }
         self.push(self.now + 1, Ev::Executed { node, height: h });
-        if !honest {
-            return;
+        if honest {
+            self.check_agreement(node, h, hash, root, &txs, &mut problems);
         }
-        for th in &txs {
+        if let Some(p) = problems.into_iter().next() {
+            self.violate(p);
+        }
+    }
+
+    /// Validity, agreement and root agreement of one honest delivery.
+    fn check_agreement(
+        &mut self,
+        node: u32,
+        h: u64,
+        hash: Hash,
+        root: Hash,
+        txs: &[Hash],
+        problems: &mut Vec<String>,
+    ) {
+        for th in txs {
             if !self.submitted.contains(th) {
                 problems.push(format!(
                     "n{node} delivered transaction {th} nobody submitted"
@@ -701,170 +799,14 @@ impl Sim {
             }
             self.committed_any.insert(*th);
         }
-        match self.canonical.get(&h) {
-            Some(c) if *c != hash => {
-                problems.push(format!(
-                    "agreement: n{node} delivered {hash} at height {h}, others {c}"
-                ));
-            }
-            Some(_) => {}
-            None => {
-                self.canonical.insert(h, hash);
-            }
+        let c = *self.canonical.entry(h).or_insert(hash);
+        if c != hash {
+            problems.push(format!(
+                "agreement: n{node} delivered {hash} at height {h}, others {c}"
+            ));
         }
-        match self.roots.get(&h) {
-            Some(r) if *r != root => problems.push(format!("root agreement broken at height {h}")),
-            Some(_) => {}
-            None => {
-                self.roots.insert(h, root);
-            }
-        }
-        if let Some(p) = problems.into_iter().next() {
-            self.violate(p);
-        }
-    }
-
-    /// Sends one message through the network model, transformed if the sender is byzantine.
-    fn send(&mut self, from: u32, to: u32, message: Message) {
-        let mut outgoing = vec![message.to_bytes()];
-        if let Some(b) = self.nodes[from as usize].byzantine {
-            outgoing = self.byzantine_out(from, b, to, message);
-        }
-        for bytes in outgoing {
-            let bytes = Rc::new(bytes);
-            for delay in self.schedule.deliveries(&mut self.rng, from, to, self.now) {
-                self.messages += 1;
-                self.push(
-                    self.now + delay,
-                    Ev::Msg {
-                        to,
-                        from,
-                        bytes: bytes.clone(),
-                    },
-                );
-            }
-        }
-    }
-
-    fn byzantine_out(&mut self, me: u32, b: Byzantine, to: u32, message: Message) -> Vec<Vec<u8>> {
-        use crate::byzantine as evil;
-        let key = self.keys[me as usize];
-        let sign = |bytes: &[u8]| sim_sign(&key, bytes);
-        let other_half = evil::upper_half(to, self.n);
-        let chain_id = "lanes-sim";
-        match (b, message) {
-            (Byzantine::EquivocatingPrimary, Message::PrePrepare { view, block }) if other_half => {
-                evil::equivocation(view, &block, me, chain_id, sign)
-                    .iter()
-                    .map(Message::to_bytes)
-                    .collect()
-            }
-            (Byzantine::ConflictingVoter, Message::Prepare(v)) if other_half => {
-                let v = evil::conflicting_vote(Phase::Prepare, &v, chain_id, sign);
-                vec![Message::Prepare(v).to_bytes()]
-            }
-            (Byzantine::ConflictingVoter, Message::Commit(v)) if other_half => {
-                let v = evil::conflicting_vote(Phase::Commit, &v, chain_id, sign);
-                vec![Message::Commit(v).to_bytes()]
-            }
-            (Byzantine::Garbage, message) => {
-                let mut out = vec![message.to_bytes()];
-                if self.rng.gen_bool(0.3) {
-                    let len = self.rng.gen_range(0..200);
-                    out.push((0..len).map(|_| self.rng.gen()).collect());
-                }
-                if self.rng.gen_bool(0.3) {
-                    out.push(evil::corrupted(&message));
-                }
-                if self.rng.gen_bool(0.1) {
-                    out.push(evil::forged_new_view(self.rng.gen_range(1..1000)).to_bytes());
-                }
-                out
-            }
-            (_, message) => vec![message.to_bytes()],
-        }
-    }
-
-    fn report(&self) -> SimReport {
-        let honest: Vec<&Node> = self
-            .nodes
-            .iter()
-            .filter(|n| n.byzantine.is_none())
-            .collect();
-        let liveness_failure = if self.violation.is_none() && !self.done() {
-            let lagging: Vec<String> = (0..self.n)
-                .filter(|&i| self.honest(i))
-                .map(|i| {
-                    let n = &self.nodes[i as usize];
-                    let r = n.replica.as_ref();
-                    format!(
-                        "\n  n{i}: {}/{} txs, height {}: {}",
-                        n.delivered_txs.len(),
-                        self.cfg.txs,
-                        n.chain.len(),
-                        r.map_or("down".to_string(), |r| r.debug_state()),
-                    )
-                })
-                .collect();
-            Some(format!(
-                "not every transaction delivered by every honest replica {}ms after healing: {}",
-                self.cfg.settle_ms,
-                lagging.concat()
-            ))
-        } else {
-            None
-        };
-        let trace = self
-            .trace
-            .iter()
-            .map(|e| match e.what {
-                "recv" => format!(
-                    "{:>6}ms n{} <- n{} {}",
-                    e.t,
-                    e.node,
-                    e.a,
-                    Message::KINDS
-                        .get(e.b as usize)
-                        .copied()
-                        .unwrap_or("garbage")
-                ),
-                "deliver" => format!(
-                    "{:>6}ms n{} delivers height {} ({:016x})",
-                    e.t, e.node, e.a, e.b
-                ),
-                "submit" => format!("{:>6}ms n{} gets client tx {}", e.t, e.node, e.a),
-                "timer" => format!("{:>6}ms n{} timer", e.t, e.node),
-                other => format!("{:>6}ms n{} {} {}", e.t, e.node, other, e.a),
-            })
-            .collect();
-        SimReport {
-            seed: self.cfg.seed,
-            profile: self.cfg.profile,
-            validators: self.n,
-            committed_blocks: honest.iter().map(|n| n.chain.len() as u64).max().unwrap_or(0),
-            committed_txs: self.committed_any.len(),
-            view_changes: self
-                .nodes
-                .iter()
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.stats().view_changes)
-                .sum(),
-            messages: self.messages,
-            rejected_messages: self
-                .nodes
-                .iter()
-                .filter(|n| n.byzantine.is_none())
-                .filter_map(|n| n.replica.as_ref())
-                .map(|r| r.stats().rejected_messages)
-                .sum(),
-            violation: self.violation.clone(),
-            liveness_failure,
-            schedule: self.schedule.faults.iter().map(|f| f.to_string()).chain([format!(
-                "network while faulty: drop {:.2}, duplicate {:.2}, jitter {}ms; all heals at {}ms",
-                self.schedule.drop, self.schedule.duplicate, self.schedule.jitter_ms, self.schedule.heal_at
-            )]).collect(),
-            trace,
-            end_ms: self.now,
+        if *self.roots.entry(h).or_insert(root) != root {
+            problems.push(format!("root agreement broken at height {h}"));
         }
     }
 }
