@@ -140,6 +140,7 @@ pub fn run(p: NodeParams) -> Result<()> {
         }
     }
     let max_frame = net_config.max_frame;
+    check_frame_limit(&Config::from_genesis(&p.genesis, p.index), max_frame)?;
     let (net, mut inbound) = Network::start(net_config).context("starting QUIC")?;
 
     let (inputs_tx, inputs_rx) = mpsc::sync_channel(INPUT_QUEUE);
@@ -252,10 +253,41 @@ pub fn run(p: NodeParams) -> Result<()> {
     Ok(())
 }
 
+/// Refuses to start when consensus could produce a message the network cannot carry: it would
+/// be dropped at every send.
+fn check_frame_limit(config: &Config, max_frame: usize) -> Result<()> {
+    let bound = config.max_message_bytes();
+    if bound > max_frame {
+        bail!(
+            "this genesis lets consensus produce messages of up to {bound} bytes, above the \
+             network's frame limit of {max_frame} bytes: lower params.max_block_txs or \
+             params.max_tx_bytes (block size), or params.watermark_window (VIEW-CHANGE and \
+             NEW-VIEW size) in genesis"
+        );
+    }
+    Ok(())
+}
+
 fn resolve(addr: &str) -> Result<SocketAddr> {
     use std::net::ToSocketAddrs;
     addr.to_socket_addrs()
         .with_context(|| format!("resolving {addr}"))?
         .next()
         .with_context(|| format!("{addr} resolves to nothing"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consensus_messages_must_fit_the_network_frame() {
+        let g = crate::fixtures::genesis("frame-check", &crate::fixtures::keys("frame-check"));
+        let config = Config::from_genesis(&g, 0);
+        check_frame_limit(&config, lanes_net::DEFAULT_MAX_FRAME).expect("the defaults fit");
+        let e = check_frame_limit(&config, 1 << 20).expect_err("above 1 MiB");
+        let msg = e.to_string();
+        assert!(msg.contains("frame limit of 1048576 bytes"), "{msg}");
+        assert!(msg.contains("params.max_block_txs"), "{msg}");
+    }
 }
