@@ -288,9 +288,8 @@ impl ConsensusDriver {
                 replica.diverged_at().is_some(),
                 now,
             );
-            let claims = peer_claims(&replica, n);
-            if let Some((peer, request)) = sync.tick(need, &claims, replica.committed_height(), now)
-            {
+            let committed = replica.committed_height();
+            if let Some((peer, request)) = sync.tick(need, replica.claims(), committed, now) {
                 send(&shared, Some(peer), &request);
             }
             let stats = replica.stats();
@@ -359,14 +358,6 @@ struct StateInput<'a> {
     sync: &'a mut StateSync,
     committed: u64,
     now: u64,
-}
-
-/// The height each validator claims to have executed, for choosing whom to ask for the state.
-/// The replica keeps these claims but does not expose them yet: until it does
-/// (`Replica::claims`), every validator is taken to claim the network's height (at least f+1
-/// of them do).
-fn peer_claims(replica: &Replica<NodeContext>, n: u32) -> Vec<u64> {
-    vec![replica.network_height(); n as usize]
 }
 
 /// Carries out one action. Persist is synced before returning, so every later action (a vote)
