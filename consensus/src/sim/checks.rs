@@ -3,6 +3,8 @@
 //!
 //! - it never signs two different blocks for one (phase, view, height), nor two different
 //!   NEW-VIEWs for one view, not even across crashes;
+//! - in a view it started with a NEW-VIEW, it PREPAREs at a re-proposed height only the block
+//!   the NEW-VIEW placed there, not even after a restart;
 //! - a vote or VIEW-CHANGE leaves only after the record that binds it was persisted;
 //! - no message it sends is above the network's size limit;
 //! - it delivers strictly by height, each block's parent being the block delivered before;
@@ -13,7 +15,7 @@
 //! their meaning whatever the replica does inside.
 
 use crate::context::Context;
-use crate::messages::{CertifiedBlock, Message, Phase};
+use crate::messages::{CertifiedBlock, Message, NewView, Phase};
 use crate::replica::Replica;
 use crate::safety::VIEW_KEY;
 use lanes_types::codec::Decode;
@@ -30,9 +32,27 @@ pub struct Checker {
     votes: BTreeMap<(u32, Phase, u64, u64), Hash>,
     /// (validator, view) -> hash of the NEW-VIEW's signed bytes.
     new_views: BTreeMap<(u32, u64), Hash>,
+    /// (validator, view) -> the blocks the NEW-VIEW it installed re-proposed, by height.
+    plans: BTreeMap<(u32, u64), BTreeMap<u64, Hash>>,
 }
 
 impl Checker {
+    /// Honest validator `me` installed `nv` (sent it as primary, or started its view with it):
+    /// from now on it may PREPARE in that view only the blocks `nv` re-proposes at their
+    /// heights. The first NEW-VIEW seen for a (validator, view) is the one it installed.
+    pub fn installed(&mut self, me: u32, nv: &NewView) {
+        self.plans.entry((me, nv.view)).or_insert_with(|| {
+            let plan = crate::plan_new_view(&nv.view_changes);
+            plan.chain
+                .iter()
+                .map(|&(i, j)| {
+                    let header = &nv.view_changes[i].prepared[j].header;
+                    (header.height, header.hash())
+                })
+                .collect()
+        });
+    }
+
     /// Checks a message honest validator `me` is about to send (`len` bytes encoded, `max`
     /// the network's limit), given the records it has persisted so far.
     pub fn outgoing(
@@ -64,6 +84,7 @@ impl Checker {
                 Ok(())
             }
             Message::NewView(nv) => {
+                self.installed(me, nv);
                 let id = Hash::tagged("lanes/sim-new-view", &nv.signed_bytes(super::CHAIN_ID));
                 match self.new_views.insert((me, nv.view), id) {
                     Some(old) if old != id => Err(format!(
@@ -85,6 +106,13 @@ impl Checker {
         v: &crate::messages::Vote,
         persisted: &Records,
     ) -> Result<(), String> {
+        let planned = self.plans.get(&(me, v.view)).and_then(|p| p.get(&v.height));
+        if phase == Phase::Prepare && planned.is_some_and(|h| *h != v.block_hash) {
+            return Err(format!(
+                "n{me} PREPAREd at view {} height {} a block its NEW-VIEW did not put there",
+                v.view, v.height
+            ));
+        }
         let key = (me, phase, v.view, v.height);
         if let Some(h) = self.votes.insert(key, v.block_hash) {
             if h != v.block_hash {

@@ -31,7 +31,7 @@ use crate::messages::{CertifiedBlock, Message};
 use crate::replica::{Action, Alarm, Config, Event, Recovered, Replica};
 use crate::safety;
 use crate::MempoolLimits;
-use lanes_types::codec::Encode;
+use lanes_types::codec::{Decode, Encode};
 use lanes_types::{
     Block, Bytes, CheckpointCertificate, Hash, Signature, ValidatorInfo, ValidatorSet,
 };
@@ -614,10 +614,29 @@ impl Sim {
         let now = self.now;
         let view_event =
             matches!(&event, Event::Message { bytes, .. } if matches!(bytes.first(), Some(5 | 6)));
+        let new_view = match &event {
+            Event::Message { bytes, .. } if bytes.first() == Some(&6) => {
+                match Message::from_bytes(bytes) {
+                    Ok(Message::NewView(nv)) => Some(nv),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        let honest = self.honest(node);
+        let me = self.nodes[node as usize].ctx.me;
         let Some(replica) = self.nodes[node as usize].replica.as_mut() else {
             return;
         };
+        let before = (replica.view(), replica.in_view_change());
         let actions = replica.handle(event, now);
+        if let Some(nv) = new_view.filter(|_| honest) {
+            let started = (before.0 < nv.view || before.1)
+                && (replica.view(), replica.in_view_change()) == (nv.view, false);
+            if started {
+                self.checker.installed(me, &nv);
+            }
+        }
         let cut = self.crash_cut(node, &actions, view_event);
         let keep = cut.unwrap_or(actions.len());
         for action in actions.into_iter().take(keep) {
