@@ -660,6 +660,12 @@ impl<C: Context> Replica<C> {
         self.muted
     }
 
+    /// The validator our outstanding catch-up request went to, if one is outstanding: the only
+    /// one whose answer (even an empty one: "pruned") counts.
+    pub fn sync_peer(&self) -> Option<u32> {
+        self.sync_asked.map(|(peer, _, _)| peer)
+    }
+
     /// Proposals waiting for their view or for a block below them.
     pub fn waiting_proposals(&self) -> usize {
         self.future.len()

@@ -666,3 +666,32 @@ fn proposals_for_future_views_wait_in_a_bounded_buffer() {
         "full, and no fuller"
     );
 }
+
+/// The node takes an empty catch-up answer as "pruned, fetch the state" only from the peer it
+/// asked: `sync_peer` names it while the request is outstanding, nobody before, and the next
+/// peer once it answered.
+#[test]
+fn only_the_asked_peer_counts_as_the_catch_up_source() {
+    let mut c = Cluster::new();
+    c.submit(0, 1);
+    c.settle(200, |from, to, _| from != 2 && to != 2);
+    let (b1, _) = c.delivered[0][0].clone();
+    c.queue.clear();
+    assert_eq!(c.replicas[2].as_ref().unwrap().sync_peer(), None);
+    for by in [0, 1] {
+        let vote = checkpoint(&c, by, &b1);
+        inject(&mut c, by, 2, &Message::Checkpoint(vote));
+    }
+    let t = c.now + 300;
+    c.advance(t);
+    let asked = c.replicas[2].as_ref().unwrap().sync_peer();
+    assert!(matches!(asked, Some(0 | 1)), "n2 asked n0 or n1: {asked:?}");
+    let peer = asked.unwrap();
+    inject(&mut c, peer, 2, &Message::SyncResponse(Vec::new()));
+    let next = c.replicas[2].as_ref().unwrap().sync_peer();
+    assert_ne!(
+        next,
+        Some(peer),
+        "answered: the next request goes to another peer"
+    );
+}

@@ -214,7 +214,10 @@ impl ConsensusDriver {
                             *seen = true;
                         }
                     }
-                    if Message::is_empty_sync_response(&bytes) {
+                    // Only the peer we asked can tell us it pruned the blocks: an unsolicited
+                    // empty answer must not send us fetching the whole state.
+                    if Message::is_empty_sync_response(&bytes) && replica.sync_peer() == Some(from)
+                    {
                         sync.blocks_unavailable(now);
                     }
                     replica.handle(Event::Message { from, bytes }, now)
