@@ -332,11 +332,11 @@ mod tests {
     use super::*;
 
     fn keys() -> Vec<SecretKey> {
-        crate::fixtures::keys("config")
+        lanes_node::fixtures::keys("config")
     }
 
     fn genesis(keys: &[SecretKey]) -> Genesis {
-        crate::fixtures::genesis("config-test", keys)
+        lanes_node::fixtures::genesis("config-test", keys)
     }
 
     /// A valid home for validator 2 in a fresh temporary directory.

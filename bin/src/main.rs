@@ -9,17 +9,15 @@ mod bench_exec;
 mod chaos;
 mod config;
 mod explorer;
-#[cfg(test)]
-mod fixtures;
 mod load;
 mod localnet;
-mod node;
 mod sim_cmd;
 mod testnet;
 mod wallet;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use lanes_node as node;
 use lanes_storage::Store;
 use lanes_types::Genesis;
 use std::path::PathBuf;

@@ -10,6 +10,7 @@ pub mod api;
 #[cfg(feature = "byzantine")]
 pub mod byzantine;
 mod driver;
+pub mod fixtures;
 pub mod hold;
 pub mod ledger;
 pub mod shared;

@@ -1,4 +1,5 @@
-//! Test fixtures shared by the binary's unit tests.
+//! Deterministic validator keys and a local genesis, for tests and examples (here and in the
+//! `lanes` binary's tests).
 
 use lanes_types::{
     Genesis, GenesisAsset, GenesisBalance, ProtocolParams, SecretKey, ValidatorInfo,
