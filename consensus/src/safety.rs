@@ -77,6 +77,20 @@ fn height_key(kind: u8, height: u64) -> Vec<u8> {
     key
 }
 
+/// The key ranges `[from, to)` that [`SafetyWrite::DeleteThrough`] at `height` deletes, for a
+/// store that deletes by range: one per height-keyed record kind.
+pub fn delete_through_ranges(height: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+    HEIGHT_KEYED
+        .iter()
+        .map(|&kind| {
+            (
+                height_key(kind, 0),
+                height_key(kind, height.saturating_add(1)),
+            )
+        })
+        .collect()
+}
+
 /// Applies `DeleteThrough` to an in-memory copy of the records (used by the simulator and
 /// tests; the node does the same with a range delete).
 pub fn apply(records: &mut BTreeMap<Vec<u8>, Vec<u8>>, write: &SafetyWrite) {
@@ -337,5 +351,26 @@ mod tests {
             1,
             "the proposal record is height-keyed, the NEW-VIEW is not"
         );
+    }
+
+    #[test]
+    fn the_delete_ranges_delete_exactly_what_apply_deletes() {
+        let mut map = BTreeMap::new();
+        for h in [0u64, 1, 4, 5, 6, u64::MAX - 1] {
+            for kind in HEIGHT_KEYED {
+                map.insert(height_key(kind, h), vec![1]);
+            }
+        }
+        map.insert(VIEW_KEY.to_vec(), vec![1]);
+        map.insert(NEW_VIEW_KEY.to_vec(), vec![1]);
+        let ranges = delete_through_ranges(5);
+        let mut applied = map.clone();
+        apply(&mut applied, &SafetyWrite::DeleteThrough { height: 5 });
+        for key in map.keys() {
+            let in_range = ranges.iter().any(|(from, to)| {
+                key.as_slice() >= from.as_slice() && key.as_slice() < to.as_slice()
+            });
+            assert_eq!(in_range, !applied.contains_key(key), "{key:?}");
+        }
     }
 }

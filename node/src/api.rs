@@ -675,7 +675,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         (
             "lanes_rejected_messages_total",
             "counter",
-            "Invalid consensus messages dropped.",
+            "Invalid messages dropped (by consensus or by the node).",
             g(&m.rejected_messages) as f64,
         ),
         (

@@ -9,7 +9,7 @@ use super::state_sync::{self, Snapshot, StateSync};
 use anyhow::{Context as _, Result};
 use lanes_consensus::messages::{CertifiedBlock, Message};
 use lanes_consensus::{
-    Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite,
+    Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite, Stats,
 };
 use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
 use lanes_executor::Executor;
@@ -171,6 +171,7 @@ impl ConsensusDriver {
         }
         replica.set_muted(hold.holding());
         let mut timer: Option<u64> = None;
+        let mut counted = Stats::default();
         loop {
             let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
             let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
@@ -249,6 +250,7 @@ impl ConsensusDriver {
                         Ok((head, certificate)) => {
                             // The replica starts again from the installed state, with every
                             // vote it promised (the safety records are untouched).
+                            counted = Stats::default();
                             replica = (self.make_replica)(Recovered {
                                 committed_height: head.height,
                                 committed_hash: head.block_hash,
@@ -295,15 +297,7 @@ impl ConsensusDriver {
             if let Some((peer, request)) = sync.tick(need, replica.claims(), committed, now) {
                 send(&shared, Some(peer), &request);
             }
-            let stats = replica.stats();
-            shared
-                .metrics
-                .view_changes
-                .store(stats.view_changes, std::sync::atomic::Ordering::Relaxed);
-            shared.metrics.rejected_messages.store(
-                stats.rejected_messages,
-                std::sync::atomic::Ordering::Relaxed,
-            );
+            publish_counters(replica.stats(), &mut counted, &shared.metrics);
             shared.update_status(|s| {
                 s.view = replica.view();
                 s.primary = replica.primary();
@@ -361,6 +355,20 @@ struct StateInput<'a> {
     sync: &'a mut StateSync,
     committed: u64,
     now: u64,
+}
+
+/// Adds what the replica counted since `counted` to the node's counters, which also count the
+/// node's own rejections and never go back when the replica is rebuilt (state transfer).
+fn publish_counters(stats: &Stats, counted: &mut Stats, metrics: &Metrics) {
+    Metrics::add(
+        &metrics.rejected_messages,
+        stats.rejected_messages - counted.rejected_messages,
+    );
+    Metrics::add(
+        &metrics.view_changes,
+        stats.view_changes - counted.view_changes,
+    );
+    *counted = stats.clone();
 }
 
 /// Carries out one action. Persist is synced before returning, so every later action (a vote)
@@ -426,13 +434,7 @@ fn persist(store: &Store, writes: &[SafetyWrite]) -> Result<()> {
         match w {
             SafetyWrite::Put { key, value } => puts.push((key, value)),
             SafetyWrite::DeleteThrough { height } => {
-                for kind in lanes_consensus::safety::HEIGHT_KEYED {
-                    let mut from = vec![kind];
-                    from.extend_from_slice(&0u64.to_be_bytes());
-                    let mut to = vec![kind];
-                    to.extend_from_slice(&height.saturating_add(1).to_be_bytes());
-                    ranges.push((from, to));
-                }
+                ranges.extend(lanes_consensus::safety::delete_through_ranges(*height));
             }
         }
     }
@@ -720,6 +722,26 @@ fn execute_block(
 mod tests {
     use super::*;
     use lanes_types::{payload_digest, BlockHeader, Bytes, ValidatorSignature};
+
+    #[test]
+    fn counters_add_the_replicas_counts_and_never_go_back_when_it_is_rebuilt() {
+        let metrics = Metrics::default();
+        let mut counted = Stats::default();
+        Metrics::add(&metrics.rejected_messages, 2); // the node's own rejections
+        let stats = |rejected, view_changes| Stats {
+            rejected_messages: rejected,
+            view_changes,
+            ..Stats::default()
+        };
+        publish_counters(&stats(5, 1), &mut counted, &metrics);
+        publish_counters(&stats(7, 1), &mut counted, &metrics);
+        assert_eq!(Metrics::get(&metrics.rejected_messages), 9);
+        // A state transfer rebuilds the replica: its counts start again from zero.
+        counted = Stats::default();
+        publish_counters(&stats(1, 0), &mut counted, &metrics);
+        assert_eq!(Metrics::get(&metrics.rejected_messages), 10);
+        assert_eq!(Metrics::get(&metrics.view_changes), 1);
+    }
 
     /// A certified block at `height` carrying one transaction of `tx_bytes` bytes.
     fn certified(height: u64, tx_bytes: usize) -> CertifiedBlock {
