@@ -520,7 +520,7 @@ async fn proof(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult 
             )
         })?;
     let value = state_get(&s.store, &key)?;
-    let nodes = super::ledger::StoreNodes::new(&s.store);
+    let nodes = super::execute::StoreNodes::new(&s.store);
     let proof = smt::prove(&nodes, head.state_root, &key);
     nodes.fault.check().map_err(internal)?;
     let proof = proof.map_err(internal)?;

@@ -1,22 +1,21 @@
-//! The two threads around the replica: the consensus thread that owns the [`Replica`] and
-//! carries out its actions in order, and the executor thread that executes and stores committed
-//! blocks. Neither runs on tokio's workers; the executor has its own rayon pool.
+//! The consensus thread: it owns the [`Replica`], carries out its actions in order (persist,
+//! send, hand decided blocks to the apply thread in `apply.rs`), and runs the node's own
+//! protocol around it (voting hold, state transfer requests, height queries). It never runs on
+//! tokio's workers.
 
+use super::apply::ApplyJob;
 use super::hold::{self, VotingHold};
-use super::ledger;
-use super::shared::{BlockEvent, Input, Metrics, Shared};
-use super::state_sync::{self, Snapshot, StateSync};
-use anyhow::{Context as _, Result};
+use super::shared::{Input, Metrics, Shared};
+use super::state_sync::{self, StateSync};
+use anyhow::Result;
 use lanes_consensus::messages::{CertifiedBlock, Message};
 use lanes_consensus::{
     Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite, Stats,
 };
 use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
-use lanes_executor::Executor;
-use lanes_storage::{StorageError, Store};
+use lanes_storage::Store;
 use lanes_types::codec::{Decode, Encode};
-use lanes_types::{Block, CheckpointCertificate, CommitCertificate, Genesis, Hash, Signature};
-use std::collections::BTreeMap;
+use lanes_types::{Block, Genesis, Hash, Signature};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -113,16 +112,6 @@ impl Context for NodeContext {
     }
 }
 
-/// Work for the executor thread.
-pub enum ExecJob {
-    /// Execute and store a committed block.
-    Block(Block, CommitCertificate),
-    /// Store an execution certificate (once its block is stored).
-    Certificate(CheckpointCertificate),
-    /// Install a certified state snapshot received from a peer.
-    Install(Snapshot),
-}
-
 /// Most bytes of blocks in one catch-up answer.
 const MAX_SYNC_BYTES: usize = 8 << 20;
 
@@ -143,7 +132,7 @@ impl ConsensusDriver {
         mut replica: Replica<NodeContext>,
         inputs: Receiver<Input>,
         shared: Arc<Shared>,
-        exec: Sender<ExecJob>,
+        exec: Sender<ApplyJob>,
     ) -> Result<()> {
         let clock = self.clock;
         let stuck_ms = (30 * shared.genesis.params.view_timeout_ms).max(30_000);
@@ -320,7 +309,7 @@ impl ConsensusDriver {
         message: Result<Message, lanes_types::codec::DecodeError>,
         state: StateInput<'_>,
         shared: &Arc<Shared>,
-        exec: &Sender<ExecJob>,
+        exec: &Sender<ApplyJob>,
     ) -> Result<()> {
         let StateInput {
             sync,
@@ -334,8 +323,8 @@ impl ConsensusDriver {
             Ok(Message::StateChunk(chunk)) => {
                 match sync.on_chunk(from, chunk, &shared.genesis, committed, now) {
                     Ok(Some(snapshot)) => exec
-                        .send(ExecJob::Install(snapshot))
-                        .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?,
+                        .send(ApplyJob::Install(snapshot))
+                        .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?,
                     Ok(None) => {}
                     Err(e) => {
                         Metrics::add(&shared.metrics.rejected_messages, 1);
@@ -376,7 +365,7 @@ fn publish_counters(stats: &Stats, counted: &mut Stats, metrics: &Metrics) {
 fn carry_out(
     action: Action,
     shared: &Shared,
-    exec: &Sender<ExecJob>,
+    exec: &Sender<ApplyJob>,
     timer: &mut Option<u64>,
 ) -> Result<()> {
     match action {
@@ -386,12 +375,12 @@ fn carry_out(
         Action::Deliver { block, certificate } => {
             // The backlog is bounded by consensus itself: nothing is proposed beyond the
             // window above the last execution certificate, and certificates need execution.
-            exec.send(ExecJob::Block(block, certificate))
-                .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?;
+            exec.send(ApplyJob::Block(block, certificate))
+                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?;
         }
         Action::Certified(cert) => {
-            exec.send(ExecJob::Certificate(cert))
-                .map_err(|_| anyhow::anyhow!("the executor thread stopped"))?;
+            exec.send(ApplyJob::Certificate(cert))
+                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?;
         }
         Action::ServeSync {
             to,
@@ -567,161 +556,10 @@ fn reported_root(shared: &Shared, root: Hash) -> Hash {
     root
 }
 
-/// Most blocks pruned after one committed block (pruning catches up gradually).
-const PRUNE_STEP: u64 = 64;
-
-/// Runs the executor thread: executes and stores committed blocks in order, stores execution
-/// certificates once their block is stored, installs certified state snapshots, prunes blocks
-/// older than `retain_blocks` below the head (0: never), and reports each stored block to
-/// consensus.
-pub fn executor_loop(
-    jobs: Receiver<ExecJob>,
-    shared: Arc<Shared>,
-    executor: Executor,
-    retain_blocks: u64,
-) -> Result<()> {
-    let mut pending: BTreeMap<u64, CheckpointCertificate> = BTreeMap::new();
-    while let Ok(job) = jobs.recv() {
-        match job {
-            ExecJob::Certificate(cert) => {
-                pending.insert(cert.height, cert);
-            }
-            ExecJob::Install(snapshot) => {
-                let result = state_sync::install(&shared.store, &snapshot, &shared.metrics);
-                if let Ok(head) = &result {
-                    pending.retain(|h, _| *h > head.height);
-                    shared.update_status(|s| {
-                        s.height = head.height;
-                        s.block_hash = head.block_hash.to_string();
-                        s.state_root = head.state_root.to_string();
-                    });
-                }
-                let result = result.map(|head| (head, snapshot.certificate));
-                let _ = shared.inputs.send(Input::StateInstalled(result));
-            }
-            ExecJob::Block(block, certificate) => {
-                execute_block(&shared, &executor, &block, &certificate)?;
-                let height = block.height();
-                if retain_blocks > 0 && height > retain_blocks {
-                    if let Err(e) = shared
-                        .store
-                        .prune_blocks(height - retain_blocks, PRUNE_STEP)
-                    {
-                        tracing::warn!(error = %e, "pruning old blocks failed");
-                    }
-                }
-            }
-        }
-        // Certificates whose block is stored now.
-        let stored = shared.store.head()?.map_or(0, |h| h.height);
-        while let Some(entry) = pending.first_entry() {
-            if *entry.key() > stored {
-                break;
-            }
-            let cert = entry.remove();
-            match shared.store.put_checkpoint_certificate(&cert) {
-                Ok(()) => {}
-                Err(StorageError::Divergence {
-                    height,
-                    ours,
-                    certified,
-                }) => {
-                    tracing::error!(
-                        height,
-                        ours,
-                        certified,
-                        "DIVERGENCE: stored root differs from the certified one"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(height = cert.height, error = %e, "execution certificate not stored")
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Executes and stores one committed block and reports it. A block already stored (delivered
-/// again after a state transfer) is reported from storage; one above a gap is skipped (the
-/// node then fetches the certified state).
-fn execute_block(
-    shared: &Shared,
-    executor: &Executor,
-    block: &Block,
-    certificate: &CommitCertificate,
-) -> Result<()> {
-    let head = shared.store.head()?.context("no genesis state")?;
-    let height = block.height();
-    let hash = block.hash();
-    if height <= head.height {
-        let stored = if height == head.height {
-            Some(head.block_hash)
-        } else {
-            shared.store.block(height)?.map(|b| b.hash())
-        };
-        if let (Some(stored), Some(root)) = (stored, shared.store.state_root(height)?) {
-            if stored == hash {
-                let _ = shared.inputs.send(Input::Executed {
-                    height,
-                    block_hash: hash,
-                    state_root: root,
-                });
-            }
-        }
-        return Ok(());
-    }
-    if height > head.height + 1 {
-        tracing::warn!(
-            height,
-            head = head.height,
-            "committed block above a gap skipped; the certified state will be fetched"
-        );
-        return Ok(());
-    }
-    let done =
-        ledger::execute_and_store(&shared.store, executor, &shared.genesis, block, certificate)?;
-    let m = &shared.metrics;
-    Metrics::add(&m.committed_blocks, 1);
-    Metrics::add(&m.committed_txs, block.txs.len() as u64);
-    let us = (done.exec_ms * 1e3) as u64;
-    m.last_exec_us
-        .store(us, std::sync::atomic::Ordering::Relaxed);
-    Metrics::add(&m.exec_us_total, us);
-    shared.update_status(|s| {
-        s.height = height;
-        s.block_hash = hash.to_string();
-        s.state_root = done.state_root.to_string();
-    });
-    let _ = shared.blocks.send(BlockEvent {
-        height,
-        hash: hash.to_string(),
-        txs: block.txs.len(),
-        ok_txs: done.ok_txs,
-        state_root: done.state_root.to_string(),
-        timestamp_ms: block.header.timestamp_ms,
-        view: certificate.view,
-        exec_ms: done.exec_ms,
-    });
-    tracing::info!(
-        height,
-        txs = block.txs.len(),
-        root = %done.state_root.short(),
-        exec_ms = format!("{:.1}", done.exec_ms),
-        "committed"
-    );
-    let _ = shared.inputs.send(Input::Executed {
-        height,
-        block_hash: hash,
-        state_root: done.state_root,
-    });
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanes_types::{payload_digest, BlockHeader, Bytes, ValidatorSignature};
+    use lanes_types::{payload_digest, BlockHeader, Bytes, CommitCertificate, ValidatorSignature};
 
     #[test]
     fn counters_add_the_replicas_counts_and_never_go_back_when_it_is_rebuilt() {

@@ -1,4 +1,4 @@
-//! `lanes node`: one validator. Wires QUIC (tokio) <-> consensus thread <-> executor thread
+//! `lanes node`: one validator. Wires QUIC (tokio) <-> consensus thread <-> apply thread
 //! (own rayon pool) <-> RocksDB, and serves the HTTP API.
 //!
 //! Start-up: open (or create) the database, write genesis state if absent, read the stored head,
@@ -7,12 +7,13 @@
 //! it promised.
 
 pub mod api;
+mod apply;
 #[cfg(feature = "byzantine")]
 pub mod byzantine;
 mod driver;
+pub mod execute;
 pub mod fixtures;
 pub mod hold;
-pub mod ledger;
 pub mod shared;
 pub mod state_sync;
 
@@ -94,7 +95,7 @@ pub fn run(p: NodeParams) -> Result<()> {
             .set_voting_hold(Some(hold::UNKNOWN))
             .context("storing the voting hold")?;
     }
-    ledger::ensure_genesis(&store, &p.genesis)?;
+    execute::ensure_genesis(&store, &p.genesis)?;
     let head = store.head()?.context("no head after genesis")?;
     let recovered = Recovered {
         committed_height: head.height,
@@ -194,8 +195,8 @@ pub fn run(p: NodeParams) -> Result<()> {
     let clock = Clock::new();
     let exec_shared = shared.clone();
     let exec_thread = std::thread::Builder::new()
-        .name("executor".into())
-        .spawn(move || driver::executor_loop(exec_rx, exec_shared, executor, p.retain_blocks))?;
+        .name("apply".into())
+        .spawn(move || apply::apply_loop(exec_rx, exec_shared, executor, p.retain_blocks))?;
     let cons_shared = shared.clone();
     let driver = driver::ConsensusDriver {
         make_replica: Box::new(make_replica),

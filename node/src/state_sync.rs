@@ -12,7 +12,7 @@
 //! accepts only a gap-free stream from that peer, bounded by [`MAX_STATE_BYTES`], of a height
 //! above both its executed and its committed height (checked on the first chunk: an old
 //! snapshot would roll the replica back below heights it voted on), whose certificate carries
-//! a quorum of valid signatures; the executor thread ([`install`]) then
+//! a quorum of valid signatures; the apply thread ([`install`]) then
 //! rebuilds the state tree from the entries and installs them only if the tree's root is the
 //! certified root. Anything else aborts the attempt; the next one goes to another peer.
 
@@ -406,7 +406,7 @@ impl StateSync {
 }
 
 /// Rebuilds the state tree from a snapshot's entries and, if its root is the certified one,
-/// installs the snapshot in place of the stored state (executor thread).
+/// installs the snapshot in place of the stored state (apply thread).
 pub fn install(store: &Store, snapshot: &Snapshot, metrics: &Metrics) -> Result<Head, String> {
     let started = Instant::now();
     let mut updates = Vec::with_capacity(snapshot.entries.len());
@@ -428,7 +428,7 @@ pub fn install(store: &Store, snapshot: &Snapshot, metrics: &Metrics) -> Result<
             tree.root, cert.state_root
         ));
     }
-    let nodes = super::ledger::tree_writes(&tree.new_nodes);
+    let nodes = super::execute::tree_writes(&tree.new_nodes);
     store
         .install_state(&StateInstall {
             certificate: cert,
