@@ -100,8 +100,8 @@ async fn status(State(s): State<AppState>) -> ApiResult {
         "peers": connected,
         "diverged_at": st.diverged_at,
         "state_sync": st.state_sync,
-        "voting": st.voting_hold.is_none(),
-        "voting_hold_until": st.voting_hold.flatten(),
+        "voting": !st.voting_hold.holding(),
+        "voting_hold_until": st.voting_hold.until(),
         "lowest_block": s.store.block_floor().unwrap_or(1),
     })))
 }

@@ -4,7 +4,7 @@
 //! tokio's workers.
 
 use super::apply::ApplyJob;
-use super::hold::{self, VotingHold};
+use super::hold::{Hold, VotingHold};
 use super::shared::{Input, Metrics, Shared};
 use super::state_sync::{self, StateSync};
 use anyhow::Result;
@@ -144,17 +144,13 @@ impl ConsensusDriver {
         // (asked by a validator that lost its data, see `hold`).
         let mut signed_by = vec![false; n as usize];
         let mut hold = VotingHold::new(
-            shared.store.voting_hold()?,
+            Hold::from_stored(shared.store.voting_hold()?),
             n as usize,
             shared.genesis.params.watermark_window,
         );
-        if let Some(until) = hold.until() {
+        if hold.holding() {
             tracing::warn!(
-                until = if until == hold::UNKNOWN {
-                    None
-                } else {
-                    Some(until)
-                },
+                until = hold.hold().until(),
                 "started without the consensus safety state: holding votes until caught up"
             );
         }
@@ -182,7 +178,7 @@ impl ConsensusDriver {
                         }
                         Ok(Message::HeightReply { height, seen_votes }) => {
                             if let Some(decided) = hold.on_reply(from, height, seen_votes) {
-                                shared.store.set_voting_hold(decided)?;
+                                shared.store.set_voting_hold(decided.to_stored())?;
                                 tracing::info!(until = ?decided, "voting hold decided from peers' heights");
                             }
                         }
@@ -295,9 +291,7 @@ impl ConsensusDriver {
                 s.mempool = replica.mempool_len();
                 s.diverged_at = replica.diverged_at();
                 s.state_sync = sync.describe();
-                s.voting_hold = hold
-                    .until()
-                    .map(|u| if u == hold::UNKNOWN { None } else { Some(u) });
+                s.voting_hold = hold.hold();
             });
         }
     }

@@ -5,7 +5,7 @@
 //! already voted on. So a new database starts with its votes held (persisted, so a crash while
 //! holding keeps holding). The node asks the other validators for their executed height
 //! and whether they received anything it signed since they started
-//! ([`Message::HeightQuery`](lanes_consensus::messages::Message::HeightQuery)). With answers
+//! (a height query). With answers
 //! from f+1 of them: if none saw a vote of ours, nothing we might have signed before can be
 //! counted by them and we vote at once (every validator of a new network is in this case, even
 //! one that starts after the others committed a few blocks). Otherwise anything we signed lies
@@ -15,15 +15,62 @@
 
 use std::collections::BTreeMap;
 
-/// The hold's height while the peers' answers are awaited.
-pub const UNKNOWN: u64 = u64::MAX;
-/// How often the height query is broadcast while the hold is [`UNKNOWN`].
+/// Where a validator's votes stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hold {
+    /// It votes.
+    #[default]
+    Voting,
+    /// Its votes are held while it asks the peers how far the chain went.
+    Asking,
+    /// Its votes are held until it has executed this height.
+    Until(u64),
+}
+
+/// How [`Hold::Asking`] is stored (`Store::voting_hold`: `None` is voting, `Some(h)` holding
+/// until `h`).
+const STORED_ASKING: u64 = u64::MAX;
+
+impl Hold {
+    /// The hold as stored in the database.
+    pub fn from_stored(stored: Option<u64>) -> Hold {
+        match stored {
+            None => Hold::Voting,
+            Some(STORED_ASKING) => Hold::Asking,
+            Some(height) => Hold::Until(height),
+        }
+    }
+
+    /// The hold as the database stores it.
+    pub fn to_stored(self) -> Option<u64> {
+        match self {
+            Hold::Voting => None,
+            Hold::Asking => Some(STORED_ASKING),
+            Hold::Until(height) => Some(height),
+        }
+    }
+
+    /// Whether votes are held.
+    pub fn holding(self) -> bool {
+        self != Hold::Voting
+    }
+
+    /// The height to reach before voting, once known.
+    pub fn until(self) -> Option<u64> {
+        match self {
+            Hold::Until(height) => Some(height),
+            _ => None,
+        }
+    }
+}
+
+/// How often the height query is broadcast while [`Hold::Asking`].
 const QUERY_EVERY_MS: u64 = 500;
 
 /// The hold, driven by the consensus thread.
 #[derive(Debug)]
 pub struct VotingHold {
-    until: Option<u64>,
+    hold: Hold,
     replies: BTreeMap<u32, (u64, bool)>,
     needed: usize,
     window: u64,
@@ -31,11 +78,10 @@ pub struct VotingHold {
 }
 
 impl VotingHold {
-    /// A hold read from storage (`None`: not holding) for a set of `validators` with the
-    /// given watermark `window`.
-    pub fn new(until: Option<u64>, validators: usize, window: u64) -> VotingHold {
+    /// A hold read from storage for a set of `validators` with the given watermark `window`.
+    pub fn new(hold: Hold, validators: usize, window: u64) -> VotingHold {
         VotingHold {
-            until,
+            hold,
             replies: BTreeMap::new(),
             needed: (validators.saturating_sub(1)) / 3 + 1,
             window,
@@ -43,19 +89,19 @@ impl VotingHold {
         }
     }
 
-    /// Whether votes are held.
-    pub fn holding(&self) -> bool {
-        self.until.is_some()
+    /// Where the votes stand.
+    pub fn hold(&self) -> Hold {
+        self.hold
     }
 
-    /// The height to reach before voting ([`UNKNOWN`] while asking), if holding.
-    pub fn until(&self) -> Option<u64> {
-        self.until
+    /// Whether votes are held.
+    pub fn holding(&self) -> bool {
+        self.hold.holding()
     }
 
     /// Whether to broadcast a height query now.
     pub fn wants_query(&mut self, now: u64) -> bool {
-        if self.until != Some(UNKNOWN) || now < self.next_query {
+        if self.hold != Hold::Asking || now < self.next_query {
             return false;
         }
         self.next_query = now + QUERY_EVERY_MS;
@@ -64,8 +110,8 @@ impl VotingHold {
 
     /// A peer's executed height and whether it saw votes of ours. Returns the decided hold (to
     /// persist) once f+1 peers answered.
-    pub fn on_reply(&mut self, from: u32, height: u64, seen_votes: bool) -> Option<Option<u64>> {
-        if self.until != Some(UNKNOWN) {
+    pub fn on_reply(&mut self, from: u32, height: u64, seen_votes: bool) -> Option<Hold> {
+        if self.hold != Hold::Asking {
             return None;
         }
         self.replies.insert(from, (height, seen_votes));
@@ -74,15 +120,19 @@ impl VotingHold {
         }
         let seen = self.replies.values().any(|(_, seen)| *seen);
         let reached = self.replies.values().map(|(h, _)| *h).max().unwrap_or(0);
-        self.until = seen.then(|| reached.saturating_add(self.window));
-        Some(self.until)
+        self.hold = if seen {
+            Hold::Until(reached.saturating_add(self.window))
+        } else {
+            Hold::Voting
+        };
+        Some(self.hold)
     }
 
     /// Our executed height; true when that lifts the hold (to persist).
     pub fn on_executed(&mut self, height: u64) -> bool {
-        match self.until {
-            Some(until) if until != UNKNOWN && height >= until => {
-                self.until = None;
+        match self.hold {
+            Hold::Until(until) if height >= until => {
+                self.hold = Hold::Voting;
                 true
             }
             _ => false,
@@ -96,7 +146,7 @@ mod tests {
 
     #[test]
     fn a_new_validator_votes_once_f_plus_one_peers_saw_no_vote_of_it() {
-        let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
+        let mut h = VotingHold::new(Hold::Asking, 4, 8);
         assert!(h.wants_query(0));
         assert!(!h.wants_query(100), "rate limited");
         assert!(h.wants_query(600));
@@ -108,7 +158,7 @@ mod tests {
         );
         assert_eq!(
             h.on_reply(2, 4, false),
-            Some(None),
+            Some(Hold::Voting),
             "late at genesis: nothing to hold"
         );
         assert!(!h.holding());
@@ -117,10 +167,10 @@ mod tests {
 
     #[test]
     fn a_wiped_validator_waits_past_the_window_above_the_highest_answer() {
-        let mut h = VotingHold::new(Some(UNKNOWN), 4, 8);
-        assert!(!h.on_executed(1_000), "unknown: never lifted by execution");
+        let mut h = VotingHold::new(Hold::Asking, 4, 8);
+        assert!(!h.on_executed(1_000), "asking: never lifted by execution");
         assert_eq!(h.on_reply(3, 40, false), None);
-        assert_eq!(h.on_reply(1, 42, true), Some(Some(50)));
+        assert_eq!(h.on_reply(1, 42, true), Some(Hold::Until(50)));
         assert_eq!(h.on_reply(2, 1_000, true), None, "decided already");
         assert!(h.holding());
         assert!(!h.on_executed(49));
@@ -130,9 +180,17 @@ mod tests {
 
     #[test]
     fn a_validator_without_a_hold_votes() {
-        let mut h = VotingHold::new(None, 7, 8);
+        let mut h = VotingHold::new(Hold::Voting, 7, 8);
         assert!(!h.holding());
         assert!(!h.wants_query(0));
         assert_eq!(h.on_reply(1, 5, true), None);
+    }
+
+    #[test]
+    fn the_stored_form_round_trips() {
+        for hold in [Hold::Voting, Hold::Asking, Hold::Until(0), Hold::Until(77)] {
+            assert_eq!(Hold::from_stored(hold.to_stored()), hold);
+        }
+        assert_eq!(Hold::from_stored(None), Hold::Voting);
     }
 }

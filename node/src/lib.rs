@@ -92,7 +92,7 @@ pub fn run(p: NodeParams) -> Result<()> {
         // A new (or wiped) database: whatever this validator signed before is unknown, so it
         // holds its votes until it knows how far the chain went (see `hold`).
         store
-            .set_voting_hold(Some(hold::UNKNOWN))
+            .set_voting_hold(hold::Hold::Asking.to_stored())
             .context("storing the voting hold")?;
     }
     execute::ensure_genesis(&store, &p.genesis)?;
@@ -156,9 +156,7 @@ pub fn run(p: NodeParams) -> Result<()> {
             height: head.height,
             block_hash: head.block_hash.to_string(),
             state_root: head.state_root.to_string(),
-            voting_hold: store
-                .voting_hold()?
-                .map(|u| (u != hold::UNKNOWN).then_some(u)),
+            voting_hold: hold::Hold::from_stored(store.voting_hold()?),
             ..Default::default()
         }),
         metrics: Metrics::default(),

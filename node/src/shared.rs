@@ -1,6 +1,7 @@
 //! What the node's threads share: storage, a status snapshot, metrics counters, and the
 //! channels into the consensus thread and out to block followers.
 
+use super::hold::Hold;
 use lanes_consensus::AdmitError;
 use lanes_net::NetHandle;
 use lanes_storage::Store;
@@ -64,9 +65,10 @@ pub struct StatusSnapshot {
     pub diverged_at: Option<u64>,
     /// A state transfer under way, if any.
     pub state_sync: Option<String>,
-    /// Votes are held (a new or wiped database): `Some(None)` while asking peers how far the
-    /// chain went, `Some(Some(h))` until height `h` is executed.
-    pub voting_hold: Option<Option<u64>>,
+    /// Whether this validator votes, or holds its votes (a new or wiped database) while it
+    /// asks how far the chain went or until it has executed a height.
+    #[serde(skip)]
+    pub voting_hold: Hold,
 }
 
 /// A committed block as followers see it.
