@@ -186,41 +186,8 @@ pub struct CertifiedBlock {
 }
 codec_struct!(CertifiedBlock { block, certificate });
 
-/// One piece of a validator's state, streamed to a replica that fetches the state because the
-/// blocks it misses are pruned (or its own state diverged). Handled by the node, not the
-/// consensus core: the receiver checks the certificate's quorum and rebuilds the state tree
-/// from the entries before it installs anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateChunk {
-    /// The requester's session id, echoed.
-    pub session: u64,
-    /// Height of the state (the sender's head when it took its snapshot).
-    pub height: u64,
-    /// Hash of the block at `height`.
-    pub block_hash: Hash,
-    /// The state root the sender computed at `height`.
-    pub state_root: Hash,
-    /// Position of this chunk in the stream, from 0.
-    pub seq: u32,
-    /// State entries (encoded key, encoded value), ascending by key.
-    pub entries: Vec<(Bytes, Bytes)>,
-    /// Whether this is the stream's last chunk.
-    pub last: bool,
-    /// In the last chunk: the execution certificate of `height`.
-    pub certificate: Option<CheckpointCertificate>,
-}
-codec_struct!(StateChunk {
-    session,
-    height,
-    block_hash,
-    state_root,
-    seq,
-    entries,
-    last,
-    certificate
-});
-
-/// Everything one validator sends another.
+/// Every consensus message one validator sends another (the node's own messages travel beside
+/// them in the node's wire envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
     /// Client transactions forwarded to the other validators.
@@ -251,25 +218,6 @@ pub enum Message {
     },
     /// Committed blocks, ascending by height.
     SyncResponse(Vec<CertifiedBlock>),
-    /// Asks for a snapshot of the receiver's latest certified state (state transfer).
-    StateRequest {
-        /// Chosen by the requester; echoed in every chunk.
-        session: u64,
-    },
-    /// A piece of a state snapshot.
-    StateChunk(StateChunk),
-    /// Asks for the receiver's executed height (a validator that lost its data asks before it
-    /// votes again).
-    HeightQuery,
-    /// The sender's executed height, and whether it has received votes from the asker since
-    /// it started (if not, the asker signed nothing the sender could count).
-    HeightReply {
-        /// Height of its last executed block.
-        height: u64,
-        /// Whether the sender has received a proposal, vote, VIEW-CHANGE or NEW-VIEW from the
-        /// asker.
-        seen_votes: bool,
-    },
     /// Asks for the block with this hash at this height (a payload a replica needs to vote on
     /// or deliver a block it knows only by header, e.g. after a restart or a NEW-VIEW).
     BlockRequest {
@@ -283,9 +231,36 @@ pub enum Message {
     BlockReply(Block),
 }
 
+/// The encoding tag of each kind of [`Message`], named once: encoding, decoding, names and the
+/// byte-level predicates all use these.
+pub mod tag {
+    /// [`super::Message::Txs`].
+    pub const TXS: u8 = 0;
+    /// [`super::Message::PrePrepare`].
+    pub const PRE_PREPARE: u8 = 1;
+    /// [`super::Message::Prepare`].
+    pub const PREPARE: u8 = 2;
+    /// [`super::Message::Commit`].
+    pub const COMMIT: u8 = 3;
+    /// [`super::Message::Checkpoint`].
+    pub const CHECKPOINT: u8 = 4;
+    /// [`super::Message::ViewChange`].
+    pub const VIEW_CHANGE: u8 = 5;
+    /// [`super::Message::NewView`].
+    pub const NEW_VIEW: u8 = 6;
+    /// [`super::Message::SyncRequest`].
+    pub const SYNC_REQUEST: u8 = 7;
+    /// [`super::Message::SyncResponse`].
+    pub const SYNC_RESPONSE: u8 = 8;
+    /// [`super::Message::BlockRequest`].
+    pub const BLOCK_REQUEST: u8 = 9;
+    /// [`super::Message::BlockReply`].
+    pub const BLOCK_REPLY: u8 = 10;
+}
+
 impl Message {
     /// The short name of each kind, indexed by its encoding tag.
-    pub const KINDS: [&'static str; 15] = [
+    pub const KINDS: [&'static str; 11] = [
         "txs",
         "pre-prepare",
         "prepare",
@@ -295,10 +270,6 @@ impl Message {
         "new-view",
         "sync-request",
         "sync-response",
-        "state-request",
-        "state-chunk",
-        "height-query",
-        "height-reply",
         "block-request",
         "block-reply",
     ];
@@ -306,145 +277,97 @@ impl Message {
     /// Whether encoded bytes are a [`Message::SyncResponse`] without blocks: the sender no
     /// longer has the blocks asked for (pruned).
     pub fn is_empty_sync_response(bytes: &[u8]) -> bool {
-        bytes == [8, 0, 0, 0, 0]
+        bytes == [tag::SYNC_RESPONSE, 0, 0, 0, 0]
     }
 
     /// Whether encoded bytes are a message its sender signs on its own account: a proposal, a
     /// vote, a VIEW-CHANGE or a NEW-VIEW.
     pub fn is_signed_by_sender(bytes: &[u8]) -> bool {
-        matches!(bytes.first(), Some(1 | 2 | 3 | 5 | 6))
+        bytes.first().is_some_and(|t| {
+            [
+                tag::PRE_PREPARE,
+                tag::PREPARE,
+                tag::COMMIT,
+                tag::VIEW_CHANGE,
+                tag::NEW_VIEW,
+            ]
+            .contains(t)
+        })
     }
 
-    /// Whether encoded bytes are a message the node handles itself (state transfer, height
-    /// queries), not the consensus core.
-    pub fn is_for_node(bytes: &[u8]) -> bool {
-        matches!(bytes.first(), Some(9..=12))
+    /// Its encoding tag.
+    pub fn tag(&self) -> u8 {
+        match self {
+            Message::Txs(_) => tag::TXS,
+            Message::PrePrepare { .. } => tag::PRE_PREPARE,
+            Message::Prepare(_) => tag::PREPARE,
+            Message::Commit(_) => tag::COMMIT,
+            Message::Checkpoint(_) => tag::CHECKPOINT,
+            Message::ViewChange(_) => tag::VIEW_CHANGE,
+            Message::NewView(_) => tag::NEW_VIEW,
+            Message::SyncRequest { .. } => tag::SYNC_REQUEST,
+            Message::SyncResponse(_) => tag::SYNC_RESPONSE,
+            Message::BlockRequest { .. } => tag::BLOCK_REQUEST,
+            Message::BlockReply(_) => tag::BLOCK_REPLY,
+        }
     }
 
     /// A short name for logs and counters.
     pub fn kind(&self) -> &'static str {
-        let tag = match self {
-            Message::Txs(_) => 0,
-            Message::PrePrepare { .. } => 1,
-            Message::Prepare(_) => 2,
-            Message::Commit(_) => 3,
-            Message::Checkpoint(_) => 4,
-            Message::ViewChange { .. } => 5,
-            Message::NewView(_) => 6,
-            Message::SyncRequest { .. } => 7,
-            Message::SyncResponse(_) => 8,
-            Message::StateRequest { .. } => 9,
-            Message::StateChunk(_) => 10,
-            Message::HeightQuery => 11,
-            Message::HeightReply { .. } => 12,
-            Message::BlockRequest { .. } => 13,
-            Message::BlockReply(_) => 14,
-        };
-        Self::KINDS[tag]
+        Self::KINDS[self.tag() as usize]
     }
 }
 
 impl Encode for Message {
     fn encode(&self, out: &mut Vec<u8>) {
+        out.push(self.tag());
         match self {
-            Message::Txs(txs) => {
-                out.push(0);
-                txs.encode(out);
-            }
+            Message::Txs(txs) => txs.encode(out),
             Message::PrePrepare { view, block } => {
-                out.push(1);
                 view.encode(out);
                 block.encode(out);
             }
-            Message::Prepare(vote) => {
-                out.push(2);
-                vote.encode(out);
-            }
-            Message::Commit(vote) => {
-                out.push(3);
-                vote.encode(out);
-            }
-            Message::Checkpoint(vote) => {
-                out.push(4);
-                vote.encode(out);
-            }
-            Message::ViewChange(view_change) => {
-                out.push(5);
-                view_change.encode(out);
-            }
-            Message::NewView(nv) => {
-                out.push(6);
-                nv.encode(out);
-            }
+            Message::Prepare(vote) | Message::Commit(vote) => vote.encode(out),
+            Message::Checkpoint(vote) => vote.encode(out),
+            Message::ViewChange(view_change) => view_change.encode(out),
+            Message::NewView(nv) => nv.encode(out),
             Message::SyncRequest { from, to } => {
-                out.push(7);
                 from.encode(out);
                 to.encode(out);
             }
-            Message::SyncResponse(blocks) => {
-                out.push(8);
-                blocks.encode(out);
-            }
-            Message::StateRequest { session } => {
-                out.push(9);
-                session.encode(out);
-            }
-            Message::StateChunk(chunk) => {
-                out.push(10);
-                chunk.encode(out);
-            }
-            Message::HeightQuery => out.push(11),
-            Message::HeightReply { height, seen_votes } => {
-                out.push(12);
-                height.encode(out);
-                seen_votes.encode(out);
-            }
+            Message::SyncResponse(blocks) => blocks.encode(out),
             Message::BlockRequest { height, hash } => {
-                out.push(13);
                 height.encode(out);
                 hash.encode(out);
             }
-            Message::BlockReply(block) => {
-                out.push(14);
-                block.encode(out);
-            }
+            Message::BlockReply(block) => block.encode(out),
         }
     }
 }
 
 impl Decode for Message {
     fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let tag = u8::decode(r)?;
-        Ok(match tag {
-            0 => Message::Txs(Decode::decode(r)?),
-            1 => Message::PrePrepare {
+        Ok(match u8::decode(r)? {
+            tag::TXS => Message::Txs(Decode::decode(r)?),
+            tag::PRE_PREPARE => Message::PrePrepare {
                 view: Decode::decode(r)?,
                 block: Decode::decode(r)?,
             },
-            2 => Message::Prepare(Decode::decode(r)?),
-            3 => Message::Commit(Decode::decode(r)?),
-            4 => Message::Checkpoint(Decode::decode(r)?),
-            5 => Message::ViewChange(Decode::decode(r)?),
-            6 => Message::NewView(Decode::decode(r)?),
-            7 => Message::SyncRequest {
+            tag::PREPARE => Message::Prepare(Decode::decode(r)?),
+            tag::COMMIT => Message::Commit(Decode::decode(r)?),
+            tag::CHECKPOINT => Message::Checkpoint(Decode::decode(r)?),
+            tag::VIEW_CHANGE => Message::ViewChange(Decode::decode(r)?),
+            tag::NEW_VIEW => Message::NewView(Decode::decode(r)?),
+            tag::SYNC_REQUEST => Message::SyncRequest {
                 from: Decode::decode(r)?,
                 to: Decode::decode(r)?,
             },
-            8 => Message::SyncResponse(Decode::decode(r)?),
-            9 => Message::StateRequest {
-                session: Decode::decode(r)?,
-            },
-            10 => Message::StateChunk(Decode::decode(r)?),
-            11 => Message::HeightQuery,
-            12 => Message::HeightReply {
-                height: Decode::decode(r)?,
-                seen_votes: Decode::decode(r)?,
-            },
-            13 => Message::BlockRequest {
+            tag::SYNC_RESPONSE => Message::SyncResponse(Decode::decode(r)?),
+            tag::BLOCK_REQUEST => Message::BlockRequest {
                 height: Decode::decode(r)?,
                 hash: Decode::decode(r)?,
             },
-            14 => Message::BlockReply(Decode::decode(r)?),
+            tag::BLOCK_REPLY => Message::BlockReply(Decode::decode(r)?),
             tag => return Err(DecodeError::InvalidTag { ty: "Message", tag }),
         })
     }

@@ -742,10 +742,6 @@ impl<C: Context> Replica<C> {
             Message::SyncResponse(blocks) => self.on_sync_response(from, blocks),
             Message::BlockRequest { height, hash } => self.on_block_request(from, height, hash),
             Message::BlockReply(block) => self.on_block_reply(block),
-            Message::StateRequest { .. }
-            | Message::StateChunk(_)
-            | Message::HeightQuery
-            | Message::HeightReply { .. } => Err("a message for the node, not the replica"),
         }
     }
 

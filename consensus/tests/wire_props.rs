@@ -39,8 +39,6 @@ fn corpus() -> &'static Vec<Vec<u8>> {
             .to_bytes(),
         );
         c.sent.push(Message::BlockReply(block).to_bytes());
-        // The node's own messages are added by hand.
-        c.sent.extend(node_message_samples());
         let kinds: std::collections::BTreeSet<&str> = c
             .sent
             .iter()
@@ -51,44 +49,6 @@ fn corpus() -> &'static Vec<Vec<u8>> {
         }
         c.sent
     })
-}
-
-/// The node's own messages: a height query and reply, a state request and two chunks (a
-/// middle one, and a last one with a certificate).
-fn node_message_samples() -> Vec<Vec<u8>> {
-    use lanes_consensus::messages::StateChunk;
-    use lanes_types::{Bytes, CheckpointCertificate, Hash, Signature, ValidatorSignature};
-    let chunk = |seq, last: bool| StateChunk {
-        session: 42,
-        height: 9,
-        block_hash: Hash::tagged("test", b"block"),
-        state_root: Hash::tagged("test", b"root"),
-        seq,
-        entries: vec![(Bytes(vec![1, 2]), Bytes(vec![3; 40]))],
-        last,
-        certificate: last.then(|| CheckpointCertificate {
-            height: 9,
-            block_hash: Hash::tagged("test", b"block"),
-            state_root: Hash::tagged("test", b"root"),
-            signatures: (0..3)
-                .map(|v| ValidatorSignature {
-                    validator: v,
-                    signature: Signature([v as u8; 64]),
-                })
-                .collect(),
-        }),
-    };
-    vec![
-        Message::HeightQuery.to_bytes(),
-        Message::HeightReply {
-            height: 12,
-            seen_votes: true,
-        }
-        .to_bytes(),
-        Message::StateRequest { session: 42 }.to_bytes(),
-        Message::StateChunk(chunk(0, false)).to_bytes(),
-        Message::StateChunk(chunk(1, true)).to_bytes(),
-    ]
 }
 
 /// A fresh replica (n1) fed `bytes` from n2: must not panic, and must not vote.

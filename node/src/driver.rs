@@ -7,6 +7,7 @@ use super::apply::ApplyJob;
 use super::hold::{Hold, VotingHold};
 use super::shared::{Input, Metrics, Shared};
 use super::state_sync::{self, StateSync};
+use super::wire::{self, NodeMessage, Wire};
 use anyhow::Result;
 use lanes_consensus::messages::{CertifiedBlock, Message};
 use lanes_consensus::{
@@ -14,7 +15,7 @@ use lanes_consensus::{
 };
 use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
 use lanes_storage::Store;
-use lanes_types::codec::{Decode, Encode};
+use lanes_types::codec::Encode;
 use lanes_types::{Block, Genesis, Hash, Signature};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -167,47 +168,52 @@ impl ConsensusDriver {
             let now = clock.now();
             let mut actions = match input {
                 None => Vec::new(),
-                Some(Input::Net { from, bytes }) if Message::is_for_node(&bytes) => {
-                    match Message::from_bytes(&bytes) {
-                        Ok(Message::HeightQuery) => {
-                            let reply = Message::HeightReply {
-                                height: executed,
-                                seen_votes: signed_by.get(from as usize).is_some_and(|s| *s),
-                            };
-                            send(&shared, Some(from), &reply);
+                Some(Input::Net { from, bytes }) => match Wire::parse(bytes) {
+                    Err(_) => {
+                        Metrics::add(&shared.metrics.rejected_messages, 1);
+                        Vec::new()
+                    }
+                    Ok(Wire::Node(NodeMessage::HeightQuery)) => {
+                        let reply = NodeMessage::HeightReply {
+                            height: executed,
+                            seen_votes: signed_by.get(from as usize).is_some_and(|s| *s),
+                        };
+                        send_node(&shared, Some(from), &reply);
+                        Vec::new()
+                    }
+                    Ok(Wire::Node(NodeMessage::HeightReply { height, seen_votes })) => {
+                        if let Some(decided) = hold.on_reply(from, height, seen_votes) {
+                            shared.store.set_voting_hold(decided.to_stored())?;
+                            tracing::info!(until = ?decided, "voting hold decided from peers' heights");
                         }
-                        Ok(Message::HeightReply { height, seen_votes }) => {
-                            if let Some(decided) = hold.on_reply(from, height, seen_votes) {
-                                shared.store.set_voting_hold(decided.to_stored())?;
-                                tracing::info!(until = ?decided, "voting hold decided from peers' heights");
+                        Vec::new()
+                    }
+                    Ok(Wire::Node(state_message)) => {
+                        let committed = replica.committed_height();
+                        let state = StateInput {
+                            sync: &mut sync,
+                            committed,
+                            now,
+                        };
+                        self.on_state_message(from, state_message, state, &shared, &exec)?;
+                        Vec::new()
+                    }
+                    Ok(Wire::Consensus(bytes)) => {
+                        if Message::is_signed_by_sender(&bytes) {
+                            if let Some(seen) = signed_by.get_mut(from as usize) {
+                                *seen = true;
                             }
                         }
-                        decoded => {
-                            let committed = replica.committed_height();
-                            let state = StateInput {
-                                sync: &mut sync,
-                                committed,
-                                now,
-                            };
-                            self.on_state_message(from, decoded, state, &shared, &exec)?
+                        // Only the peer we asked can tell us it pruned the blocks: an unsolicited
+                        // empty answer must not send us fetching the whole state.
+                        if Message::is_empty_sync_response(&bytes)
+                            && replica.sync_peer() == Some(from)
+                        {
+                            sync.blocks_unavailable(now);
                         }
+                        replica.handle(Event::Message { from, bytes }, now)
                     }
-                    Vec::new()
-                }
-                Some(Input::Net { from, bytes }) => {
-                    if Message::is_signed_by_sender(&bytes) {
-                        if let Some(seen) = signed_by.get_mut(from as usize) {
-                            *seen = true;
-                        }
-                    }
-                    // Only the peer we asked can tell us it pruned the blocks: an unsolicited
-                    // empty answer must not send us fetching the whole state.
-                    if Message::is_empty_sync_response(&bytes) && replica.sync_peer() == Some(from)
-                    {
-                        sync.blocks_unavailable(now);
-                    }
-                    replica.handle(Event::Message { from, bytes }, now)
-                }
+                },
                 Some(Input::Submit { txs, reply }) => {
                     let (result, actions) = replica.submit_batch(txs, now);
                     let _ = reply.send(result);
@@ -264,7 +270,7 @@ impl ConsensusDriver {
                 replica.set_muted(hold.holding());
             }
             if hold.wants_query(now) {
-                send(&shared, None, &Message::HeightQuery);
+                send_node(&shared, None, &NodeMessage::HeightQuery);
             }
             if timer.is_some_and(|t| t <= now) {
                 timer = None;
@@ -280,7 +286,7 @@ impl ConsensusDriver {
             );
             let committed = replica.committed_height();
             if let Some((peer, request)) = sync.tick(need, replica.claims(), committed, now) {
-                send(&shared, Some(peer), &request);
+                send_node(&shared, Some(peer), &request);
             }
             publish_counters(replica.stats(), &mut counted, &shared.metrics);
             shared.update_status(|s| {
@@ -300,7 +306,7 @@ impl ConsensusDriver {
     fn on_state_message(
         &self,
         from: u32,
-        message: Result<Message, lanes_types::codec::DecodeError>,
+        message: NodeMessage,
         state: StateInput<'_>,
         shared: &Arc<Shared>,
         exec: &Sender<ApplyJob>,
@@ -311,10 +317,10 @@ impl ConsensusDriver {
             now,
         } = state;
         match message {
-            Ok(Message::StateRequest { session }) => {
+            NodeMessage::StateRequest { session } => {
                 state_sync::serve(shared, &self.runtime, from, session);
             }
-            Ok(Message::StateChunk(chunk)) => {
+            NodeMessage::StateChunk(chunk) => {
                 match sync.on_chunk(from, chunk, &shared.genesis, committed, now) {
                     Ok(Some(snapshot)) => exec
                         .send(ApplyJob::Install(snapshot))
@@ -494,13 +500,24 @@ fn send(shared: &Shared, to: Option<u32>, message: &Message) {
             .unwrap_or_else(|e| e.into_inner())
             .outgoing(to, message);
         for (to, bytes) in out {
-            let _ = shared.net.send(to, bytes.into());
+            let _ = shared.net.send(to, wire::consensus_raw(&bytes).into());
         }
         return;
     }
-    let Some(bytes) = encode_for_frame(message, shared.max_frame, &shared.metrics, to) else {
+    send_wire(shared, to, wire::consensus_bytes(message), message.kind());
+}
+
+/// Sends one of the node's own messages to `to`, or to every other validator.
+fn send_node(shared: &Shared, to: Option<u32>, message: &NodeMessage) {
+    send_wire(shared, to, wire::node_bytes(message), message.kind());
+}
+
+/// Sends an enveloped message of `kind` (for the logs) to `to`, or to every other validator,
+/// if it fits a frame; a message that cannot be sent is an error line and a count.
+fn send_wire(shared: &Shared, to: Option<u32>, bytes: Vec<u8>, kind: &'static str) {
+    if !fits_frame(bytes.len(), kind, shared.max_frame, &shared.metrics, to) {
         return;
-    };
+    }
     let result = match to {
         Some(to) => shared.net.send(to, bytes.into()),
         None => shared.net.broadcast(bytes.into()),
@@ -511,32 +528,32 @@ fn send(shared: &Shared, to: Option<u32>, message: &Message) {
         Err(lanes_net::NetError::Shutdown) => tracing::debug!(?to, "network shut down"),
         Err(e) => {
             Metrics::add(&shared.metrics.unsendable_messages, 1);
-            tracing::error!(?to, kind = message.kind(), error = %e, "message not sent");
+            tracing::error!(?to, kind, error = %e, "message not sent");
         }
     }
 }
 
-/// The encoded `message` if it fits a frame of `max_frame` bytes; otherwise logs an error,
-/// counts it as unsendable and returns `None` (the network would refuse it).
-fn encode_for_frame(
-    message: &Message,
+/// Whether a message of `len` bytes fits a frame of `max_frame` bytes; if not, logs an error
+/// and counts it as unsendable (the network would refuse it).
+fn fits_frame(
+    len: usize,
+    kind: &'static str,
     max_frame: usize,
     metrics: &Metrics,
     to: Option<u32>,
-) -> Option<Vec<u8>> {
-    let bytes = message.to_bytes();
-    if bytes.len() <= max_frame {
-        return Some(bytes);
+) -> bool {
+    if len <= max_frame {
+        return true;
     }
     Metrics::add(&metrics.unsendable_messages, 1);
     tracing::error!(
         ?to,
-        kind = message.kind(),
-        bytes = bytes.len(),
+        kind,
+        bytes = len,
         max_frame,
         "message larger than a network frame: not sent"
     );
-    None
+    false
 }
 
 /// The state root reported to consensus for an executed block (a byzantine test build may
@@ -644,16 +661,23 @@ mod tests {
     }
 
     #[test]
-    fn a_message_larger_than_a_frame_is_counted_and_not_encoded_for_sending() {
+    fn a_message_larger_than_a_frame_is_counted_and_not_sent() {
         let metrics = Metrics::default();
         let message = Message::SyncResponse(vec![certified(1, 2_000)]);
-        let len = message.to_bytes().len();
-        let sent = encode_for_frame(&message, len, &metrics, Some(1));
-        assert!(sent == Some(message.to_bytes()), "exactly a frame is sent");
+        let len = wire::consensus_bytes(&message).len();
+        assert!(
+            fits_frame(len, "sync-response", len, &metrics, Some(1)),
+            "exactly a frame"
+        );
         assert_eq!(Metrics::get(&metrics.unsendable_messages), 0);
-        let refused = |max| encode_for_frame(&message, max, &metrics, Some(2)).map(|b| b.len());
-        assert_eq!(refused(len - 1), None);
-        assert_eq!(refused(1_000), None);
+        assert!(!fits_frame(
+            len,
+            "sync-response",
+            len - 1,
+            &metrics,
+            Some(2)
+        ));
+        assert!(!fits_frame(len, "sync-response", 1_000, &metrics, None));
         assert_eq!(Metrics::get(&metrics.unsendable_messages), 2);
     }
 

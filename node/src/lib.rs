@@ -16,6 +16,7 @@ pub mod fixtures;
 pub mod hold;
 pub mod shared;
 pub mod state_sync;
+pub mod wire;
 
 use anyhow::{bail, Context as _, Result};
 use driver::{Clock, NodeContext};

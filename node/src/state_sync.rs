@@ -4,7 +4,7 @@
 //! The requester (consensus thread, [`StateSync`]) notices it is stuck: the network's height
 //! (f+1 validators signed checkpoints above ours) is ahead and our executed height has not moved
 //! for a while, or a quorum certified a root other than ours. It sends
-//! [`Message::StateRequest`] to one peer whose claimed height is above ours, rotating over
+//! [`NodeMessage::StateRequest`] to one peer whose claimed height is above ours, rotating over
 //! those peers on every attempt. The peer
 //! ([`serve`], its own thread) takes a RocksDB snapshot, streams its state as
 //! [`StateChunk`]s of at most [`CHUNK_BYTES`], waiting for queue room rather than dropping, and
@@ -17,11 +17,11 @@
 //! certified root. Anything else aborts the attempt; the next one goes to another peer.
 
 use super::shared::{Metrics, Shared};
-use lanes_consensus::messages::{Message, StateChunk};
+use super::wire::{self, NodeMessage, StateChunk};
 use lanes_executor::smt;
 use lanes_executor::state::{Key, Value};
 use lanes_storage::{Head, Record, StateInstall, Store};
-use lanes_types::codec::{Decode, Encode};
+use lanes_types::codec::Decode;
 use lanes_types::{Bytes, CheckpointCertificate, Genesis};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -68,7 +68,7 @@ fn stream_state(
     session: u64,
 ) -> anyhow::Result<()> {
     let send = |chunk: StateChunk| -> anyhow::Result<()> {
-        let bytes = Message::StateChunk(chunk).to_bytes();
+        let bytes = wire::node_bytes(&NodeMessage::StateChunk(chunk));
         runtime
             .block_on(shared.net.send_wait(to, bytes.into()))
             .map_err(|e| anyhow::anyhow!("sending a state chunk: {e}"))
@@ -254,7 +254,7 @@ impl StateSync {
         claims: &[u64],
         committed: u64,
         now: u64,
-    ) -> Option<(u32, Message)> {
+    ) -> Option<(u32, NodeMessage)> {
         if let Some(s) = &self.session {
             if now > s.last_chunk_at + CHUNK_TIMEOUT_MS {
                 tracing::warn!(peer = s.peer, "state transfer timed out");
@@ -286,7 +286,7 @@ impl StateSync {
             entries: Vec::new(),
             bytes: 0,
         });
-        Some((peer, Message::StateRequest { session: id }))
+        Some((peer, NodeMessage::StateRequest { session: id }))
     }
 
     /// The peer of this attempt among the others whose claim reaches `target`, if any.
@@ -513,7 +513,7 @@ mod tests {
         s.blocks_unavailable(10);
         assert_eq!(s.need(5, false, 10), Need::Behind);
         let (peer, msg) = s.tick(Need::Behind, &ALL, 0, 10).expect("a request");
-        let Message::StateRequest { session } = msg else {
+        let NodeMessage::StateRequest { session } = msg else {
             panic!("not a state request")
         };
         (s, peer, session)
@@ -736,7 +736,7 @@ mod tests {
             let claims = [executed; 4];
             assert!(s.tick(Need::Behind, &claims, 9, 10).is_none());
             let (peer, msg) = s.tick(Need::Diverged, &claims, 9, 10).expect("a request");
-            let Message::StateRequest { session } = msg else {
+            let NodeMessage::StateRequest { session } = msg else {
                 panic!("not a state request")
             };
             (s, peer, session)

@@ -27,7 +27,7 @@ pub mod script;
 pub use network::{Byzantine, CrashPoint, Fault, FaultProfile, Schedule};
 
 use crate::context::Context;
-use crate::messages::{CertifiedBlock, Message};
+use crate::messages::{tag, CertifiedBlock, Message};
 use crate::replica::{Action, Alarm, Config, Event, Recovered, Replica};
 use crate::safety;
 use crate::MempoolLimits;
@@ -612,10 +612,9 @@ impl Sim {
     /// Hands an event to a node's replica and carries out the actions, up to an armed crash.
     fn feed(&mut self, node: u32, event: Event) {
         let now = self.now;
-        let view_event =
-            matches!(&event, Event::Message { bytes, .. } if matches!(bytes.first(), Some(5 | 6)));
+        let view_event = matches!(&event, Event::Message { bytes, .. } if bytes.first().is_some_and(|t| [tag::VIEW_CHANGE, tag::NEW_VIEW].contains(t)));
         let new_view = match &event {
-            Event::Message { bytes, .. } if bytes.first() == Some(&6) => {
+            Event::Message { bytes, .. } if bytes.first() == Some(&tag::NEW_VIEW) => {
                 match Message::from_bytes(bytes) {
                     Ok(Message::NewView(nv)) => Some(nv),
                     _ => None,
