@@ -4,9 +4,10 @@
 //! tokio's workers.
 
 use super::apply::ApplyJob;
-use super::hold::{Hold, VotingHold};
+use super::hold::Hold;
+use super::protocol::{NodeAction, NodeEvent, NodeProtocol};
 use super::shared::{Input, Metrics, Shared};
-use super::state_sync::{self, StateSync};
+use super::state_sync;
 use super::wire::{self, NodeMessage, Wire};
 use anyhow::Result;
 use lanes_consensus::messages::{CertifiedBlock, Message};
@@ -127,7 +128,8 @@ pub struct ConsensusDriver {
 }
 
 impl ConsensusDriver {
-    /// Runs the consensus thread until [`Input::Shutdown`].
+    /// Runs the consensus thread until [`Input::Shutdown`]: routes every input to the replica
+    /// or the node protocol and carries out what they return.
     pub fn run(
         self,
         mut replica: Replica<NodeContext>,
@@ -136,26 +138,17 @@ impl ConsensusDriver {
         exec: Sender<ApplyJob>,
     ) -> Result<()> {
         let clock = self.clock;
-        let stuck_ms = (30 * shared.genesis.params.view_timeout_ms).max(30_000);
-        let n = shared.genesis.validators.len() as u32;
-        let mut sync = StateSync::new(shared.me, n, stuck_ms, clock.now());
-        sync.executed(replica.committed_height(), clock.now());
-        let mut executed = replica.committed_height();
-        // Which validators sent us something they signed on their own account since we started
-        // (asked by a validator that lost its data, see `hold`).
-        let mut signed_by = vec![false; n as usize];
-        let mut hold = VotingHold::new(
-            Hold::from_stored(shared.store.voting_hold()?),
-            n as usize,
-            shared.genesis.params.watermark_window,
-        );
-        if hold.holding() {
+        let hold = Hold::from_stored(shared.store.voting_hold()?);
+        let (genesis, me) = (shared.genesis.clone(), shared.me);
+        let mut node =
+            NodeProtocol::new(genesis, me, hold, replica.committed_height(), clock.now());
+        if node.holding() {
             tracing::warn!(
-                until = hold.hold().until(),
+                until = hold.until(),
                 "started without the consensus safety state: holding votes until caught up"
             );
         }
-        replica.set_muted(hold.holding());
+        replica.set_muted(node.holding());
         let mut timer: Option<u64> = None;
         let mut counted = Stats::default();
         loop {
@@ -166,77 +159,50 @@ impl ConsensusDriver {
                 Err(RecvTimeoutError::Timeout) => None,
             };
             let now = clock.now();
-            let mut actions = match input {
-                None => Vec::new(),
+            let mut todo = Todo::default();
+            match input {
+                None => {}
                 Some(Input::Net { from, bytes }) => match Wire::parse(bytes) {
-                    Err(_) => {
-                        Metrics::add(&shared.metrics.rejected_messages, 1);
-                        Vec::new()
+                    Err(e) => {
+                        let reason = format!("undecodable message: {e}");
+                        todo.node.push(NodeAction::Reject { from, reason });
                     }
-                    Ok(Wire::Node(NodeMessage::HeightQuery)) => {
-                        let reply = NodeMessage::HeightReply {
-                            height: executed,
-                            seen_votes: signed_by.get(from as usize).is_some_and(|s| *s),
-                        };
-                        send_node(&shared, Some(from), &reply);
-                        Vec::new()
-                    }
-                    Ok(Wire::Node(NodeMessage::HeightReply { height, seen_votes })) => {
-                        if let Some(decided) = hold.on_reply(from, height, seen_votes) {
-                            shared.store.set_voting_hold(decided.to_stored())?;
-                            tracing::info!(until = ?decided, "voting hold decided from peers' heights");
-                        }
-                        Vec::new()
-                    }
-                    Ok(Wire::Node(state_message)) => {
-                        let committed = replica.committed_height();
-                        let state = StateInput {
-                            sync: &mut sync,
-                            committed,
-                            now,
-                        };
-                        self.on_state_message(from, state_message, state, &shared, &exec)?;
-                        Vec::new()
+                    Ok(Wire::Node(message)) => {
+                        todo.node = node.handle(NodeEvent::Message { from, message }, now);
                     }
                     Ok(Wire::Consensus(bytes)) => {
-                        if Message::is_signed_by_sender(&bytes) {
-                            if let Some(seen) = signed_by.get_mut(from as usize) {
-                                *seen = true;
-                            }
-                        }
-                        // Only the peer we asked can tell us it pruned the blocks: an unsolicited
-                        // empty answer must not send us fetching the whole state.
-                        if Message::is_empty_sync_response(&bytes)
-                            && replica.sync_peer() == Some(from)
-                        {
-                            sync.blocks_unavailable(now);
-                        }
-                        replica.handle(Event::Message { from, bytes }, now)
+                        let sync_peer = replica.sync_peer();
+                        let event = NodeEvent::Consensus {
+                            from,
+                            bytes: &bytes,
+                            sync_peer,
+                        };
+                        todo.node = node.handle(event, now);
+                        todo.replica = replica.handle(Event::Message { from, bytes }, now);
                     }
                 },
                 Some(Input::Submit { txs, reply }) => {
                     let (result, actions) = replica.submit_batch(txs, now);
                     let _ = reply.send(result);
-                    actions
+                    todo.replica = actions;
                 }
                 Some(Input::Executed {
                     height,
                     block_hash,
                     state_root,
                 }) => {
-                    sync.executed(height, now);
-                    executed = executed.max(height);
-                    replica.handle(
-                        Event::Executed {
-                            height,
-                            block_hash,
-                            state_root: reported_root(&shared, state_root),
-                        },
-                        now,
-                    )
+                    todo.node = node.handle(NodeEvent::Executed(height), now);
+                    let state_root = reported_root(&shared, state_root);
+                    let event = Event::Executed {
+                        height,
+                        block_hash,
+                        state_root,
+                    };
+                    todo.replica = replica.handle(event, now);
                 }
                 Some(Input::StateInstalled(result)) => {
-                    sync.installed(result.is_ok(), now);
+                    let installed = result.as_ref().ok().map(|(head, _)| head.height);
+                    todo.node = node.handle(NodeEvent::Installed(installed), now);
                     match result {
                         Ok((head, certificate)) => {
                             // The replica starts again from the installed state, with every
@@ -249,44 +215,31 @@ impl ConsensusDriver {
                                 stable: Some(certificate),
                                 safety: shared.store.safety_records()?,
                             })?;
-                            sync.executed(head.height, now);
-                            executed = head.height;
+                            replica.set_muted(node.holding());
                             timer = None;
-                            replica.handle(Event::Timer, now)
+                            todo.replica = replica.handle(Event::Timer, now);
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "state snapshot refused");
-                            Vec::new()
-                        }
+                        Err(e) => tracing::warn!(error = %e, "state snapshot refused"),
                     }
                 }
                 Some(Input::Shutdown) => unreachable!("handled above"),
-            };
-            if hold.on_executed(executed) {
-                shared.store.set_voting_hold(None)?;
-                tracing::info!(height = executed, "caught up: voting again");
-            }
-            if replica.muted() != hold.holding() {
-                replica.set_muted(hold.holding());
-            }
-            if hold.wants_query(now) {
-                send_node(&shared, None, &NodeMessage::HeightQuery);
             }
             if timer.is_some_and(|t| t <= now) {
                 timer = None;
-                actions.extend(replica.handle(Event::Timer, now));
+                todo.replica.extend(replica.handle(Event::Timer, now));
             }
-            for action in actions {
+            let tick = NodeEvent::Tick {
+                network_height: replica.network_height(),
+                diverged: replica.diverged_at().is_some(),
+                claims: replica.claims(),
+                committed: replica.committed_height(),
+            };
+            todo.node.extend(node.handle(tick, now));
+            for action in todo.node {
+                self.carry_out_node(action, &mut replica, &shared, &exec)?;
+            }
+            for action in todo.replica {
                 carry_out(action, &shared, &exec, &mut timer)?;
-            }
-            let need = sync.need(
-                replica.network_height(),
-                replica.diverged_at().is_some(),
-                now,
-            );
-            let committed = replica.committed_height();
-            if let Some((peer, request)) = sync.tick(need, replica.claims(), committed, now) {
-                send_node(&shared, Some(peer), &request);
             }
             publish_counters(replica.stats(), &mut counted, &shared.metrics);
             shared.update_status(|s| {
@@ -296,54 +249,46 @@ impl ConsensusDriver {
                 s.certified_height = replica.stable_height();
                 s.mempool = replica.mempool_len();
                 s.diverged_at = replica.diverged_at();
-                s.state_sync = sync.describe();
-                s.voting_hold = hold.hold();
+                s.state_sync = node.state_sync();
+                s.voting_hold = node.hold();
             });
         }
     }
 
-    /// A state request (served on a thread of its own) or a chunk of the transfer we asked for.
-    fn on_state_message(
+    /// Carries out one action of the node protocol.
+    fn carry_out_node(
         &self,
-        from: u32,
-        message: NodeMessage,
-        state: StateInput<'_>,
+        action: NodeAction,
+        replica: &mut Replica<NodeContext>,
         shared: &Arc<Shared>,
         exec: &Sender<ApplyJob>,
     ) -> Result<()> {
-        let StateInput {
-            sync,
-            committed,
-            now,
-        } = state;
-        match message {
-            NodeMessage::StateRequest { session } => {
-                state_sync::serve(shared, &self.runtime, from, session);
+        match action {
+            NodeAction::Send { to, message } => send_node(shared, to, &message),
+            NodeAction::PersistHold(hold) => {
+                shared.store.set_voting_hold(hold.to_stored())?;
+                replica.set_muted(hold.holding());
             }
-            NodeMessage::StateChunk(chunk) => {
-                match sync.on_chunk(from, chunk, &shared.genesis, committed, now) {
-                    Ok(Some(snapshot)) => exec
-                        .send(ApplyJob::Install(snapshot))
-                        .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?,
-                    Ok(None) => {}
-                    Err(e) => {
-                        Metrics::add(&shared.metrics.rejected_messages, 1);
-                        tracing::warn!(from, error = %e, "state transfer aborted");
-                    }
-                }
+            NodeAction::ServeState { to, session } => {
+                state_sync::serve(shared, &self.runtime, to, session);
             }
-            _ => Metrics::add(&shared.metrics.rejected_messages, 1),
+            NodeAction::Install(snapshot) => exec
+                .send(ApplyJob::Install(snapshot))
+                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?,
+            NodeAction::Reject { from, reason } => {
+                Metrics::add(&shared.metrics.rejected_messages, 1);
+                tracing::warn!(from, %reason, "node message rejected");
+            }
         }
         Ok(())
     }
 }
 
-/// The requester's side of state transfer, with the replica's committed height, for
-/// [`ConsensusDriver::on_state_message`].
-struct StateInput<'a> {
-    sync: &'a mut StateSync,
-    committed: u64,
-    now: u64,
+/// What one input made the replica and the node protocol ask for.
+#[derive(Default)]
+struct Todo {
+    replica: Vec<Action>,
+    node: Vec<NodeAction>,
 }
 
 /// Adds what the replica counted since `counted` to the node's counters, which also count the

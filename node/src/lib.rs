@@ -14,6 +14,7 @@ mod driver;
 pub mod execute;
 pub mod fixtures;
 pub mod hold;
+pub mod protocol;
 pub mod shared;
 pub mod state_sync;
 pub mod wire;

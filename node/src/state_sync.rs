@@ -130,6 +130,7 @@ fn chunk_of(session: u64, head: &Head, seq: u32, entries: Vec<(Bytes, Bytes)>) -
 }
 
 /// A certified snapshot, received whole and ready for [`install`].
+#[derive(Debug)]
 pub struct Snapshot {
     /// The execution certificate of the snapshot's height (quorum checked).
     pub certificate: CheckpointCertificate,
