@@ -1,8 +1,7 @@
-//! `lanes`: the validator node and its command-line tools.
-//!
-//! Today it checks genesis files, inspects databases, benchmarks the executor and runs the
-//! consensus simulator; the node, `localnet`, the wallet,
-//! the explorer and the benchmark arrive with the issues that build them (see README).
+//! `lanes`: the command-line front ends. `lanes node` reads a validator's home and runs it
+//! (`lanes_node::run`); the other commands start a local network (`localnet`, `testnet`),
+//! explore and use a running chain (explorer, light client, wallet), measure it (`bench`), and
+//! attack it (`sim`, `chaos`). Each command lives in its own module.
 
 mod bench_e2e;
 mod bench_exec;
