@@ -19,11 +19,15 @@
 
 pub mod byzantine;
 mod checkpoint;
+mod config;
 pub mod context;
 mod fetch;
+mod forward;
 pub mod mempool;
 pub mod messages;
+mod normal;
 pub mod replica;
+mod restore;
 pub mod safety;
 pub mod sim;
 mod view_change;

@@ -1,9 +1,10 @@
 //! The PBFT replica: a pure state machine, `handle(event, now) -> Vec<Action>`.
 //!
-//! This file holds the types a driver sees ([`Config`], [`Event`], [`Action`], [`Alarm`],
-//! [`Recovered`], [`Stats`]), event dispatch, and the normal case (proposals, PREPARE, COMMIT,
-//! in-order delivery). View changes live in `view_change.rs`, checkpoints and catch-up in
-//! `checkpoint.rs`.
+//! This file holds the types a driver sees ([`Event`], [`Action`], [`Alarm`], [`Recovered`],
+//! [`Stats`]; [`Config`] in `config.rs`), the replica's state and event dispatch. The normal
+//! case (proposals, PREPARE, COMMIT, in-order delivery) lives in `normal.rs`, client
+//! transactions in `forward.rs`, recovery in `restore.rs`, view changes in `view_change.rs`,
+//! checkpoints and catch-up in `checkpoint.rs`, payload fetching in `fetch.rs`.
 //!
 //! # Rules that make pipelining safe
 //!
@@ -20,23 +21,21 @@
 //! same batch: every vote is preceded by the record that stops this replica from ever signing a
 //! different block for the same (view, height), even after a crash.
 
+pub use crate::config::Config;
 use crate::context::Context;
-use crate::mempool::{AdmitError, Mempool, MempoolLimits};
+use crate::mempool::{AdmitError, Mempool};
 use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
-use crate::view_change::{plan_new_view, reproposed};
-use lanes_types::cert::checkpoint_message;
-use lanes_types::codec::{Decode, Encode};
+use lanes_types::codec::Decode;
 use lanes_types::{
-    payload_digest, tx_hash, Block, BlockHeader, Bytes, CheckpointCertificate, CommitCertificate,
-    Genesis, Hash, Signature, ValidatorSet, ValidatorSignature,
+    Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, Signature, ValidatorSignature,
 };
 use std::collections::{BTreeMap, HashSet};
 
 /// Most transactions in one forwarded batch.
 pub const MAX_FORWARD_TXS: usize = 4096;
 /// Forwarded transactions are flushed once this many bytes are buffered.
-const FORWARD_FLUSH_BYTES: usize = 1 << 20;
+pub(crate) const FORWARD_FLUSH_BYTES: usize = 1 << 20;
 /// Votes for views further ahead than this are dropped.
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 /// Longest exponent of the view-change back-off.
@@ -45,105 +44,6 @@ const MAX_BACKOFF: u32 = 16;
 const MAX_BLOCKS_PER_SLOT: usize = 4;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
-
-/// Parameters of a replica, normally derived from genesis with [`Config::from_genesis`].
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The chain id every block and signature is bound to.
-    pub chain_id: String,
-    /// The validator set (n = 3f+1 or more).
-    pub validators: ValidatorSet,
-    /// This replica's index in `validators`.
-    pub me: u32,
-    /// Heights that may be in flight above the last stable checkpoint.
-    pub window: u64,
-    /// Most transactions in a block.
-    pub max_block_txs: usize,
-    /// Most bytes of transactions in a block.
-    pub max_block_bytes: usize,
-    /// Most bytes in one transaction.
-    pub max_tx_bytes: usize,
-    /// The primary cuts a block at most this long after a transaction becomes proposable.
-    pub block_interval_ms: u64,
-    /// Base view-change timeout; doubles with each view change that makes no progress.
-    pub view_timeout_ms: u64,
-    /// Cap of the view-change timeout.
-    pub max_view_timeout_ms: u64,
-    /// Most blocks asked for in one catch-up request.
-    pub sync_batch: u64,
-    /// Mempool bounds.
-    pub mempool: MempoolLimits,
-}
-
-impl Config {
-    /// The configuration of validator `me` under `genesis`.
-    pub fn from_genesis(genesis: &Genesis, me: u32) -> Config {
-        let p = &genesis.params;
-        Config {
-            chain_id: genesis.chain_id.clone(),
-            validators: genesis.validator_set(),
-            me,
-            window: p.watermark_window,
-            max_block_txs: p.max_block_txs as usize,
-            max_block_bytes: (p.max_block_txs as usize)
-                .saturating_mul(p.max_tx_bytes as usize)
-                .min(32 << 20),
-            max_tx_bytes: p.max_tx_bytes as usize,
-            block_interval_ms: p.block_interval_ms,
-            view_timeout_ms: p.view_timeout_ms,
-            max_view_timeout_ms: p.view_timeout_ms.saturating_mul(64),
-            sync_batch: 64,
-            mempool: MempoolLimits::default(),
-        }
-    }
-
-    /// Most prepared certificates one VIEW-CHANGE carries (heights in flight are bounded by the
-    /// window; restarts and catch-up can leave a few more).
-    pub fn max_prepared_in_view_change(&self) -> u64 {
-        4 * self.window
-    }
-
-    /// An upper bound on the encoded size of any message a replica with this configuration
-    /// sends (PRE-PREPARE, votes, CHECKPOINT, VIEW-CHANGE, NEW-VIEW, forwarded transactions,
-    /// block replies). Catch-up answers ([`Message::SyncResponse`]) are built by the node,
-    /// which bounds them itself. The node checks this against the network's frame limit.
-    pub fn max_message_bytes(&self) -> usize {
-        let n = self.validators.len();
-        let header = BlockHeader {
-            chain_id: self.chain_id.clone(),
-            height: 0,
-            parent: Hash::ZERO,
-            view: 0,
-            proposer: 0,
-            timestamp_ms: 0,
-            payload_digest: Hash::ZERO,
-        }
-        .to_bytes()
-        .len();
-        let signatures = 4 + n * (4 + 64);
-        let checkpoint_cert = 8 + 32 + 32 + signatures;
-        let prepared_cert = 8 + header + signatures;
-        let max_prepared = self.max_prepared_in_view_change() as usize;
-        let view_change = 8 + 4 + 1 + checkpoint_cert + 4 + max_prepared * prepared_cert + 64;
-        let new_view = 8 + 4 + n * view_change + 64;
-        let block = header + 4 + self.max_block_txs * 4 + self.max_block_bytes;
-        let forward = 4 + FORWARD_FLUSH_BYTES + self.max_tx_bytes + MAX_FORWARD_TXS * 4;
-        1 + [8 + block, view_change, new_view, forward]
-            .into_iter()
-            .max()
-            .unwrap_or(0)
-    }
-
-    fn check(&self) {
-        assert!(
-            self.validators.len() >= 4,
-            "PBFT needs at least 4 validators"
-        );
-        assert!((self.me as usize) < self.validators.len(), "me not in set");
-        assert!(self.window >= 1 && self.max_block_txs >= 1 && self.sync_batch >= 1);
-        assert!(self.view_timeout_ms >= 1 && self.max_view_timeout_ms >= self.view_timeout_ms);
-    }
-}
 
 /// Something that happened to the replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -284,7 +184,7 @@ pub(crate) struct Tip {
 
 /// A vote as remembered: (view, hash, signature). One per validator per slot and phase: the one
 /// for the highest view, first seen.
-type StoredVote = (u64, Hash, Signature);
+pub(crate) type StoredVote = (u64, Hash, Signature);
 
 /// Everything known about one height.
 #[derive(Debug, Default)]
@@ -371,10 +271,10 @@ pub struct Replica<C: Context> {
     pub(crate) mempool: Mempool,
     /// Hashes of pending transactions already in a proposal of the current view.
     pub(crate) in_flight: HashSet<Hash>,
-    forward: Vec<Bytes>,
-    forward_bytes: usize,
-    forward_deadline: Option<u64>,
-    batch_deadline: Option<u64>,
+    pub(crate) forward: Vec<Bytes>,
+    pub(crate) forward_bytes: usize,
+    pub(crate) forward_deadline: Option<u64>,
+    pub(crate) batch_deadline: Option<u64>,
     pub(crate) progress_deadline: Option<u64>,
     /// Our (block hash, state root) per executed height above the stable checkpoint.
     pub(crate) executed: BTreeMap<u64, (Hash, Hash)>,
@@ -405,7 +305,7 @@ pub struct Replica<C: Context> {
     /// Signs no proposal, vote, VIEW-CHANGE or NEW-VIEW (a replica that lost its safety state
     /// and has not caught up yet); still follows what the others decide.
     pub(crate) muted: bool,
-    timer: Option<u64>,
+    pub(crate) timer: Option<u64>,
     pub(crate) stats: Stats,
     pub(crate) out: Vec<Action>,
 }
@@ -494,77 +394,6 @@ impl<C: Context> Replica<C> {
             r.resign_checkpoint(committed, recovered.committed_root);
         }
         Ok(r)
-    }
-
-    /// Rebuilds the log above the stable checkpoint from the persisted records: our votes go
-    /// back into the vote sets (we need only q-1 others), what we voted for or proposed is
-    /// accepted again, and the NEW-VIEW of the current view pins its re-proposed blocks. Bodies
-    /// not in a prepared record are fetched by hash when needed.
-    fn restore(&mut self, restored: safety::Restored, installed: bool) {
-        let above = self.stable.height;
-        for (h, (view, hash, block)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
-            let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
-            let slot = self.log.entry(h).or_default();
-            if let Some(block) = block {
-                slot.keep_block(block);
-            }
-            slot.my_prepare = Some((view, hash));
-            slot.prepares.insert(self.cfg.me, (view, hash, signature));
-            slot.accepted = Some((view, hash));
-            if view == self.view {
-                self.next_height = self.next_height.max(h + 1);
-            }
-        }
-        for (h, (view, hash)) in restored.commits.into_iter().filter(|(h, _)| *h > above) {
-            let signature = self.sign_vote(Phase::Commit, view, h, hash).signature;
-            let slot = self.log.entry(h).or_default();
-            slot.my_commit = Some((view, hash));
-            slot.commits.insert(self.cfg.me, (view, hash, signature));
-        }
-        for (h, (cert, txs)) in restored.prepared.into_iter().filter(|(h, _)| *h > above) {
-            let slot = self.log.entry(h).or_default();
-            slot.keep_block(Block {
-                header: cert.header.clone(),
-                txs,
-            });
-            slot.prepared = Some(cert);
-        }
-        for (h, (view, hash)) in restored.proposals.into_iter().filter(|(h, _)| *h > above) {
-            if view == self.view {
-                self.log.entry(h).or_default().accepted = Some((view, hash));
-                self.next_height = self.next_height.max(h + 1);
-            }
-        }
-        if let Some(nv) = restored
-            .new_view
-            .filter(|nv| installed && nv.view == self.view)
-        {
-            let plan = plan_new_view(&nv.view_changes);
-            for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
-                let slot = self.log.entry(header.height).or_default();
-                slot.accepted = Some((nv.view, header.hash()));
-                self.next_height = self.next_height.max(header.height + 1);
-            }
-            self.new_view = Some(nv);
-        }
-    }
-
-    /// Signs our CHECKPOINT for the stored head again after a restart: it is what our heartbeat
-    /// re-sends, so a peer that missed the last block learns it is behind even on an idle
-    /// chain whose other replicas restarted too. Goes out with the first event's actions.
-    fn resign_checkpoint(&mut self, head: Tip, root: Hash) {
-        if head.height > self.stable.height {
-            self.on_executed(head.height, head.hash, root);
-            return;
-        }
-        let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &root);
-        self.my_checkpoint = Some(crate::messages::CheckpointVote {
-            height: head.height,
-            block_hash: head.hash,
-            state_root: root,
-            validator: self.cfg.me,
-            signature: self.ctx.sign(&msg),
-        });
     }
 
     /// Handles one event at time `now` (milliseconds, monotonic) and returns what to do, in
@@ -725,7 +554,7 @@ impl<C: Context> Replica<C> {
 
     // ----- dispatch -----
 
-    fn on_bytes(&mut self, from: u32, bytes: &[u8]) -> Result<(), Reject> {
+    pub(crate) fn on_bytes(&mut self, from: u32, bytes: &[u8]) -> Result<(), Reject> {
         if from as usize >= self.n || from == self.cfg.me {
             return Err("sender is not another validator");
         }
@@ -745,7 +574,7 @@ impl<C: Context> Replica<C> {
         }
     }
 
-    fn on_timer(&mut self) {
+    pub(crate) fn on_timer(&mut self) {
         if self.forward_deadline.is_some_and(|d| d <= self.now) {
             self.flush_forward();
         }
@@ -774,7 +603,7 @@ impl<C: Context> Replica<C> {
     }
 
     /// Work common to every event: propose, catch up, re-arm the timer.
-    fn after_event(&mut self) {
+    pub(crate) fn after_event(&mut self) {
         self.propose();
         self.maybe_sync();
         self.maybe_fetch();
@@ -829,7 +658,7 @@ impl<C: Context> Replica<C> {
         !self.changing && self.primary() == self.cfg.me
     }
 
-    fn has_pending_work(&self) -> bool {
+    pub(crate) fn has_pending_work(&self) -> bool {
         !self.mempool.is_empty()
             || self
                 .log
@@ -837,7 +666,7 @@ impl<C: Context> Replica<C> {
                 .any(|(_, s)| s.accepted.is_some_and(|a| a.0 == self.view))
     }
 
-    fn unproposed(&self) -> usize {
+    pub(crate) fn unproposed(&self) -> usize {
         self.mempool.len().saturating_sub(self.in_flight.len())
     }
 
@@ -868,543 +697,5 @@ impl<C: Context> Replica<C> {
                 .all(|w| w[0].validator < w[1].validator)
             && signatures.iter().all(|s| (s.validator as usize) < self.n)
             && self.ctx.verify_all(message, signatures)
-    }
-
-    // ----- transactions -----
-
-    fn admit_client_tx(&mut self, tx: Bytes) -> Result<Hash, AdmitError> {
-        if tx.len() > self.cfg.max_tx_bytes {
-            return Err(AdmitError::TooLarge);
-        }
-        if self.ctx.tx_committed(&tx_hash(&tx)) {
-            return Err(AdmitError::AlreadyCommitted);
-        }
-        let hash = self.mempool.admit(tx.clone())?;
-        self.forward_bytes += tx.len();
-        self.forward.push(tx);
-        if self.forward.len() >= MAX_FORWARD_TXS || self.forward_bytes >= FORWARD_FLUSH_BYTES {
-            self.flush_forward();
-        } else if self.forward_deadline.is_none() {
-            self.forward_deadline = Some(self.now + (self.cfg.block_interval_ms / 4).max(1));
-        }
-        Ok(hash)
-    }
-
-    fn flush_forward(&mut self) {
-        self.forward_deadline = None;
-        self.forward_bytes = 0;
-        if !self.forward.is_empty() {
-            let txs = std::mem::take(&mut self.forward);
-            self.broadcast(Message::Txs(txs));
-        }
-    }
-
-    fn on_txs(&mut self, txs: Vec<Bytes>) -> Result<(), Reject> {
-        if txs.len() > MAX_FORWARD_TXS {
-            return Err("too many forwarded transactions");
-        }
-        // Only what is new here is checked (copies arrive from every validator).
-        let fresh: Vec<Bytes> = txs
-            .into_iter()
-            .filter(|tx| {
-                let h = tx_hash(tx);
-                !self.mempool.contains(&h) && !self.mempool.is_committed(&h)
-            })
-            .collect();
-        let verdicts = self.ctx.check_txs(&fresh);
-        for (tx, ok) in fresh.into_iter().zip(verdicts) {
-            if !ok || tx.len() > self.cfg.max_tx_bytes {
-                self.stats.rejected_txs += 1;
-                continue;
-            }
-            if self.ctx.tx_committed(&tx_hash(&tx)) {
-                continue;
-            }
-            let _ = self.mempool.admit(tx);
-        }
-        Ok(())
-    }
-
-    // ----- normal case -----
-
-    /// The hash this replica links height `h + 1` to: its committed, stable, or current-view
-    /// block at `h`.
-    pub(crate) fn chain_hash(&self, h: u64) -> Option<Hash> {
-        if h == self.stable.height {
-            return Some(self.stable.hash);
-        }
-        if h == self.committed.height {
-            return Some(self.committed.hash);
-        }
-        let slot = self.log.get(&h)?;
-        if let Some(d) = &slot.decided {
-            return Some(d.block_hash);
-        }
-        if let Some((v, hash)) = slot.accepted {
-            if v == self.view {
-                return Some(hash);
-            }
-        }
-        slot.my_prepare.filter(|p| p.0 == self.view).map(|p| p.1)
-    }
-
-    /// Whether a block at `h` with this parent may be PREPAREd in the current view (see the
-    /// module documentation).
-    fn parent_ok(&self, h: u64, parent: &Hash) -> bool {
-        let x = h - 1;
-        if x < self.stable.height {
-            return false;
-        }
-        if x == self.stable.height {
-            return *parent == self.stable.hash;
-        }
-        if x == self.committed.height {
-            return *parent == self.committed.hash;
-        }
-        let Some(slot) = self.log.get(&x) else {
-            return false;
-        };
-        if let Some(d) = &slot.decided {
-            return d.block_hash == *parent;
-        }
-        slot.prepared_hash() == Some((self.view, *parent))
-    }
-
-    /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
-    fn propose(&mut self) {
-        if self.muted {
-            return;
-        }
-        while self.is_primary() && self.next_height <= self.stable.height + self.cfg.window {
-            let unproposed = self.unproposed();
-            let due = self.batch_deadline.is_some_and(|d| d <= self.now);
-            if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
-                return;
-            }
-            let h = self.next_height.max(self.stable.height + 1);
-            let Some(parent) = self.chain_hash(h - 1) else {
-                return;
-            };
-            let in_flight = &self.in_flight;
-            let txs = self.mempool.peek_batch_where(
-                self.cfg.max_block_txs,
-                self.cfg.max_block_bytes,
-                |hash| !in_flight.contains(hash),
-            );
-            if txs.is_empty() {
-                return;
-            }
-            let block = Block {
-                header: BlockHeader {
-                    chain_id: self.cfg.chain_id.clone(),
-                    height: h,
-                    parent,
-                    view: self.view,
-                    proposer: self.cfg.me,
-                    timestamp_ms: self.now,
-                    payload_digest: payload_digest(&txs),
-                },
-                txs,
-            };
-            self.next_height = h + 1;
-            self.batch_deadline = None;
-            // Recorded before it leaves: restarted, we never propose another block here.
-            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
-            self.broadcast(Message::PrePrepare {
-                view: self.view,
-                block: block.clone(),
-            });
-            self.accept_proposal(block);
-        }
-    }
-
-    fn on_preprepare(&mut self, from: u32, view: u64, block: Block) -> Result<(), Reject> {
-        if from != self.cfg.validators.primary(view) || block.header.proposer != from {
-            return Err("pre-prepare not from the view's primary");
-        }
-        if block.header.view != view {
-            return Err("pre-prepare header view differs");
-        }
-        if view < self.view {
-            return Ok(());
-        }
-        if view > self.view || self.changing {
-            if view > self.view + MAX_VIEW_AHEAD {
-                return Err("pre-prepare view too far ahead");
-            }
-            self.stash_proposal(view, block);
-            return Ok(());
-        }
-        match self.check_fresh_proposal(&block) {
-            Err(BEHIND) => {
-                // Accepted once the block below it arrives (fetched, caught up).
-                self.stash_proposal(view, block);
-                Ok(())
-            }
-            Err(reason) => Err(reason),
-            Ok(()) => {
-                self.accept_proposal(block);
-                Ok(())
-            }
-        }
-    }
-
-    /// Keeps a proposal that cannot be judged yet (its view is not installed, or a block below
-    /// it is unknown here) if it could be valid: inside the watermarks and not too large. At
-    /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
-    /// byzantine primary of far views cannot crowd out the next view's proposals.
-    fn stash_proposal(&mut self, view: u64, block: Block) {
-        let h = block.height();
-        if h <= self.stable.height
-            || h > self.stable.height + self.cfg.window
-            || block.txs.len() > self.cfg.max_block_txs
-            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
-        {
-            return;
-        }
-        let key = (view, h);
-        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
-            match self.future.last_key_value() {
-                Some((&farthest, _)) if farthest > key => {
-                    self.future.remove(&farthest);
-                }
-                _ => return,
-            }
-        }
-        self.future.insert(key, block);
-    }
-
-    /// Checks a new proposal of the current view before we accept it.
-    pub(crate) fn check_fresh_proposal(&self, block: &Block) -> Result<(), Reject> {
-        let h = block.height();
-        if block.header.chain_id != self.cfg.chain_id {
-            return Err("proposal for another chain");
-        }
-        if h <= self.stable.height.max(self.committed.height) {
-            return Err("proposal at a committed height");
-        }
-        if h > self.stable.height + self.cfg.window {
-            return Err("proposal above the high watermark");
-        }
-        if block.txs.len() > self.cfg.max_block_txs
-            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
-        {
-            return Err("proposal too large");
-        }
-        if !block.payload_matches() {
-            return Err("payload digest mismatch");
-        }
-        let mut seen = HashSet::with_capacity(block.txs.len());
-        let ancestors = self.chain_tx_hashes(h)?;
-        let mut in_mempool = Vec::with_capacity(block.txs.len());
-        for tx in &block.txs {
-            let hash = tx_hash(tx);
-            if !seen.insert(hash)
-                || ancestors.contains(&hash)
-                || self.mempool.is_committed(&hash)
-                || self.ctx.tx_committed(&hash)
-            {
-                return Err("proposal repeats a transaction");
-            }
-            in_mempool.push(self.mempool.contains(&hash));
-        }
-        self.ctx
-            .check_block_txs(block, &|i| in_mempool[i])
-            .map_err(|_| "proposal has invalid transactions")
-    }
-
-    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain, or an
-    /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
-    /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
-    fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
-        let mut out = HashSet::new();
-        for height in self.committed.height + 1..h {
-            let slot = self.log.get(&height).ok_or(BEHIND)?;
-            let hash = match (&slot.decided, slot.accepted) {
-                (Some(d), _) => d.block_hash,
-                (None, Some((v, hash))) if v == self.view => hash,
-                _ => return Err(BEHIND),
-            };
-            let block = slot.blocks.get(&hash).ok_or(BEHIND)?;
-            out.extend(block.txs.iter().map(|t| tx_hash(t)));
-        }
-        Ok(out)
-    }
-
-    /// Accepts a proposal (ours, the primary's, or a NEW-VIEW re-proposal) for the current view.
-    pub(crate) fn accept_proposal(&mut self, block: Block) {
-        let h = block.height();
-        let hash = block.hash();
-        let view = self.view;
-        let slot = self.log.entry(h).or_default();
-        if let Some((v, other)) = slot.accepted {
-            if v == view {
-                if other == hash && !slot.blocks.contains_key(&hash) {
-                    // Accepted by hash before (restart, NEW-VIEW): this is its payload.
-                    slot.keep_block(block);
-                    self.try_prepare(h);
-                    self.check_committed(h);
-                } else if other != hash {
-                    let validator = self.cfg.validators.primary(view);
-                    self.out.push(Action::Alarm(Alarm::Equivocation {
-                        validator,
-                        view,
-                        height: h,
-                    }));
-                }
-                return;
-            }
-        }
-        for tx in &block.txs {
-            let th = tx_hash(tx);
-            if self.mempool.contains(&th) {
-                self.in_flight.insert(th);
-            }
-        }
-        slot.accepted = Some((view, hash));
-        slot.keep_block(block);
-        self.try_prepare(h);
-    }
-
-    /// Sends our PREPARE for the accepted block at `h` once its parent rule holds.
-    pub(crate) fn try_prepare(&mut self, h: u64) {
-        if self.changing || self.muted {
-            return;
-        }
-        let view = self.view;
-        let Some(slot) = self.log.get(&h) else {
-            return;
-        };
-        let Some((v, hash)) = slot.accepted else {
-            return;
-        };
-        if v != view {
-            return;
-        }
-        if let Some((mv, mh)) = slot.my_prepare {
-            if mv >= view {
-                if mh == hash {
-                    self.check_prepared(h);
-                }
-                return;
-            }
-        }
-        let Some(block) = slot.blocks.get(&hash) else {
-            return;
-        };
-        if !self.parent_ok(h, &block.header.parent) {
-            return;
-        }
-        assert!(
-            slot.my_prepare.is_none_or(|(mv, _)| mv < view),
-            "a second PREPARE at one (view, height)"
-        );
-        let record = safety::prepare_record(view, block);
-        self.persist(vec![record]);
-        let vote = self.sign_vote(Phase::Prepare, view, h, hash);
-        let slot = self.log.entry(h).or_default();
-        slot.my_prepare = Some((view, hash));
-        slot.prepares
-            .insert(self.cfg.me, (view, hash, vote.signature));
-        self.broadcast(Message::Prepare(vote));
-        self.check_prepared(h);
-    }
-
-    fn on_vote(&mut self, from: u32, phase: Phase, vote: Vote) -> Result<(), Reject> {
-        if vote.validator != from {
-            return Err("vote signed for another validator");
-        }
-        if vote.view < self.view {
-            return Ok(());
-        }
-        if vote.view > self.view + MAX_VIEW_AHEAD {
-            return Err("vote view too far ahead");
-        }
-        let h = vote.height;
-        if h <= self.stable.height || h > self.stable.height + self.cfg.window {
-            return Ok(());
-        }
-        let existing = self.log.get(&h).and_then(|s| match phase {
-            Phase::Prepare => s.prepares.get(&from).copied(),
-            Phase::Commit => s.commits.get(&from).copied(),
-        });
-        if let Some((v, hash, _)) = existing {
-            if v > vote.view || (v == vote.view && hash == vote.block_hash) {
-                return Ok(());
-            }
-        }
-        let msg = vote.signed_bytes(phase, &self.cfg.chain_id);
-        if !self.ctx.verify(from, &msg, &vote.signature) {
-            return Err("bad vote signature");
-        }
-        if let Some((v, _, _)) = existing {
-            if v == vote.view {
-                self.out.push(Action::Alarm(Alarm::Equivocation {
-                    validator: from,
-                    view: v,
-                    height: h,
-                }));
-                return Ok(());
-            }
-        }
-        let slot = self.log.entry(h).or_default();
-        let entry = (vote.view, vote.block_hash, vote.signature);
-        match phase {
-            Phase::Prepare => {
-                slot.prepares.insert(from, entry);
-                self.check_prepared(h);
-            }
-            Phase::Commit => {
-                slot.commits.insert(from, entry);
-                self.check_committed(h);
-            }
-        }
-        Ok(())
-    }
-
-    /// Signatures in `votes` for exactly (view, hash), ascending by validator.
-    pub(crate) fn matching(
-        votes: &BTreeMap<u32, StoredVote>,
-        view: u64,
-        hash: Hash,
-    ) -> Vec<ValidatorSignature> {
-        votes
-            .iter()
-            .filter(|(_, (v, h, _))| *v == view && *h == hash)
-            .map(|(validator, (_, _, signature))| ValidatorSignature {
-                validator: *validator,
-                signature: *signature,
-            })
-            .collect()
-    }
-
-    fn check_prepared(&mut self, h: u64) {
-        let view = self.view;
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
-            return;
-        };
-        let Some((v, hash)) = slot.accepted else {
-            return;
-        };
-        if v != view || slot.my_prepare != Some((view, hash)) {
-            return;
-        }
-        if slot.prepared.as_ref().is_some_and(|p| p.view >= view) {
-            return;
-        }
-        let signatures = Self::matching(&slot.prepares, view, hash);
-        if signatures.len() < q {
-            return;
-        }
-        let Some(block) = slot.blocks.get(&hash) else {
-            return;
-        };
-        let cert = PreparedCert {
-            view,
-            header: block.header.clone(),
-            signatures,
-        };
-        let record = safety::prepared_record(&cert, &block.txs);
-        let mut writes = vec![record];
-        let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
-        if !commit_again {
-            writes.push(safety::commit_record(h, view, hash));
-        }
-        assert!(
-            slot.my_commit
-                .is_none_or(|(cv, ch)| cv < view || ch == hash),
-            "a second COMMIT at one (view, height)"
-        );
-        slot.prepared = Some(cert);
-        self.persist(writes);
-        if !commit_again {
-            let vote = self.sign_vote(Phase::Commit, view, h, hash);
-            let slot = self.log.entry(h).or_default();
-            slot.my_commit = Some((view, hash));
-            slot.commits
-                .insert(self.cfg.me, (view, hash, vote.signature));
-            self.broadcast(Message::Commit(vote));
-        }
-        self.check_committed(h);
-        self.try_prepare(h + 1);
-    }
-
-    pub(crate) fn check_committed(&mut self, h: u64) {
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
-            return;
-        };
-        if slot.decided.is_some() {
-            return;
-        }
-        let mut tally: BTreeMap<(u64, Hash), usize> = BTreeMap::new();
-        for (v, hash, _) in slot.commits.values() {
-            *tally.entry((*v, *hash)).or_default() += 1;
-        }
-        let Some((&(view, hash), _)) = tally.iter().find(|(_, c)| **c >= q) else {
-            return;
-        };
-        if !slot.blocks.contains_key(&hash) {
-            // A quorum committed a block we never received: checkpoints will show we are
-            // behind, and catch-up fetches it.
-            return;
-        }
-        slot.decided = Some(CommitCertificate {
-            view,
-            height: h,
-            block_hash: hash,
-            signatures: Self::matching(&slot.commits, view, hash),
-        });
-        self.try_deliver();
-        self.try_prepare(h + 1);
-    }
-
-    /// Delivers decided blocks in height order.
-    pub(crate) fn try_deliver(&mut self) {
-        loop {
-            let h = self.committed.height + 1;
-            let Some(slot) = self.log.get(&h) else {
-                return;
-            };
-            let Some(cert) = slot.decided.clone() else {
-                return;
-            };
-            let Some(block) = slot.blocks.get(&cert.block_hash).cloned() else {
-                return;
-            };
-            if block.header.parent != self.committed.hash {
-                // Only possible with more than f faulty validators: refuse to fork, loudly.
-                self.out.push(Action::Alarm(Alarm::Fork { height: h }));
-                return;
-            }
-            let hashes: Vec<Hash> = block.txs.iter().map(|t| tx_hash(t)).collect();
-            for th in &hashes {
-                self.in_flight.remove(th);
-            }
-            self.mempool.mark_committed(&hashes);
-            self.committed = Tip {
-                height: h,
-                hash: cert.block_hash,
-            };
-            self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
-            self.next_height = self.next_height.max(h + 1);
-            self.stats.delivered_blocks += 1;
-            self.backoff = 0;
-            self.progress_deadline = None;
-            self.out.push(Action::Deliver {
-                block,
-                certificate: cert,
-            });
-            self.gc_log();
-        }
-    }
-
-    /// Forgets slots at or below the stable checkpoint, except decided ones still waiting for
-    /// delivery.
-    pub(crate) fn gc_log(&mut self) {
-        let (stable, committed) = (self.stable.height, self.committed.height);
-        self.log
-            .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
     }
 }

@@ -1,0 +1,499 @@
+//! The normal case: proposals, PRE-PREPARE checks, PREPARE and COMMIT, in-order delivery (see
+//! the rules that make pipelining safe in `replica.rs`).
+
+use crate::context::Context;
+use crate::messages::{Message, Phase, PreparedCert, Vote};
+use crate::replica::{Action, Alarm, Reject, Replica, StoredVote, Tip, BEHIND, MAX_VIEW_AHEAD};
+use crate::safety;
+use lanes_types::{
+    payload_digest, tx_hash, Block, BlockHeader, CommitCertificate, Hash, ValidatorSignature,
+};
+use std::collections::{BTreeMap, HashSet};
+
+impl<C: Context> Replica<C> {
+    /// The hash this replica links height `h + 1` to: its committed, stable, or current-view
+    /// block at `h`.
+    pub(crate) fn chain_hash(&self, h: u64) -> Option<Hash> {
+        if h == self.stable.height {
+            return Some(self.stable.hash);
+        }
+        if h == self.committed.height {
+            return Some(self.committed.hash);
+        }
+        let slot = self.log.get(&h)?;
+        if let Some(d) = &slot.decided {
+            return Some(d.block_hash);
+        }
+        if let Some((v, hash)) = slot.accepted {
+            if v == self.view {
+                return Some(hash);
+            }
+        }
+        slot.my_prepare.filter(|p| p.0 == self.view).map(|p| p.1)
+    }
+
+    /// Whether a block at `h` with this parent may be PREPAREd in the current view (see the
+    /// module documentation).
+    pub(crate) fn parent_ok(&self, h: u64, parent: &Hash) -> bool {
+        let x = h - 1;
+        if x < self.stable.height {
+            return false;
+        }
+        if x == self.stable.height {
+            return *parent == self.stable.hash;
+        }
+        if x == self.committed.height {
+            return *parent == self.committed.hash;
+        }
+        let Some(slot) = self.log.get(&x) else {
+            return false;
+        };
+        if let Some(d) = &slot.decided {
+            return d.block_hash == *parent;
+        }
+        slot.prepared_hash() == Some((self.view, *parent))
+    }
+
+    /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
+    pub(crate) fn propose(&mut self) {
+        if self.muted {
+            return;
+        }
+        while self.is_primary() && self.next_height <= self.stable.height + self.cfg.window {
+            let unproposed = self.unproposed();
+            let due = self.batch_deadline.is_some_and(|d| d <= self.now);
+            if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
+                return;
+            }
+            let h = self.next_height.max(self.stable.height + 1);
+            let Some(parent) = self.chain_hash(h - 1) else {
+                return;
+            };
+            let in_flight = &self.in_flight;
+            let txs = self.mempool.peek_batch_where(
+                self.cfg.max_block_txs,
+                self.cfg.max_block_bytes,
+                |hash| !in_flight.contains(hash),
+            );
+            if txs.is_empty() {
+                return;
+            }
+            let block = Block {
+                header: BlockHeader {
+                    chain_id: self.cfg.chain_id.clone(),
+                    height: h,
+                    parent,
+                    view: self.view,
+                    proposer: self.cfg.me,
+                    timestamp_ms: self.now,
+                    payload_digest: payload_digest(&txs),
+                },
+                txs,
+            };
+            self.next_height = h + 1;
+            self.batch_deadline = None;
+            // Recorded before it leaves: restarted, we never propose another block here.
+            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
+            self.broadcast(Message::PrePrepare {
+                view: self.view,
+                block: block.clone(),
+            });
+            self.accept_proposal(block);
+        }
+    }
+
+    pub(crate) fn on_preprepare(
+        &mut self,
+        from: u32,
+        view: u64,
+        block: Block,
+    ) -> Result<(), Reject> {
+        if from != self.cfg.validators.primary(view) || block.header.proposer != from {
+            return Err("pre-prepare not from the view's primary");
+        }
+        if block.header.view != view {
+            return Err("pre-prepare header view differs");
+        }
+        if view < self.view {
+            return Ok(());
+        }
+        if view > self.view || self.changing {
+            if view > self.view + MAX_VIEW_AHEAD {
+                return Err("pre-prepare view too far ahead");
+            }
+            self.stash_proposal(view, block);
+            return Ok(());
+        }
+        match self.check_fresh_proposal(&block) {
+            Err(BEHIND) => {
+                // Accepted once the block below it arrives (fetched, caught up).
+                self.stash_proposal(view, block);
+                Ok(())
+            }
+            Err(reason) => Err(reason),
+            Ok(()) => {
+                self.accept_proposal(block);
+                Ok(())
+            }
+        }
+    }
+
+    /// Keeps a proposal that cannot be judged yet (its view is not installed, or a block below
+    /// it is unknown here) if it could be valid: inside the watermarks and not too large. At
+    /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
+    /// byzantine primary of far views cannot crowd out the next view's proposals.
+    pub(crate) fn stash_proposal(&mut self, view: u64, block: Block) {
+        let h = block.height();
+        if h <= self.stable.height
+            || h > self.stable.height + self.cfg.window
+            || block.txs.len() > self.cfg.max_block_txs
+            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
+        {
+            return;
+        }
+        let key = (view, h);
+        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
+            match self.future.last_key_value() {
+                Some((&farthest, _)) if farthest > key => {
+                    self.future.remove(&farthest);
+                }
+                _ => return,
+            }
+        }
+        self.future.insert(key, block);
+    }
+
+    /// Checks a new proposal of the current view before we accept it.
+    pub(crate) fn check_fresh_proposal(&self, block: &Block) -> Result<(), Reject> {
+        let h = block.height();
+        if block.header.chain_id != self.cfg.chain_id {
+            return Err("proposal for another chain");
+        }
+        if h <= self.stable.height.max(self.committed.height) {
+            return Err("proposal at a committed height");
+        }
+        if h > self.stable.height + self.cfg.window {
+            return Err("proposal above the high watermark");
+        }
+        if block.txs.len() > self.cfg.max_block_txs
+            || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
+        {
+            return Err("proposal too large");
+        }
+        if !block.payload_matches() {
+            return Err("payload digest mismatch");
+        }
+        let mut seen = HashSet::with_capacity(block.txs.len());
+        let ancestors = self.chain_tx_hashes(h)?;
+        let mut in_mempool = Vec::with_capacity(block.txs.len());
+        for tx in &block.txs {
+            let hash = tx_hash(tx);
+            if !seen.insert(hash)
+                || ancestors.contains(&hash)
+                || self.mempool.is_committed(&hash)
+                || self.ctx.tx_committed(&hash)
+            {
+                return Err("proposal repeats a transaction");
+            }
+            in_mempool.push(self.mempool.contains(&hash));
+        }
+        self.ctx
+            .check_block_txs(block, &|i| in_mempool[i])
+            .map_err(|_| "proposal has invalid transactions")
+    }
+
+    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain, or an
+    /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
+    /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
+    pub(crate) fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
+        let mut out = HashSet::new();
+        for height in self.committed.height + 1..h {
+            let slot = self.log.get(&height).ok_or(BEHIND)?;
+            let hash = match (&slot.decided, slot.accepted) {
+                (Some(d), _) => d.block_hash,
+                (None, Some((v, hash))) if v == self.view => hash,
+                _ => return Err(BEHIND),
+            };
+            let block = slot.blocks.get(&hash).ok_or(BEHIND)?;
+            out.extend(block.txs.iter().map(|t| tx_hash(t)));
+        }
+        Ok(out)
+    }
+
+    /// Accepts a proposal (ours, the primary's, or a NEW-VIEW re-proposal) for the current view.
+    pub(crate) fn accept_proposal(&mut self, block: Block) {
+        let h = block.height();
+        let hash = block.hash();
+        let view = self.view;
+        let slot = self.log.entry(h).or_default();
+        if let Some((v, other)) = slot.accepted {
+            if v == view {
+                if other == hash && !slot.blocks.contains_key(&hash) {
+                    // Accepted by hash before (restart, NEW-VIEW): this is its payload.
+                    slot.keep_block(block);
+                    self.try_prepare(h);
+                    self.check_committed(h);
+                } else if other != hash {
+                    let validator = self.cfg.validators.primary(view);
+                    self.out.push(Action::Alarm(Alarm::Equivocation {
+                        validator,
+                        view,
+                        height: h,
+                    }));
+                }
+                return;
+            }
+        }
+        for tx in &block.txs {
+            let th = tx_hash(tx);
+            if self.mempool.contains(&th) {
+                self.in_flight.insert(th);
+            }
+        }
+        slot.accepted = Some((view, hash));
+        slot.keep_block(block);
+        self.try_prepare(h);
+    }
+
+    /// Sends our PREPARE for the accepted block at `h` once its parent rule holds.
+    pub(crate) fn try_prepare(&mut self, h: u64) {
+        if self.changing || self.muted {
+            return;
+        }
+        let view = self.view;
+        let Some(slot) = self.log.get(&h) else {
+            return;
+        };
+        let Some((v, hash)) = slot.accepted else {
+            return;
+        };
+        if v != view {
+            return;
+        }
+        if let Some((mv, mh)) = slot.my_prepare {
+            if mv >= view {
+                if mh == hash {
+                    self.check_prepared(h);
+                }
+                return;
+            }
+        }
+        let Some(block) = slot.blocks.get(&hash) else {
+            return;
+        };
+        if !self.parent_ok(h, &block.header.parent) {
+            return;
+        }
+        assert!(
+            slot.my_prepare.is_none_or(|(mv, _)| mv < view),
+            "a second PREPARE at one (view, height)"
+        );
+        let record = safety::prepare_record(view, block);
+        self.persist(vec![record]);
+        let vote = self.sign_vote(Phase::Prepare, view, h, hash);
+        let slot = self.log.entry(h).or_default();
+        slot.my_prepare = Some((view, hash));
+        slot.prepares
+            .insert(self.cfg.me, (view, hash, vote.signature));
+        self.broadcast(Message::Prepare(vote));
+        self.check_prepared(h);
+    }
+
+    pub(crate) fn on_vote(&mut self, from: u32, phase: Phase, vote: Vote) -> Result<(), Reject> {
+        if vote.validator != from {
+            return Err("vote signed for another validator");
+        }
+        if vote.view < self.view {
+            return Ok(());
+        }
+        if vote.view > self.view + MAX_VIEW_AHEAD {
+            return Err("vote view too far ahead");
+        }
+        let h = vote.height;
+        if h <= self.stable.height || h > self.stable.height + self.cfg.window {
+            return Ok(());
+        }
+        let existing = self.log.get(&h).and_then(|s| match phase {
+            Phase::Prepare => s.prepares.get(&from).copied(),
+            Phase::Commit => s.commits.get(&from).copied(),
+        });
+        if let Some((v, hash, _)) = existing {
+            if v > vote.view || (v == vote.view && hash == vote.block_hash) {
+                return Ok(());
+            }
+        }
+        let msg = vote.signed_bytes(phase, &self.cfg.chain_id);
+        if !self.ctx.verify(from, &msg, &vote.signature) {
+            return Err("bad vote signature");
+        }
+        if let Some((v, _, _)) = existing {
+            if v == vote.view {
+                self.out.push(Action::Alarm(Alarm::Equivocation {
+                    validator: from,
+                    view: v,
+                    height: h,
+                }));
+                return Ok(());
+            }
+        }
+        let slot = self.log.entry(h).or_default();
+        let entry = (vote.view, vote.block_hash, vote.signature);
+        match phase {
+            Phase::Prepare => {
+                slot.prepares.insert(from, entry);
+                self.check_prepared(h);
+            }
+            Phase::Commit => {
+                slot.commits.insert(from, entry);
+                self.check_committed(h);
+            }
+        }
+        Ok(())
+    }
+
+    /// Signatures in `votes` for exactly (view, hash), ascending by validator.
+    pub(crate) fn matching(
+        votes: &BTreeMap<u32, StoredVote>,
+        view: u64,
+        hash: Hash,
+    ) -> Vec<ValidatorSignature> {
+        votes
+            .iter()
+            .filter(|(_, (v, h, _))| *v == view && *h == hash)
+            .map(|(validator, (_, _, signature))| ValidatorSignature {
+                validator: *validator,
+                signature: *signature,
+            })
+            .collect()
+    }
+
+    pub(crate) fn check_prepared(&mut self, h: u64) {
+        let view = self.view;
+        let q = self.q;
+        let Some(slot) = self.log.get_mut(&h) else {
+            return;
+        };
+        let Some((v, hash)) = slot.accepted else {
+            return;
+        };
+        if v != view || slot.my_prepare != Some((view, hash)) {
+            return;
+        }
+        if slot.prepared.as_ref().is_some_and(|p| p.view >= view) {
+            return;
+        }
+        let signatures = Self::matching(&slot.prepares, view, hash);
+        if signatures.len() < q {
+            return;
+        }
+        let Some(block) = slot.blocks.get(&hash) else {
+            return;
+        };
+        let cert = PreparedCert {
+            view,
+            header: block.header.clone(),
+            signatures,
+        };
+        let record = safety::prepared_record(&cert, &block.txs);
+        let mut writes = vec![record];
+        let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
+        if !commit_again {
+            writes.push(safety::commit_record(h, view, hash));
+        }
+        assert!(
+            slot.my_commit
+                .is_none_or(|(cv, ch)| cv < view || ch == hash),
+            "a second COMMIT at one (view, height)"
+        );
+        slot.prepared = Some(cert);
+        self.persist(writes);
+        if !commit_again {
+            let vote = self.sign_vote(Phase::Commit, view, h, hash);
+            let slot = self.log.entry(h).or_default();
+            slot.my_commit = Some((view, hash));
+            slot.commits
+                .insert(self.cfg.me, (view, hash, vote.signature));
+            self.broadcast(Message::Commit(vote));
+        }
+        self.check_committed(h);
+        self.try_prepare(h + 1);
+    }
+
+    pub(crate) fn check_committed(&mut self, h: u64) {
+        let q = self.q;
+        let Some(slot) = self.log.get_mut(&h) else {
+            return;
+        };
+        if slot.decided.is_some() {
+            return;
+        }
+        let mut tally: BTreeMap<(u64, Hash), usize> = BTreeMap::new();
+        for (v, hash, _) in slot.commits.values() {
+            *tally.entry((*v, *hash)).or_default() += 1;
+        }
+        let Some((&(view, hash), _)) = tally.iter().find(|(_, c)| **c >= q) else {
+            return;
+        };
+        if !slot.blocks.contains_key(&hash) {
+            // A quorum committed a block we never received: checkpoints will show we are
+            // behind, and catch-up fetches it.
+            return;
+        }
+        slot.decided = Some(CommitCertificate {
+            view,
+            height: h,
+            block_hash: hash,
+            signatures: Self::matching(&slot.commits, view, hash),
+        });
+        self.try_deliver();
+        self.try_prepare(h + 1);
+    }
+
+    /// Delivers decided blocks in height order.
+    pub(crate) fn try_deliver(&mut self) {
+        loop {
+            let h = self.committed.height + 1;
+            let Some(slot) = self.log.get(&h) else {
+                return;
+            };
+            let Some(cert) = slot.decided.clone() else {
+                return;
+            };
+            let Some(block) = slot.blocks.get(&cert.block_hash).cloned() else {
+                return;
+            };
+            if block.header.parent != self.committed.hash {
+                // Only possible with more than f faulty validators: refuse to fork, loudly.
+                self.out.push(Action::Alarm(Alarm::Fork { height: h }));
+                return;
+            }
+            let hashes: Vec<Hash> = block.txs.iter().map(|t| tx_hash(t)).collect();
+            for th in &hashes {
+                self.in_flight.remove(th);
+            }
+            self.mempool.mark_committed(&hashes);
+            self.committed = Tip {
+                height: h,
+                hash: cert.block_hash,
+            };
+            self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
+            self.next_height = self.next_height.max(h + 1);
+            self.stats.delivered_blocks += 1;
+            self.backoff = 0;
+            self.progress_deadline = None;
+            self.out.push(Action::Deliver {
+                block,
+                certificate: cert,
+            });
+            self.gc_log();
+        }
+    }
+
+    /// Forgets slots at or below the stable checkpoint, except decided ones still waiting for
+    /// delivery.
+    pub(crate) fn gc_log(&mut self) {
+        let (stable, committed) = (self.stable.height, self.committed.height);
+        self.log
+            .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
+    }
+}
