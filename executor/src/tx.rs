@@ -618,6 +618,101 @@ mod tests {
         ));
     }
 
+    /// The encoding of every operation, byte for byte: a change of tag, field order or width
+    /// shows here.
+    #[test]
+    fn operation_encodings_are_fixed() {
+        let a = Address([7; 20]);
+        const EXPECTED: [&str; 14] = [
+            "000000000107070707070707070707070707070707070707070000000000000002",
+            "010000000241420000000000000003",
+            "020000000400000005",
+            "0300000006000000000000000700000000000000080000000000000009",
+            "040000000a000000000000000b000000000000000c000000000000000d",
+            "050000000e0000000f00000000000000100000000000000011",
+            "0607070707070707070707070707070707070707070000000000000012",
+            "0707070707070707070707070707070707070707070000000000000013",
+            "08000000140000000000000015",
+            "09000000160000000000000017",
+            "0a000000180000000000000019",
+            "0b0000001a000000000000001b",
+            "0c07070707070707070707070707070707070707070000001c0000001d000000000000001e",
+            "0d0000001f0000000000000020",
+        ];
+        let ops = [
+            Operation::Transfer {
+                asset: 1,
+                to: a,
+                amount: 2,
+            },
+            Operation::CreateAsset {
+                symbol: "AB".into(),
+                supply: 3,
+            },
+            Operation::CreatePool { a: 4, b: 5 },
+            Operation::AddLiquidity {
+                pool: 6,
+                amount_a: 7,
+                amount_b: 8,
+                min_shares: 9,
+            },
+            Operation::RemoveLiquidity {
+                pool: 10,
+                shares: 11,
+                min_a: 12,
+                min_b: 13,
+            },
+            Operation::Swap {
+                pool: 14,
+                asset_in: 15,
+                amount_in: 16,
+                min_out: 17,
+            },
+            Operation::Stake {
+                validator: a,
+                amount: 18,
+            },
+            Operation::Unstake {
+                validator: a,
+                amount: 19,
+            },
+            Operation::Supply {
+                asset: 20,
+                amount: 21,
+            },
+            Operation::Withdraw {
+                asset: 22,
+                amount: 23,
+            },
+            Operation::Borrow {
+                asset: 24,
+                amount: 25,
+            },
+            Operation::Repay {
+                asset: 26,
+                amount: 27,
+            },
+            Operation::Liquidate {
+                borrower: a,
+                debt_asset: 28,
+                collateral_asset: 29,
+                amount: 30,
+            },
+            Operation::SetPrice {
+                asset: 31,
+                price: 32,
+            },
+        ];
+        let got: Vec<String> = ops
+            .iter()
+            .map(|op| op.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        assert_eq!(got, EXPECTED);
+        for op in &ops {
+            assert_eq!(Operation::from_bytes(&op.to_bytes()).as_ref(), Ok(op));
+        }
+    }
+
     #[test]
     fn unknown_operation_tag_is_rejected() {
         let k = SecretKey::from_label("a");
