@@ -51,6 +51,7 @@ pub(super) struct Hashed {
 }
 
 impl std::hash::Hash for Hashed {
+    #[inline]
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         state.write_u64(self.hash);
     }
@@ -61,6 +62,7 @@ impl std::hash::Hash for Hashed {
 struct PassThrough(u64);
 
 impl std::hash::Hasher for PassThrough {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) {
         // Only `write_u64` is used (see `Hashed`); fold anything else in, for completeness.
         for &b in bytes {
@@ -68,10 +70,12 @@ impl std::hash::Hasher for PassThrough {
         }
     }
 
+    #[inline]
     fn write_u64(&mut self, v: u64) {
         self.0 = v;
     }
 
+    #[inline]
     fn finish(&self) -> u64 {
         self.0
     }
@@ -117,6 +121,7 @@ impl Shard {
     }
 
     /// The newest version of `key` below `txn`.
+    #[inline]
     fn below(&self, key: &Hashed, txn: usize) -> Option<&VNode> {
         let head = self.heads.get(key)?;
         if head.txn < txn {
@@ -134,6 +139,7 @@ impl Shard {
     }
 
     /// The node of `txn`'s version of `key`, if any.
+    #[inline]
     fn find_mut(&mut self, key: &Hashed, txn: usize) -> Option<&mut VNode> {
         let head = self.heads.get_mut(key)?;
         if head.txn <= txn {
@@ -149,6 +155,7 @@ impl Shard {
 
     /// Writes `txn`'s version of `key` (replacing that transaction's previous one), with one
     /// probe of the key map.
+    #[inline]
     fn write(&mut self, key: Hashed, txn: usize, inc: u32, value: Option<Value>) {
         use std::collections::hash_map::Entry;
         let node = VNode {
@@ -194,6 +201,7 @@ impl Shard {
     }
 
     /// Removes `txn`'s version of `key`, if any (and the key, when no version is left).
+    #[inline]
     fn remove(&mut self, key: &Hashed, txn: usize) {
         let Some(head) = self.heads.get_mut(key) else {
             return;
@@ -237,6 +245,7 @@ fn final_value(node: &mut VNode) -> Option<Value> {
 }
 
 /// What an unlinked arena slot holds (no value, so nothing stays alive in it).
+#[inline]
 fn free_node() -> VNode {
     VNode {
         txn: 0,
@@ -286,6 +295,7 @@ pub(crate) struct MvMemory {
 /// bytes of its encoding. Shards therefore cover consecutive ranges of the key order (sorting
 /// each shard's keys and concatenating the shards in index order sorts them all), and keys
 /// whose first field is an address spread evenly over 256 shards per kind.
+#[inline]
 pub(super) fn shard_of(key: &Key) -> usize {
     let first = match key {
         Key::Nonce(a)
@@ -314,6 +324,7 @@ pub(super) struct Place {
 }
 
 impl Place {
+    #[inline]
     pub(super) fn hashed(self, key: &Key) -> Hashed {
         Hashed {
             hash: self.hash,
@@ -352,6 +363,7 @@ impl MvMemory {
         }
     }
 
+    #[inline]
     pub(super) fn place(&self, key: &Key) -> Place {
         // Re-mix so that the filter slot and the bits the shard's own map uses are independent.
         let h = FxBuild::default().hash_one(key);
@@ -363,23 +375,27 @@ impl MvMemory {
         }
     }
 
+    #[inline]
     fn shard(&self, place: Place) -> SpinGuard<'_, Shard> {
         self.shards[place.shard as usize].0.lock()
     }
 
     /// The filter band of transaction `txn` (see [`MvMemory`]): below `u8::MAX`.
+    #[inline]
     fn band(&self, txn: usize) -> u8 {
         u8::try_from(txn >> self.band_shift).expect("a band is below u8::MAX")
     }
 
     /// True if no transaction below `txn` wrote `key` (nor any key sharing its filter slot):
     /// every writer of its slot is in a higher band.
+    #[inline]
     fn none_below(&self, place: Place, txn: usize) -> bool {
         self.lowest_writer[place.filter as usize].load(SeqCst) > self.band(txn)
     }
 
     /// The version of `key` that transaction `txn` sees: the highest below `txn`, if any.
     /// `Err(idx)`: that version is an estimate (transaction `idx` is being re-executed).
+    #[inline]
     pub(super) fn read(
         &self,
         key: &Key,
@@ -406,6 +422,7 @@ impl MvMemory {
     }
 
     /// Like [`MvMemory::read`], without copying the value (for validation).
+    #[inline]
     pub(super) fn origin(&self, key: &Key, place: Place, txn: usize) -> Result<Origin, usize> {
         if self.none_below(place, txn) {
             return Ok(Origin::Storage);
@@ -423,6 +440,7 @@ impl MvMemory {
 
     /// Starts loading the memory a read of a key at `place` looks at first (its filter slot),
     /// and with `shard` the shard's lock: a hint that lets several cache misses overlap.
+    #[inline]
     pub(super) fn prefetch(&self, place: Place, shard: bool) {
         prefetch(&self.lowest_writer[place.filter as usize]);
         if shard {
@@ -434,6 +452,7 @@ impl MvMemory {
     /// [`MvMemory::publish`], so that a reader that still sees the slot above `txn`'s band ran
     /// before the write. A slot already at or below the band needs no atomic read-modify-write
     /// (a full barrier).
+    #[inline]
     pub(super) fn lower_filter(&self, place: Place, txn: usize) {
         let (slot, band) = (&self.lowest_writer[place.filter as usize], self.band(txn));
         if slot.load(SeqCst) > band {
@@ -442,6 +461,7 @@ impl MvMemory {
     }
 
     /// Writes `txn`'s version of `key` (after [`MvMemory::lower_filter`]).
+    #[inline]
     pub(super) fn publish(
         &self,
         key: Key,
@@ -453,11 +473,13 @@ impl MvMemory {
         self.shard(place).write(place.hashed(&key), txn, inc, value);
     }
 
+    #[inline]
     pub(super) fn remove(&self, key: &Key, txn: usize) {
         let place = self.place(key);
         self.shard(place).remove(&place.hashed(key), txn);
     }
 
+    #[inline]
     pub(super) fn mark_estimate(&self, key: &Key, txn: usize) {
         let place = self.place(key);
         if let Some(node) = self.shard(place).find_mut(&place.hashed(key), txn) {

@@ -184,19 +184,23 @@ impl<'a> Scheduler<'a> {
         }
     }
 
+    #[inline]
     pub(super) fn lock_tx(&self, txn: usize) -> SpinGuard<'_, TxState> {
         self.txs[txn].state.lock()
     }
 
+    #[inline]
     pub(super) fn done(&self) -> bool {
         self.done.load(SeqCst)
     }
 
+    #[inline]
     fn decrease_execution_idx(&self, target: usize) {
         self.execution_idx.fetch_min(target, SeqCst);
         self.decrease_cnt.fetch_add(1, SeqCst);
     }
 
+    #[inline]
     fn decrease_validation_idx(&self, target: usize) {
         self.validation_idx.fetch_min(target, SeqCst);
         self.decrease_cnt.fetch_add(1, SeqCst);
@@ -204,6 +208,7 @@ impl<'a> Scheduler<'a> {
 
     /// Done when both indices passed the block, no worker holds a claim, and no index was
     /// decreased meanwhile. Called only by a worker that holds no claim.
+    #[inline]
     fn check_done(&self) {
         let observed = self.decrease_cnt.load(SeqCst);
         let exec = self.execution_idx.load(SeqCst);
@@ -224,6 +229,7 @@ impl<'a> Scheduler<'a> {
     /// validating above it would mostly be done twice (transfers ran 1.85 validations per
     /// transaction before this rule, 1.0 after). And a worker leaves a range another worker
     /// executed to that worker while there is execution work left ([`Scheduler::leave_to_owner`]).
+    #[inline]
     pub(super) fn claim(&self, worker: usize) -> Option<Claim> {
         let exec = self.execution_idx.load(SeqCst);
         // Validate only below every claim another worker holds: a transaction still executing
@@ -280,6 +286,7 @@ impl<'a> Scheduler<'a> {
     /// Whether `worker` should leave the validation of `txn` to the worker that executed it and
     /// execute instead: that worker still has the transaction's read set and keys in its cache,
     /// and execution work is left. Only a preference, bounded by [`MAX_VALIDATION_LAG`].
+    #[inline]
     fn leave_to_owner(&self, worker: usize, txn: usize, exec: usize) -> bool {
         exec < self.n
             && exec - txn < MAX_VALIDATION_LAG
@@ -287,6 +294,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// The lowest first index of the claims workers hold ([`IDLE`] if none).
+    #[inline]
     fn lowest_claim(&self) -> usize {
         self.active
             .iter()
@@ -295,10 +303,12 @@ impl<'a> Scheduler<'a> {
             .unwrap_or(IDLE)
     }
 
+    #[inline]
     pub(super) fn release(&self, worker: usize) {
         self.active[worker].0.store(IDLE, SeqCst);
     }
 
+    #[inline]
     pub(super) fn try_incarnate(&self, txn: usize) -> Option<Task> {
         let mut st = self.lock_tx(txn);
         if st.status == Status::Ready {
@@ -309,6 +319,7 @@ impl<'a> Scheduler<'a> {
     }
 
     /// Records that `txn` waits for `blocking`; false if `blocking` already finished (retry).
+    #[inline]
     pub(super) fn add_dependency(&self, txn: usize, blocking: usize) -> bool {
         assert!(blocking < txn, "a transaction depends on a later one");
         let mut blocker = self.lock_tx(blocking);
@@ -324,6 +335,7 @@ impl<'a> Scheduler<'a> {
         true
     }
 
+    #[inline]
     pub(super) fn set_ready_status(&self, txn: usize) {
         let mut st = self.lock_tx(txn);
         assert_eq!(st.status, Status::Aborting);
@@ -333,6 +345,7 @@ impl<'a> Scheduler<'a> {
 
     /// After `txn`'s incarnation `inc` was recorded and marked executed (see
     /// [`Shared::record`]): wakes the `dependents` it had, and picks what follows.
+    #[inline]
     pub(super) fn finish_execution(
         &self,
         txn: usize,
@@ -358,6 +371,7 @@ impl<'a> Scheduler<'a> {
 
     /// After a validation of `txn` failed and its state went back to `Ready` with the next
     /// incarnation (see [`Shared::validate`]).
+    #[inline]
     pub(super) fn finish_validation_abort(&self, txn: usize) -> Option<Task> {
         self.decrease_validation_idx(txn + 1);
         if self.execution_idx.load(SeqCst) > txn {
