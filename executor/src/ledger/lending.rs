@@ -5,9 +5,9 @@
 //! the oracle price (see [`super::oracle`]); collateral without a price counts as zero. A
 //! liquidator receives the seized collateral (plus the bonus) as its own supplied position.
 
-use super::{add, narrow, nonzero, Ctx, FailReason, Res, Stop, TxRead, BPS};
+use super::{add, narrow, nonzero, sub, Ctx, FailReason, Outputs, Res, Stop, TxRead, BPS};
 use crate::state::{Key, Market, Position, Value};
-use crate::tx::AssetId;
+use crate::tx::{AssetId, Operation};
 use lanes_types::Address;
 
 impl<R: TxRead> Ctx<'_, R> {
@@ -92,6 +92,23 @@ impl<R: TxRead> Ctx<'_, R> {
         Ok((coll, debt))
     }
 
+    /// Pays `amount` of `asset` out of the market to `who` (a withdrawal or a loan), whose
+    /// positions `ps` must stay healthy: then the market `m`, the positions and the payment are
+    /// written.
+    fn pay_out(
+        &mut self,
+        who: Address,
+        asset: AssetId,
+        amount: u64,
+        m: Market,
+        ps: Vec<Position>,
+    ) -> Res<()> {
+        self.require_healthy(&ps)?;
+        self.put_market(asset, m);
+        self.put_positions(who, ps);
+        self.credit(who, asset, amount)
+    }
+
     fn require_healthy(&mut self, ps: &[Position]) -> Res<()> {
         let (coll, debt) = self.health(ps)?;
         if debt > coll {
@@ -99,6 +116,18 @@ impl<R: TxRead> Ctx<'_, R> {
         }
         Ok(())
     }
+}
+
+/// Fails unless market `m` has `amount` of cash (supplied minus borrowed) to pay out.
+fn require_cash(m: &Market, amount: u64) -> Res<()> {
+    let cash = m
+        .supplied
+        .checked_sub(m.borrowed)
+        .ok_or(Stop::Fail(FailReason::CorruptState))?;
+    if cash < amount {
+        return Err(FailReason::InsufficientCash.into());
+    }
+    Ok(())
 }
 
 fn position_mut(ps: &mut Vec<Position>, asset: AssetId) -> &mut Position {
@@ -119,155 +148,99 @@ fn position_mut(ps: &mut Vec<Position>, asset: AssetId) -> &mut Position {
     &mut ps[idx]
 }
 
-/// Lends `amount` of `asset` to its market; it also counts as `sender`'s collateral.
-pub(super) fn supply<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    asset: AssetId,
-    amount: u64,
-) -> Res<Vec<u64>> {
-    nonzero(amount)?;
-    ctx.asset(asset)?;
-    ctx.debit(sender, asset, amount)?;
-    let mut m = ctx.market(asset)?;
-    m.supplied = add(m.supplied, amount)?;
-    let mut ps = ctx.positions(sender)?;
-    let p = position_mut(&mut ps, asset);
-    p.supplied = add(p.supplied, amount)?;
-    ctx.put_market(asset, m);
-    ctx.put_positions(sender, ps);
-    Ok(vec![])
-}
-
-/// Takes back `amount` of supplied `asset`, if the position stays healthy and the market
-/// has the cash.
-pub(super) fn withdraw<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    asset: AssetId,
-    amount: u64,
-) -> Res<Vec<u64>> {
-    nonzero(amount)?;
-    let mut ps = ctx.positions(sender)?;
-    let p = position_mut(&mut ps, asset);
-    p.supplied = p
-        .supplied
-        .checked_sub(amount)
-        .ok_or(Stop::Fail(FailReason::InsufficientCollateral))?;
-    let mut m = ctx.market(asset)?;
-    let cash = m
-        .supplied
-        .checked_sub(m.borrowed)
-        .ok_or(Stop::Fail(FailReason::CorruptState))?;
-    if cash < amount {
-        return Err(FailReason::InsufficientCash.into());
+/// Runs a lending operation: `Supply`, `Withdraw`, `Borrow`, `Repay`, `Liquidate` (returns
+/// `[collateral seized]`).
+pub(super) fn run(ctx: &mut Ctx<'_, impl TxRead>, sender: Address, op: &Operation) -> Outputs {
+    match *op {
+        Operation::Supply { asset, amount } => {
+            nonzero(amount)?;
+            ctx.asset(asset)?;
+            ctx.debit(sender, asset, amount)?;
+            let mut m = ctx.market(asset)?;
+            m.supplied = add(m.supplied, amount)?;
+            let mut ps = ctx.positions(sender)?;
+            let p = position_mut(&mut ps, asset);
+            p.supplied = add(p.supplied, amount)?;
+            ctx.put_market(asset, m);
+            ctx.put_positions(sender, ps);
+            Ok(vec![])
+        }
+        Operation::Withdraw { asset, amount } => {
+            nonzero(amount)?;
+            let mut ps = ctx.positions(sender)?;
+            let p = position_mut(&mut ps, asset);
+            p.supplied = sub(p.supplied, amount, FailReason::InsufficientCollateral)?;
+            let mut m = ctx.market(asset)?;
+            require_cash(&m, amount)?;
+            m.supplied -= amount;
+            ctx.pay_out(sender, asset, amount, m, ps)?;
+            Ok(vec![])
+        }
+        Operation::Borrow { asset, amount } => {
+            nonzero(amount)?;
+            ctx.asset(asset)?;
+            if ctx.price(asset)?.is_none() {
+                return Err(FailReason::NoPrice.into());
+            }
+            let mut m = ctx.market(asset)?;
+            require_cash(&m, amount)?;
+            m.borrowed += amount;
+            let mut ps = ctx.positions(sender)?;
+            let p = position_mut(&mut ps, asset);
+            p.borrowed = add(p.borrowed, amount)?;
+            ctx.pay_out(sender, asset, amount, m, ps)?;
+            Ok(vec![])
+        }
+        Operation::Repay { asset, amount } => {
+            nonzero(amount)?;
+            let mut ps = ctx.positions(sender)?;
+            let p = position_mut(&mut ps, asset);
+            p.borrowed = sub(p.borrowed, amount, FailReason::RepayExceedsDebt)?;
+            ctx.pay_down_market(sender, asset, amount)?;
+            ctx.put_positions(sender, ps);
+            Ok(vec![])
+        }
+        Operation::Liquidate {
+            borrower,
+            debt_asset,
+            collateral_asset,
+            amount,
+        } => {
+            nonzero(amount)?;
+            if borrower == sender {
+                return Err(FailReason::SelfLiquidation.into());
+            }
+            let mut bps = ctx.positions(borrower)?;
+            let (coll, debt) = ctx.health(&bps)?;
+            if debt <= coll {
+                return Err(FailReason::NotLiquidatable.into());
+            }
+            let p_debt = ctx
+                .price(debt_asset)?
+                .ok_or(Stop::Fail(FailReason::NoPrice))?;
+            let p_coll = ctx
+                .price(collateral_asset)?
+                .ok_or(Stop::Fail(FailReason::NoPrice))?;
+            let dp = position_mut(&mut bps, debt_asset);
+            dp.borrowed = sub(dp.borrowed, amount, FailReason::RepayExceedsDebt)?;
+            let bonus = BPS + u128::from(ctx.params.liquidation_bonus_bps);
+            // Floor: the liquidator gets no more than the bonus.
+            let seize = (u128::from(amount) * u128::from(p_debt))
+                .checked_mul(bonus)
+                .ok_or(Stop::Fail(FailReason::Overflow))?
+                / (u128::from(p_coll) * BPS);
+            let seize = narrow(seize)?;
+            nonzero(seize)?;
+            let cp = position_mut(&mut bps, collateral_asset);
+            cp.supplied = sub(cp.supplied, seize, FailReason::InsufficientCollateral)?;
+            ctx.pay_down_market(sender, debt_asset, amount)?;
+            ctx.put_positions(borrower, bps);
+            let mut lps = ctx.positions(sender)?;
+            let lp = position_mut(&mut lps, collateral_asset);
+            lp.supplied = add(lp.supplied, seize)?;
+            ctx.put_positions(sender, lps);
+            Ok(vec![seize])
+        }
+        _ => unreachable!("{} is not a lending operation", op.name()),
     }
-    m.supplied -= amount;
-    ctx.require_healthy(&ps)?;
-    ctx.put_market(asset, m);
-    ctx.put_positions(sender, ps);
-    ctx.credit(sender, asset, amount)?;
-    Ok(vec![])
-}
-
-/// Borrows `amount` of `asset` (which must have a price) against `sender`'s collateral.
-pub(super) fn borrow<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    asset: AssetId,
-    amount: u64,
-) -> Res<Vec<u64>> {
-    nonzero(amount)?;
-    ctx.asset(asset)?;
-    if ctx.price(asset)?.is_none() {
-        return Err(FailReason::NoPrice.into());
-    }
-    let mut m = ctx.market(asset)?;
-    let cash = m
-        .supplied
-        .checked_sub(m.borrowed)
-        .ok_or(Stop::Fail(FailReason::CorruptState))?;
-    if cash < amount {
-        return Err(FailReason::InsufficientCash.into());
-    }
-    m.borrowed += amount;
-    let mut ps = ctx.positions(sender)?;
-    let p = position_mut(&mut ps, asset);
-    p.borrowed = add(p.borrowed, amount)?;
-    ctx.require_healthy(&ps)?;
-    ctx.put_market(asset, m);
-    ctx.put_positions(sender, ps);
-    ctx.credit(sender, asset, amount)?;
-    Ok(vec![])
-}
-
-/// Repays `amount` of `sender`'s debt in `asset`.
-pub(super) fn repay<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    asset: AssetId,
-    amount: u64,
-) -> Res<Vec<u64>> {
-    nonzero(amount)?;
-    let mut ps = ctx.positions(sender)?;
-    let p = position_mut(&mut ps, asset);
-    p.borrowed = p
-        .borrowed
-        .checked_sub(amount)
-        .ok_or(Stop::Fail(FailReason::RepayExceedsDebt))?;
-    ctx.pay_down_market(sender, asset, amount)?;
-    ctx.put_positions(sender, ps);
-    Ok(vec![])
-}
-
-/// Repays `amount` of an unhealthy `borrower`'s debt in `debt_asset` and takes over its
-/// `collateral_asset` worth that plus the liquidation bonus: returns `[collateral seized]`.
-pub(super) fn liquidate<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    borrower: Address,
-    debt_asset: AssetId,
-    collateral_asset: AssetId,
-    amount: u64,
-) -> Res<Vec<u64>> {
-    nonzero(amount)?;
-    if borrower == sender {
-        return Err(FailReason::SelfLiquidation.into());
-    }
-    let mut bps = ctx.positions(borrower)?;
-    let (coll, debt) = ctx.health(&bps)?;
-    if debt <= coll {
-        return Err(FailReason::NotLiquidatable.into());
-    }
-    let p_debt = ctx
-        .price(debt_asset)?
-        .ok_or(Stop::Fail(FailReason::NoPrice))?;
-    let p_coll = ctx
-        .price(collateral_asset)?
-        .ok_or(Stop::Fail(FailReason::NoPrice))?;
-    let dp = position_mut(&mut bps, debt_asset);
-    dp.borrowed = dp
-        .borrowed
-        .checked_sub(amount)
-        .ok_or(Stop::Fail(FailReason::RepayExceedsDebt))?;
-    let bonus = BPS + u128::from(ctx.params.liquidation_bonus_bps);
-    // Floor: the liquidator gets no more than the bonus.
-    let seize = (u128::from(amount) * u128::from(p_debt))
-        .checked_mul(bonus)
-        .ok_or(Stop::Fail(FailReason::Overflow))?
-        / (u128::from(p_coll) * BPS);
-    let seize = narrow(seize)?;
-    nonzero(seize)?;
-    let cp = position_mut(&mut bps, collateral_asset);
-    cp.supplied = cp
-        .supplied
-        .checked_sub(seize)
-        .ok_or(Stop::Fail(FailReason::InsufficientCollateral))?;
-    ctx.pay_down_market(sender, debt_asset, amount)?;
-    ctx.put_positions(borrower, bps);
-    let mut lps = ctx.positions(sender)?;
-    let lp = position_mut(&mut lps, collateral_asset);
-    lp.supplied = add(lp.supplied, seize)?;
-    ctx.put_positions(sender, lps);
-    Ok(vec![seize])
 }

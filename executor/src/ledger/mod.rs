@@ -282,6 +282,9 @@ impl From<Blocked> for Stop {
 
 type Res<T> = Result<T, Stop>;
 
+/// What an operation returns: its receipt's `outputs`, or why it stopped.
+type Outputs = Res<Vec<u64>>;
+
 struct Ctx<'a, R: TxRead> {
     reader: &'a mut R,
     params: &'a ProtocolParams,
@@ -291,6 +294,11 @@ struct Ctx<'a, R: TxRead> {
 
 fn add(a: u64, b: u64) -> Res<u64> {
     a.checked_add(b).ok_or(Stop::Fail(FailReason::Overflow))
+}
+
+/// `a - b`, or a failure for the reason `short` when `a < b`.
+fn sub(a: u64, b: u64, short: FailReason) -> Res<u64> {
+    a.checked_sub(b).ok_or(Stop::Fail(short))
 }
 
 fn narrow(v: u128) -> Res<u64> {
@@ -326,14 +334,16 @@ impl<R: TxRead> Ctx<'_, R> {
         self.put(key, if v == 0 { None } else { Some(Value::U64(v)) });
     }
 
+    /// Takes `amount` from the number under `key`; fails with `short` if it holds less.
+    fn sub_u64(&mut self, key: Key, amount: u64, short: FailReason) -> Res<()> {
+        let held = self.get_u64(&key)?;
+        self.put_u64(key, sub(held, amount, short)?);
+        Ok(())
+    }
+
     fn debit(&mut self, who: Address, asset: AssetId, amount: u64) -> Res<()> {
         let key = Key::Balance(who, asset);
-        let bal = self.get_u64(&key)?;
-        let left = bal
-            .checked_sub(amount)
-            .ok_or(Stop::Fail(FailReason::InsufficientBalance))?;
-        self.put_u64(key, left);
-        Ok(())
+        self.sub_u64(key, amount, FailReason::InsufficientBalance)
     }
 
     fn credit(&mut self, who: Address, asset: AssetId, amount: u64) -> Res<()> {
@@ -362,48 +372,21 @@ fn nonzero(amount: u64) -> Res<()> {
 }
 
 /// Runs the operation: each domain's rules live in its own module.
-fn run_op<R: TxRead>(ctx: &mut Ctx<'_, R>, sender: Address, op: &Operation) -> Res<Vec<u64>> {
-    match *op {
-        Operation::Transfer { asset, to, amount } => {
-            transfer::transfer(ctx, sender, asset, to, amount)
-        }
-        Operation::CreateAsset { ref symbol, supply } => {
-            transfer::create_asset(ctx, sender, symbol, supply)
-        }
-        Operation::CreatePool { a, b } => amm::create_pool(ctx, a, b),
-        Operation::AddLiquidity {
-            pool: pid,
-            amount_a,
-            amount_b,
-            min_shares,
-        } => amm::add_liquidity(ctx, sender, pid, amount_a, amount_b, min_shares),
-        Operation::RemoveLiquidity {
-            pool: pid,
-            shares,
-            min_a,
-            min_b,
-        } => amm::remove_liquidity(ctx, sender, pid, shares, min_a, min_b),
-        Operation::Swap {
-            pool: pid,
-            asset_in,
-            amount_in,
-            min_out,
-        } => amm::swap(ctx, sender, pid, asset_in, amount_in, min_out),
-        Operation::Stake { validator, amount } => staking::stake(ctx, sender, validator, amount),
-        Operation::Unstake { validator, amount } => {
-            staking::unstake(ctx, sender, validator, amount)
-        }
-        Operation::Supply { asset, amount } => lending::supply(ctx, sender, asset, amount),
-        Operation::Withdraw { asset, amount } => lending::withdraw(ctx, sender, asset, amount),
-        Operation::Borrow { asset, amount } => lending::borrow(ctx, sender, asset, amount),
-        Operation::Repay { asset, amount } => lending::repay(ctx, sender, asset, amount),
-        Operation::Liquidate {
-            borrower,
-            debt_asset,
-            collateral_asset,
-            amount,
-        } => lending::liquidate(ctx, sender, borrower, debt_asset, collateral_asset, amount),
-        Operation::SetPrice { asset, price } => oracle::set_price(ctx, sender, asset, price),
+fn run_op<R: TxRead>(ctx: &mut Ctx<'_, R>, sender: Address, op: &Operation) -> Outputs {
+    use Operation as Op;
+    match op {
+        Op::Transfer { .. } | Op::CreateAsset { .. } => transfer::run(ctx, sender, op),
+        Op::CreatePool { .. }
+        | Op::AddLiquidity { .. }
+        | Op::RemoveLiquidity { .. }
+        | Op::Swap { .. } => amm::run(ctx, sender, op),
+        Op::Stake { .. } | Op::Unstake { .. } => staking::run(ctx, sender, op),
+        Op::Supply { .. }
+        | Op::Withdraw { .. }
+        | Op::Borrow { .. }
+        | Op::Repay { .. }
+        | Op::Liquidate { .. } => lending::run(ctx, sender, op),
+        Op::SetPrice { .. } => oracle::run(ctx, sender, op),
     }
 }
 

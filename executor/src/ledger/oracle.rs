@@ -1,9 +1,9 @@
 //! Oracle prices: `SetPrice`, accepted only from the genesis oracle account, and the price
 //! the lending market values positions at.
 
-use super::{nonzero, Ctx, FailReason, Res, TxRead};
+use super::{nonzero, Ctx, FailReason, Outputs, Res, TxRead};
 use crate::state::Key;
-use crate::tx::AssetId;
+use crate::tx::{AssetId, Operation};
 use lanes_types::Address;
 
 impl<R: TxRead> Ctx<'_, R> {
@@ -14,18 +14,18 @@ impl<R: TxRead> Ctx<'_, R> {
     }
 }
 
-/// Sets the price of `asset`; only the oracle account may.
-pub(super) fn set_price<R: TxRead>(
-    ctx: &mut Ctx<'_, R>,
-    sender: Address,
-    asset: AssetId,
-    price: u64,
-) -> Res<Vec<u64>> {
-    if sender != ctx.params.oracle {
-        return Err(FailReason::NotOracle.into());
+/// Runs a `SetPrice`: only the oracle account may.
+pub(super) fn run(ctx: &mut Ctx<'_, impl TxRead>, sender: Address, op: &Operation) -> Outputs {
+    match *op {
+        Operation::SetPrice { asset, price } => {
+            if sender != ctx.params.oracle {
+                return Err(FailReason::NotOracle.into());
+            }
+            nonzero(price)?;
+            ctx.asset(asset)?;
+            ctx.put_u64(Key::Price(asset), price);
+            Ok(vec![])
+        }
+        _ => unreachable!("{} is not an oracle operation", op.name()),
     }
-    nonzero(price)?;
-    ctx.asset(asset)?;
-    ctx.put_u64(Key::Price(asset), price);
-    Ok(vec![])
 }

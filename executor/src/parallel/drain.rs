@@ -191,27 +191,8 @@ pub(crate) fn concat<T: Send>(parts: Vec<Vec<T>>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanes_types::Address;
+    use crate::state::tests::arb_key;
     use proptest::prelude::*;
-
-    fn arb_key() -> impl Strategy<Value = Key> {
-        let addr = any::<[u8; 20]>().prop_map(Address);
-        prop_oneof![
-            addr.clone().prop_map(Key::Nonce),
-            (addr.clone(), any::<u32>()).prop_map(|(a, b)| Key::Balance(a, b)),
-            any::<u32>().prop_map(Key::Asset),
-            any::<[u8; 12]>().prop_map(Key::Symbol),
-            Just(Key::NextAssetId),
-            any::<u32>().prop_map(Key::Pool),
-            Just(Key::NextPoolId),
-            (any::<u32>(), addr.clone()).prop_map(|(p, a)| Key::LpShares(p, a)),
-            addr.clone().prop_map(Key::Validator),
-            (addr.clone(), addr.clone()).prop_map(|(a, b)| Key::Stake(a, b)),
-            any::<u32>().prop_map(Key::Market),
-            addr.prop_map(Key::Positions),
-            any::<u32>().prop_map(Key::Price),
-        ]
-    }
 
     proptest! {
         /// Shards cover ranges of the key order: drained one after the other, they are sorted.
