@@ -3,7 +3,9 @@
 
 use crate::fxhash::FxHashMap;
 use crate::ledger::{execute_tx, fee_credit, Blocked, Receipt, TxRead};
-use crate::parallel::{run_block_stm, Fallback, RunCounters, Scratch, StmOutput, Wanted};
+use crate::parallel::{
+    run_block_stm, DeferredFeeCredit, Fallback, RunCounters, Scratch, StmOutput, Wanted,
+};
 use crate::smt::{self, Node, NodeStore, SmtError, TreeUpdateEntry};
 use crate::state::{fee_sink, Key, StateView, Value, Write};
 use crate::tx::{self, SignedTransaction, NATIVE_ASSET};
@@ -312,14 +314,16 @@ impl Executor {
         };
         let sink = fee_sink_key();
         // The fee credit goes to its place in the sorted writes as the memory drains.
-        let settle = |receipts: &[Receipt], watched| {
+        let credit = |receipts: &[Receipt], sink_write| {
             let mut credit = Vec::new();
-            credit_fees(state, receipts, &mut credit, watched);
+            credit_fees(state, receipts, &mut credit, sink_write);
             credit.pop()
         };
         let wanted = Wanted {
-            watch: &sink,
-            settle,
+            fee_credit: DeferredFeeCredit {
+                sink: &sink,
+                credit,
+            },
             hash,
         };
         match run_block_stm(&self.pool, scratch, state, params, txs, fallback, wanted) {

@@ -347,11 +347,12 @@ pub fn genesis_state(genesis: &Genesis) -> Vec<(Key, Value)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_key() -> impl Strategy<Value = Key> {
+    /// Any key (shared with the multi-version memory's tests).
+    pub(crate) fn arb_key() -> impl Strategy<Value = Key> {
         let addr = any::<[u8; 20]>().prop_map(Address);
         prop_oneof![
             addr.clone().prop_map(Key::Nonce),

@@ -22,7 +22,7 @@ pub type PoolId = u32;
 pub const NATIVE_ASSET: AssetId = 0;
 
 /// The one action a transaction performs. Encoded as a `u8` tag (the variant's position below,
-/// starting at 0) followed by its fields.
+/// starting at 0) followed by its fields in order (the table under `operation_codec!`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Operation {
     /// Moves `amount` of `asset` from the sender to `to`.
@@ -145,211 +145,65 @@ pub enum Operation {
     },
 }
 
-impl Operation {
-    /// A short name of the operation, for logs and explorers.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::Transfer { .. } => "transfer",
-            Operation::CreateAsset { .. } => "create_asset",
-            Operation::CreatePool { .. } => "create_pool",
-            Operation::AddLiquidity { .. } => "add_liquidity",
-            Operation::RemoveLiquidity { .. } => "remove_liquidity",
-            Operation::Swap { .. } => "swap",
-            Operation::Stake { .. } => "stake",
-            Operation::Unstake { .. } => "unstake",
-            Operation::Supply { .. } => "supply",
-            Operation::Withdraw { .. } => "withdraw",
-            Operation::Borrow { .. } => "borrow",
-            Operation::Repay { .. } => "repay",
-            Operation::Liquidate { .. } => "liquidate",
-            Operation::SetPrice { .. } => "set_price",
-        }
-    }
-}
-
-impl Encode for Operation {
-    fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Operation::Transfer { asset, to, amount } => {
-                out.push(0);
-                asset.encode(out);
-                to.encode(out);
-                amount.encode(out);
-            }
-            Operation::CreateAsset { symbol, supply } => {
-                out.push(1);
-                symbol.encode(out);
-                supply.encode(out);
-            }
-            Operation::CreatePool { a, b } => {
-                out.push(2);
-                a.encode(out);
-                b.encode(out);
-            }
-            Operation::AddLiquidity {
-                pool,
-                amount_a,
-                amount_b,
-                min_shares,
-            } => {
-                out.push(3);
-                pool.encode(out);
-                amount_a.encode(out);
-                amount_b.encode(out);
-                min_shares.encode(out);
-            }
-            Operation::RemoveLiquidity {
-                pool,
-                shares,
-                min_a,
-                min_b,
-            } => {
-                out.push(4);
-                pool.encode(out);
-                shares.encode(out);
-                min_a.encode(out);
-                min_b.encode(out);
-            }
-            Operation::Swap {
-                pool,
-                asset_in,
-                amount_in,
-                min_out,
-            } => {
-                out.push(5);
-                pool.encode(out);
-                asset_in.encode(out);
-                amount_in.encode(out);
-                min_out.encode(out);
-            }
-            Operation::Stake { validator, amount } => {
-                out.push(6);
-                validator.encode(out);
-                amount.encode(out);
-            }
-            Operation::Unstake { validator, amount } => {
-                out.push(7);
-                validator.encode(out);
-                amount.encode(out);
-            }
-            Operation::Supply { asset, amount } => {
-                out.push(8);
-                asset.encode(out);
-                amount.encode(out);
-            }
-            Operation::Withdraw { asset, amount } => {
-                out.push(9);
-                asset.encode(out);
-                amount.encode(out);
-            }
-            Operation::Borrow { asset, amount } => {
-                out.push(10);
-                asset.encode(out);
-                amount.encode(out);
-            }
-            Operation::Repay { asset, amount } => {
-                out.push(11);
-                asset.encode(out);
-                amount.encode(out);
-            }
-            Operation::Liquidate {
-                borrower,
-                debt_asset,
-                collateral_asset,
-                amount,
-            } => {
-                out.push(12);
-                borrower.encode(out);
-                debt_asset.encode(out);
-                collateral_asset.encode(out);
-                amount.encode(out);
-            }
-            Operation::SetPrice { asset, price } => {
-                out.push(13);
-                asset.encode(out);
-                price.encode(out);
+/// The operations' codec and names, stated once: each row is a variant's tag, its short name
+/// (for logs and explorers) and its fields in encoding order. The macro writes
+/// [`Operation::name`], `Encode` and `Decode` from the table, so they cannot disagree; a variant
+/// or a field missing from it does not compile, and `operation_encodings_are_fixed` pins the
+/// bytes.
+macro_rules! operation_codec {
+    ($($tag:literal $name:literal $variant:ident { $($field:ident),* $(,)? }),* $(,)?) => {
+        impl Operation {
+            /// A short name of the operation, for logs and explorers.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Operation::$variant { .. } => $name,)*
+                }
             }
         }
-    }
-}
 
-impl Decode for Operation {
-    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
-        let tag = u8::decode(r)?;
-        Ok(match tag {
-            0 => Operation::Transfer {
-                asset: Decode::decode(r)?,
-                to: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            1 => Operation::CreateAsset {
-                symbol: Decode::decode(r)?,
-                supply: Decode::decode(r)?,
-            },
-            2 => Operation::CreatePool {
-                a: Decode::decode(r)?,
-                b: Decode::decode(r)?,
-            },
-            3 => Operation::AddLiquidity {
-                pool: Decode::decode(r)?,
-                amount_a: Decode::decode(r)?,
-                amount_b: Decode::decode(r)?,
-                min_shares: Decode::decode(r)?,
-            },
-            4 => Operation::RemoveLiquidity {
-                pool: Decode::decode(r)?,
-                shares: Decode::decode(r)?,
-                min_a: Decode::decode(r)?,
-                min_b: Decode::decode(r)?,
-            },
-            5 => Operation::Swap {
-                pool: Decode::decode(r)?,
-                asset_in: Decode::decode(r)?,
-                amount_in: Decode::decode(r)?,
-                min_out: Decode::decode(r)?,
-            },
-            6 => Operation::Stake {
-                validator: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            7 => Operation::Unstake {
-                validator: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            8 => Operation::Supply {
-                asset: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            9 => Operation::Withdraw {
-                asset: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            10 => Operation::Borrow {
-                asset: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            11 => Operation::Repay {
-                asset: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            12 => Operation::Liquidate {
-                borrower: Decode::decode(r)?,
-                debt_asset: Decode::decode(r)?,
-                collateral_asset: Decode::decode(r)?,
-                amount: Decode::decode(r)?,
-            },
-            13 => Operation::SetPrice {
-                asset: Decode::decode(r)?,
-                price: Decode::decode(r)?,
-            },
-            tag => {
-                return Err(DecodeError::InvalidTag {
-                    ty: "Operation",
-                    tag,
+        impl Encode for Operation {
+            fn encode(&self, out: &mut Vec<u8>) {
+                match self {
+                    $(Operation::$variant { $($field),* } => {
+                        out.push($tag);
+                        $($field.encode(out);)*
+                    })*
+                }
+            }
+        }
+
+        impl Decode for Operation {
+            fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+                // Struct fields are evaluated in the order written: the table's order.
+                Ok(match u8::decode(r)? {
+                    $($tag => Operation::$variant { $($field: Decode::decode(r)?),* },)*
+                    tag => {
+                        return Err(DecodeError::InvalidTag {
+                            ty: "Operation",
+                            tag,
+                        })
+                    }
                 })
             }
-        })
-    }
+        }
+    };
+}
+
+operation_codec! {
+    0 "transfer" Transfer { asset, to, amount },
+    1 "create_asset" CreateAsset { symbol, supply },
+    2 "create_pool" CreatePool { a, b },
+    3 "add_liquidity" AddLiquidity { pool, amount_a, amount_b, min_shares },
+    4 "remove_liquidity" RemoveLiquidity { pool, shares, min_a, min_b },
+    5 "swap" Swap { pool, asset_in, amount_in, min_out },
+    6 "stake" Stake { validator, amount },
+    7 "unstake" Unstake { validator, amount },
+    8 "supply" Supply { asset, amount },
+    9 "withdraw" Withdraw { asset, amount },
+    10 "borrow" Borrow { asset, amount },
+    11 "repay" Repay { asset, amount },
+    12 "liquidate" Liquidate { borrower, debt_asset, collateral_asset, amount },
+    13 "set_price" SetPrice { asset, price },
 }
 
 /// The signed content of a transaction.
@@ -616,6 +470,101 @@ mod tests {
             check_stateless(&trailing, "test", &params()),
             Err(TxError::Decode(_))
         ));
+    }
+
+    /// The encoding of every operation, byte for byte: a change of tag, field order or width
+    /// shows here.
+    #[test]
+    fn operation_encodings_are_fixed() {
+        let a = Address([7; 20]);
+        const EXPECTED: [&str; 14] = [
+            "000000000107070707070707070707070707070707070707070000000000000002",
+            "010000000241420000000000000003",
+            "020000000400000005",
+            "0300000006000000000000000700000000000000080000000000000009",
+            "040000000a000000000000000b000000000000000c000000000000000d",
+            "050000000e0000000f00000000000000100000000000000011",
+            "0607070707070707070707070707070707070707070000000000000012",
+            "0707070707070707070707070707070707070707070000000000000013",
+            "08000000140000000000000015",
+            "09000000160000000000000017",
+            "0a000000180000000000000019",
+            "0b0000001a000000000000001b",
+            "0c07070707070707070707070707070707070707070000001c0000001d000000000000001e",
+            "0d0000001f0000000000000020",
+        ];
+        let ops = [
+            Operation::Transfer {
+                asset: 1,
+                to: a,
+                amount: 2,
+            },
+            Operation::CreateAsset {
+                symbol: "AB".into(),
+                supply: 3,
+            },
+            Operation::CreatePool { a: 4, b: 5 },
+            Operation::AddLiquidity {
+                pool: 6,
+                amount_a: 7,
+                amount_b: 8,
+                min_shares: 9,
+            },
+            Operation::RemoveLiquidity {
+                pool: 10,
+                shares: 11,
+                min_a: 12,
+                min_b: 13,
+            },
+            Operation::Swap {
+                pool: 14,
+                asset_in: 15,
+                amount_in: 16,
+                min_out: 17,
+            },
+            Operation::Stake {
+                validator: a,
+                amount: 18,
+            },
+            Operation::Unstake {
+                validator: a,
+                amount: 19,
+            },
+            Operation::Supply {
+                asset: 20,
+                amount: 21,
+            },
+            Operation::Withdraw {
+                asset: 22,
+                amount: 23,
+            },
+            Operation::Borrow {
+                asset: 24,
+                amount: 25,
+            },
+            Operation::Repay {
+                asset: 26,
+                amount: 27,
+            },
+            Operation::Liquidate {
+                borrower: a,
+                debt_asset: 28,
+                collateral_asset: 29,
+                amount: 30,
+            },
+            Operation::SetPrice {
+                asset: 31,
+                price: 32,
+            },
+        ];
+        let got: Vec<String> = ops
+            .iter()
+            .map(|op| op.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
+            .collect();
+        assert_eq!(got, EXPECTED);
+        for op in &ops {
+            assert_eq!(Operation::from_bytes(&op.to_bytes()).as_ref(), Ok(op));
+        }
     }
 
     #[test]
