@@ -462,3 +462,92 @@ pub fn free_base_port(n: usize) -> Result<u16> {
     }
     bail!("no free ports for a temporary network")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "node" that is `sh -c SCRIPT`, with its log and data in `dir`.
+    fn sh(dir: &Path, script: &str) -> NodeSpec {
+        NodeSpec {
+            args: vec!["-c".into(), script.into()],
+            api: "127.0.0.1:1".parse().unwrap(),
+            data: dir.join("data"),
+            log: dir.join("node.log"),
+        }
+    }
+
+    #[test]
+    fn a_home_spec_reads_the_api_and_data_directory_from_its_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "name = \"v\"\napi = \"127.0.0.1:7101\"\n").unwrap();
+        let spec = NodeSpec::home(dir.path()).unwrap();
+        assert_eq!(spec.api, "127.0.0.1:7101".parse().unwrap());
+        assert_eq!(spec.data, dir.path().join("data"));
+        assert_eq!(spec.log, dir.path().join("node.log"));
+        assert_eq!(spec.args[..2], ["node", "--home"]);
+        std::fs::write(&config, "api = \"127.0.0.1:7101\"\ndata_dir = \"/x\"\n").unwrap();
+        assert_eq!(
+            NodeSpec::home(dir.path()).unwrap().data,
+            PathBuf::from("/x")
+        );
+        std::fs::write(&config, "name = \"v\"\n").unwrap();
+        let err = NodeSpec::home(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no api address"), "{err}");
+    }
+
+    #[test]
+    fn nodes_start_pause_continue_die_and_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = vec![sh(dir.path(), "echo up >&2; exec sleep 30")];
+        let mut c = Cluster::new("/bin/sh".into(), dir.path(), specs);
+        c.spawn_all().unwrap();
+        assert!(c.is_up(0));
+        c.pause(0, true).unwrap();
+        assert!(c.is_running(0) && !c.is_up(0));
+        c.pause(0, false).unwrap();
+        c.ensure_running().unwrap();
+        // A paused node still stops (SIGCONT before SIGTERM).
+        c.pause(0, true).unwrap();
+        let start = Instant::now();
+        c.stop_all();
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert!(!c.is_running(0));
+        // A node that dies is named with its log.
+        let mut c = Cluster::new(
+            "/bin/sh".into(),
+            dir.path(),
+            vec![sh(dir.path(), "echo dying >&2; exit 3")],
+        );
+        c.spawn(0).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let err = c.ensure_running().unwrap_err().to_string();
+        assert!(
+            err.contains("validator 0 exited") && err.contains("dying"),
+            "{err}"
+        );
+        assert!(c.log_tail(0).starts_with("up\ndying"), "{}", c.log_tail(0));
+        c.kill9(0);
+        assert!(!c.is_running(0));
+    }
+
+    #[test]
+    fn wipe_deletes_the_data_directory_and_tolerates_its_absence() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::new("/bin/sh".into(), dir.path(), vec![sh(dir.path(), "")]);
+        std::fs::create_dir_all(dir.path().join("data/db")).unwrap();
+        c.wipe(0).unwrap();
+        assert!(!dir.path().join("data").exists());
+        c.wipe(0).unwrap();
+    }
+
+    #[test]
+    fn a_free_base_port_has_its_peer_and_api_ports_free() {
+        let p = free_base_port(4).unwrap();
+        for i in 0..4 {
+            std::net::UdpSocket::bind(("127.0.0.1", p + i)).unwrap();
+            std::net::TcpListener::bind(("127.0.0.1", p + 100 + i)).unwrap();
+        }
+    }
+}
