@@ -5,9 +5,9 @@
 
 use crate::config::Home;
 use crate::load::LoadGen;
-use crate::localnet::{self, NodeChild};
-use crate::testnet;
+use crate::localnet;
 use anyhow::{bail, Context, Result};
+use lanes_cluster::Cluster;
 use lanes_executor::tx::SignedTransaction;
 use lanes_types::codec::Encode;
 use lanes_types::{tx_hash, Hash, SecretKey};
@@ -84,8 +84,7 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     localnet::ctrlc_flag(stop.clone())?;
-    let mut children: Vec<NodeChild> = Vec::new();
-    let _tmp;
+    let mut cluster = None;
     let (apis, keys, chain_id, min_fee) = if args.nodes.is_empty() {
         if args.validators < 4 {
             bail!(
@@ -93,31 +92,16 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
                 args.validators
             );
         }
-        let tmp = tempfile::tempdir()?;
-        let base_port = free_base_port(args.validators)?;
-        testnet::generate(&testnet::TestnetOptions {
-            validators: args.validators,
-            out: tmp.path().to_path_buf(),
-            base_port,
-            host: "127.0.0.1".into(),
-            dev_accounts: BENCH_ACCOUNTS,
-            chain_id: "lanes-bench".into(),
-            ..testnet::TestnetOptions::default()
-        })?;
-        let homes: Vec<Home> = (0..args.validators)
-            .map(|i| Home::load(&tmp.path().join(format!("validator-{i}"))))
-            .collect::<Result<_>>()?;
-        children = localnet::spawn_nodes(&homes)?;
-        let http = localnet::http_agent();
-        localnet::wait_healthy(&http, &mut children, &homes, &stop)?;
-        let keys = localnet::dev_keys(tmp.path())?;
-        let apis = homes.iter().map(|h| h.config.api).collect::<Vec<_>>();
-        let g = &homes[0].genesis;
-        let (chain_id, min_fee) = (g.chain_id.clone(), g.params.min_fee);
-        _tmp = Some(tmp);
-        (apis, keys, chain_id, min_fee)
+        let exe = localnet::lanes_exe()?;
+        let c = Cluster::testnet(exe, args.validators, BENCH_ACCOUNTS, "lanes-bench")?;
+        let nodes = cluster.insert(c.with_stop(stop.clone()));
+        let genesis = Home::load(&nodes.dir().join("validator-0"))?.genesis;
+        nodes.spawn_all()?;
+        nodes.wait_healthy(Duration::from_secs(60))?;
+        let keys = localnet::dev_keys(nodes.dir())?;
+        let (chain_id, min_fee) = (genesis.chain_id.clone(), genesis.params.min_fee);
+        (nodes.apis(), keys, chain_id, min_fee)
     } else {
-        _tmp = None;
         let apis = args
             .nodes
             .iter()
@@ -135,25 +119,10 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
         (apis, keys, chain_id, s["min_fee"].as_u64().unwrap_or(1))
     };
     let result = bench(&args, rate, swaps, &apis, keys, (&chain_id, min_fee), &stop);
-    localnet::stop_all(&mut children);
-    result
-}
-
-/// A first port `P` with `P..P+n` (UDP) and `P+100..P+100+n` (TCP) free on loopback.
-pub fn free_base_port(n: usize) -> Result<u16> {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    for _ in 0..500 {
-        let p: u16 = rng.gen_range(20_000..30_000);
-        let free = (0..n as u16).all(|i| {
-            std::net::UdpSocket::bind(("127.0.0.1", p + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()
-        });
-        if free {
-            return Ok(p);
-        }
+    if let Some(nodes) = &mut cluster {
+        nodes.stop_all();
     }
-    bail!("no free ports for a temporary localnet")
+    result
 }
 
 struct Tracker {

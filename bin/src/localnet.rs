@@ -7,12 +7,12 @@ use crate::config::Home;
 use crate::load::LoadGen;
 use crate::testnet;
 use anyhow::{bail, Context, Result};
+use lanes_cluster::{Cluster, NodeSpec};
 use lanes_types::codec::Encode;
 use lanes_types::SecretKey;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,14 +38,6 @@ pub struct LocalnetArgs {
     /// First port: validators use P.., their APIs P+100..
     #[arg(long, default_value_t = 7000)]
     base_port: u16,
-}
-
-/// A running `lanes node` child process.
-pub struct NodeChild {
-    index: usize,
-    /// Its HTTP API.
-    pub api: SocketAddr,
-    process: Child,
 }
 
 /// Runs `lanes localnet` until Ctrl-C.
@@ -95,123 +87,56 @@ pub fn run(args: LocalnetArgs) -> Result<()> {
             homes.len()
         );
     }
+    let specs = homes.iter().map(|h| NodeSpec::home(&h.dir));
+    let mut nodes = Cluster::new(lanes_exe()?, &args.dir, specs.collect::<Result<_>>()?);
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc_flag(flag)?;
 
-    let mut children = spawn_nodes(&homes)?;
-    let result = supervise(&args, &homes, &mut children, &stop);
-    stop_all(&mut children);
+    nodes = nodes.with_stop(stop.clone());
+    let result = nodes
+        .spawn_all()
+        .and_then(|()| supervise(&args, &homes, &mut nodes, &stop));
+    nodes.stop_all();
     result
 }
 
-/// Starts `lanes node --home` for one home, appending its log to `node.log` in the home.
-pub fn spawn_node(home: &Home) -> Result<Child> {
-    spawn_node_with(home, &[])
-}
-
-/// [`spawn_node`] with extra `lanes node` arguments.
-pub fn spawn_node_with(home: &Home, extra: &[String]) -> Result<Child> {
-    let exe = std::env::current_exe().context("locating the lanes binary")?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(home.dir.join("node.log"))?;
-    Command::new(&exe)
-        .args(["node", "--home"])
-        .arg(&home.dir)
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("starting validator {}", home.config.index))
-}
-
-/// Starts one `lanes node --home` process per home, logging to `node.log` in the home.
-pub fn spawn_nodes(homes: &[Home]) -> Result<Vec<NodeChild>> {
-    let mut children = Vec::new();
-    for (i, home) in homes.iter().enumerate() {
-        let process = spawn_node(home)?;
-        children.push(NodeChild {
-            index: i,
-            api: home.config.api,
-            process,
-        });
-    }
-    Ok(children)
+/// The running `lanes` executable, which starts the nodes.
+pub fn lanes_exe() -> Result<PathBuf> {
+    std::env::current_exe().context("locating the lanes binary")
 }
 
 /// An HTTP client for the local APIs.
 pub fn http_agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(3)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-/// Waits until every child answers `/health` (60 s at most); fails if one exits.
-pub fn wait_healthy(
-    http: &ureq::Agent,
-    children: &mut [NodeChild],
-    homes: &[Home],
-    stop: &AtomicBool,
-) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    for c in children.iter_mut() {
-        loop {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(());
-            }
-            if let Some(status) = c.process.try_wait()? {
-                bail!(
-                    "validator {} exited ({status}); see {}",
-                    c.index,
-                    homes[c.index].dir.join("node.log").display()
-                );
-            }
-            let ok = http
-                .get(format!("http://{}/health", c.api))
-                .call()
-                .is_ok_and(|r| r.status().as_u16() == 200);
-            if ok {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("validator {} did not become healthy", c.index);
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    Ok(())
+    lanes_cluster::http_agent(Duration::from_secs(3))
 }
 
 fn supervise(
     args: &LocalnetArgs,
     homes: &[Home],
-    children: &mut [NodeChild],
+    nodes: &mut Cluster,
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
     let http = http_agent();
-    wait_healthy(&http, children, homes, stop)?;
+    nodes.wait_healthy(Duration::from_secs(60))?;
     if stop.load(Ordering::Relaxed) {
         return Ok(());
     }
-    println!("{} validators running:", children.len());
-    for c in children.iter() {
+    println!("{} validators running:", nodes.len());
+    for (i, home) in homes.iter().enumerate() {
         println!(
             "  {:<12} api http://{}   log {}",
-            homes[c.index].config.name,
-            c.api,
-            homes[c.index].dir.join("node.log").display()
+            home.config.name,
+            nodes.api(i),
+            nodes.log_path(i).display()
         );
     }
     println!(
         "explore with e.g. `lanes status --node http://{}`; Ctrl-C stops everything",
-        children[0].api
+        nodes.api(0)
     );
-    let apis: Vec<SocketAddr> = children.iter().map(|c| c.api).collect();
+    let apis = nodes.apis();
     if !args.no_load {
         let dev = dev_keys(&args.dir)?;
         let genesis = homes[0].genesis.clone();
@@ -222,15 +147,14 @@ fn supervise(
             }
         });
     }
-    follow(&http, &apis, children, homes, stop)
+    follow(&http, &apis, nodes, stop)
 }
 
 /// Prints a line per committed block until Ctrl-C; reports a validator that exits.
 fn follow(
     http: &ureq::Agent,
     apis: &[SocketAddr],
-    children: &mut [NodeChild],
-    homes: &[Home],
+    nodes: &mut Cluster,
     stop: &AtomicBool,
 ) -> Result<()> {
     println!(
@@ -248,15 +172,7 @@ fn follow(
     let mut next = head.saturating_sub(4).max(1);
     let mut source = 0usize;
     while !stop.load(Ordering::Relaxed) {
-        for c in children.iter_mut() {
-            if let Some(status) = c.process.try_wait()? {
-                bail!(
-                    "validator {} exited ({status}); see {}",
-                    c.index,
-                    homes[c.index].dir.join("node.log").display()
-                );
-            }
-        }
+        nodes.ensure_running()?;
         let url = format!("http://{}/blocks?from={next}&limit=100", apis[source]);
         match http.get(&url).call() {
             Ok(mut r) if r.status().as_u16() == 200 => {
@@ -434,24 +350,4 @@ pub fn ctrlc_flag(flag: Arc<AtomicBool>) -> Result<()> {
         flag.store(true, Ordering::Relaxed);
     });
     Ok(())
-}
-
-/// Stops every child: SIGTERM, up to 5 s to exit, then SIGKILL.
-pub fn stop_all(children: &mut [NodeChild]) {
-    for c in children.iter() {
-        let _ = Command::new("kill")
-            .args(["-TERM", &c.process.id().to_string()])
-            .status();
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for c in children.iter_mut() {
-        while Instant::now() < deadline {
-            if matches!(c.process.try_wait(), Ok(Some(_))) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = c.process.kill();
-        let _ = c.process.wait();
-    }
 }

@@ -1,17 +1,19 @@
 //! lanes-tests: end-to-end tests that start real `lanes` processes (see `tests/tests/`).
 //!
-//! This library holds the harness those tests share: a [`Cluster`] of `lanes node` processes on
-//! loopback with a fresh genesis, funded dev accounts, and helpers to talk to the HTTP API.
+//! This library holds what those tests share: a [`Cluster`] of `lanes node` processes on
+//! loopback with a fresh genesis and funded dev accounts (the processes themselves are a
+//! [`lanes_cluster::Cluster`], which it dereferences to: start, kill -9, wipe, logs, health,
+//! GETs), and helpers to sign and submit transactions and to run the `lanes` binary.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use lanes_executor::tx::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::genesis::{GenesisAsset, GenesisBalance};
 use lanes_types::{Address, Genesis, ProtocolParams, SecretKey, ValidatorInfo};
 use serde_json::Value;
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Path of the `lanes` binary built alongside the tests (same profile directory as the test
@@ -25,41 +27,18 @@ pub fn lanes_binary() -> PathBuf {
     dir.join("lanes")
 }
 
-/// A loopback port free for both UDP and TCP right now.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
-        let port = udp.local_addr().expect("addr").port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
-
-/// One `lanes node` process.
-pub struct NodeProc {
-    /// Validator index.
-    pub index: usize,
-    /// Its HTTP API.
-    pub api: SocketAddr,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
-}
-
 /// A cluster of validators on loopback with funded dev accounts.
 pub struct Cluster {
-    /// Scratch directory holding genesis, keys, data and logs.
+    /// The node processes (declared before `dir`: they are killed before it is deleted).
+    pub nodes: lanes_cluster::Cluster,
+    /// Scratch directory holding genesis, keys, data (`data-<i>`) and logs (`node-<i>.log`).
     pub dir: tempfile::TempDir,
     /// The genesis.
     pub genesis: Genesis,
-    /// The nodes.
-    pub nodes: Vec<NodeProc>,
     /// Funded accounts (native asset 0).
     pub accounts: Vec<SecretKey>,
     /// Next nonce per account.
     pub nonces: Vec<u64>,
-    http: ureq::Agent,
 }
 
 impl Cluster {
@@ -75,7 +54,9 @@ impl Cluster {
         let accounts: Vec<SecretKey> = (0..8)
             .map(|i| SecretKey::from_label(&format!("e2e-account-{i}")))
             .collect();
-        let p2p: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        // Validator i: QUIC on P+i, API on P+100+i.
+        let base_port = lanes_cluster::free_base_port(n)?;
+        let port = |i: usize, offset: u16| base_port + offset + i as u16;
         let mut params = ProtocolParams::local_defaults(accounts[0].public_key().address());
         params.view_timeout_ms = 1_000;
         let genesis = Genesis {
@@ -87,7 +68,7 @@ impl Cluster {
                 .map(|(i, k)| ValidatorInfo {
                     name: format!("validator-{i}"),
                     public_key: k.public_key(),
-                    address: format!("127.0.0.1:{}", p2p[i]),
+                    address: format!("127.0.0.1:{}", port(i, 0)),
                 })
                 .collect(),
             assets: vec![GenesisAsset {
@@ -104,13 +85,14 @@ impl Cluster {
         };
         let genesis_path = dir.path().join("genesis.json");
         std::fs::write(&genesis_path, genesis.to_json())?;
-        let mut nodes = Vec::new();
+        let mut specs = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let key_path = dir.path().join(format!("validator-{i}.key"));
             let seed: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
             std::fs::write(&key_path, seed)?;
-            let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-            let args = vec![
+            let api: SocketAddr = format!("127.0.0.1:{}", port(i, 100)).parse()?;
+            let data = dir.path().join(format!("data-{i}"));
+            let args = [
                 "node".into(),
                 "--genesis".into(),
                 genesis_path.display().to_string(),
@@ -119,141 +101,36 @@ impl Cluster {
                 "--index".into(),
                 i.to_string(),
                 "--listen".into(),
-                format!("127.0.0.1:{}", p2p[i]),
+                format!("127.0.0.1:{}", port(i, 0)),
                 "--api".into(),
                 api.to_string(),
                 "--data".into(),
-                dir.path().join(format!("data-{i}")).display().to_string(),
+                data.display().to_string(),
             ];
-            let args = args
-                .into_iter()
-                .chain(extra_args.iter().map(|a| a.to_string()))
-                .collect();
-            nodes.push(NodeProc {
-                index: i,
+            specs.push(lanes_cluster::NodeSpec {
+                args: args
+                    .into_iter()
+                    .chain(extra_args.iter().map(|a| a.to_string()))
+                    .collect(),
                 api,
-                args,
+                data,
                 log: dir.path().join(format!("node-{i}.log")),
-                child: None,
             });
         }
-        let http = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(5)))
-            .http_status_as_error(false)
-            .build()
-            .into();
+        let log_level = std::env::var("LANES_NODE_LOG").unwrap_or_else(|_| "info".into());
+        let nodes = lanes_cluster::Cluster::new(lanes_binary(), dir.path(), specs)
+            .with_env("RUST_LOG", &log_level)
+            .with_http_timeout(Duration::from_secs(5));
         let mut cluster = Cluster {
+            nodes,
             dir,
             genesis,
-            nodes,
             nonces: vec![0; accounts.len()],
             accounts,
-            http,
         };
-        for i in 0..n {
-            cluster.spawn(i)?;
-        }
+        cluster.spawn_all()?;
         cluster.wait_healthy(Duration::from_secs(30))?;
         Ok(cluster)
-    }
-
-    /// Starts node `i` (again).
-    pub fn spawn(&mut self, i: usize) -> Result<()> {
-        let node = &mut self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)?;
-        let child = Command::new(lanes_binary())
-            .args(&node.args)
-            .env(
-                "RUST_LOG",
-                std::env::var("LANES_NODE_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawning lanes node")?;
-        node.child = Some(child);
-        Ok(())
-    }
-
-    /// Kills node `i` with SIGKILL.
-    pub fn kill9(&mut self, i: usize) {
-        if let Some(mut c) = self.nodes[i].child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// Deletes node `i`'s data directory (stop it first).
-    pub fn wipe(&mut self, i: usize) -> Result<()> {
-        let dir = self.dir.path().join(format!("data-{i}"));
-        std::fs::remove_dir_all(&dir).with_context(|| format!("wiping {}", dir.display()))
-    }
-
-    /// The last lines of node `i`'s log (for failure messages).
-    pub fn log_tail(&self, i: usize) -> String {
-        let text = std::fs::read_to_string(&self.nodes[i].log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(30)..].join("\n")
-    }
-
-    /// GET a JSON document from node `i`.
-    pub fn get(&self, i: usize, path: &str) -> Result<Value> {
-        let url = format!("http://{}{}", self.nodes[i].api, path);
-        let mut resp = self.http.get(&url).call()?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.body_mut().read_json()?;
-        if status >= 400 {
-            bail!("GET {path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    /// GET a text document from node `i`.
-    pub fn get_text(&self, i: usize, path: &str) -> Result<String> {
-        let url = format!("http://{}{}", self.nodes[i].api, path);
-        Ok(self.http.get(&url).call()?.body_mut().read_to_string()?)
-    }
-
-    /// POSTs `body` as-is to node `i`'s `/tx`.
-    pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
-        self.post(i, "/tx", body)
-    }
-
-    /// POSTs `body` as-is to `path` on node `i`; a 4xx or 5xx answer is an error.
-    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<Value> {
-        let url = format!("http://{}{path}", self.nodes[i].api);
-        let mut resp = self.http.post(&url).send(body)?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.body_mut().read_json()?;
-        if status >= 400 {
-            bail!("POST {path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    /// Waits until every running node answers `/health`.
-    pub fn wait_healthy(&self, timeout: Duration) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
-            loop {
-                let url = format!("http://{}/health", node.api);
-                if matches!(self.http.get(&url).call(), Ok(r) if r.status().as_u16() == 200) {
-                    break;
-                }
-                if Instant::now() > deadline {
-                    bail!(
-                        "node {} not healthy:\n{}",
-                        node.index,
-                        self.log_tail(node.index)
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Ok(())
     }
 
     /// Signs a transfer of `amount` native units from account `from` to account `to`.
@@ -284,16 +161,9 @@ impl Cluster {
         .to_bytes()
     }
 
-    /// Kills every node with SIGKILL.
-    pub fn kill_all(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill9(i);
-        }
-    }
-
     /// Every node's (height, block hash, state root) from `/status`.
     pub fn heads(&self) -> Result<Vec<(u64, String, String)>> {
-        (0..self.nodes.len())
+        (0..self.len())
             .map(|i| {
                 let s = self.get(i, "/status")?;
                 Ok((
@@ -332,17 +202,13 @@ impl Cluster {
     /// Submits a transaction to node `i`; returns its hash.
     pub fn submit(&self, i: usize, tx: &[u8]) -> Result<String> {
         let hex: String = tx.iter().map(|b| format!("{b:02x}")).collect();
-        let url = format!("http://{}/tx", self.nodes[i].api);
-        let mut resp = self
-            .http
-            .post(&url)
-            .send_json(serde_json::json!({ "tx": hex }))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.body_mut().read_json()?;
-        if status >= 400 {
-            bail!("POST /tx: {status} {body}");
-        }
+        let body = self.post_json(i, "/tx", &serde_json::json!({ "tx": hex }))?;
         Ok(body["hash"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// POSTs `body` as-is to node `i`'s `/tx`.
+    pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
+        self.post(i, "/tx", body)
     }
 
     /// Waits until node `i` reports the transaction in a committed block.
@@ -359,22 +225,22 @@ impl Cluster {
         }
     }
 
-    /// Height reported by node `i`.
-    pub fn height(&self, i: usize) -> Result<u64> {
-        Ok(self.get(i, "/status")?["height"].as_u64().unwrap_or(0))
-    }
-
     /// The address of account `i`.
     pub fn address(&self, i: usize) -> Address {
         self.accounts[i].public_key().address()
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for i in 0..self.nodes.len() {
-            self.kill9(i);
-        }
+impl std::ops::Deref for Cluster {
+    type Target = lanes_cluster::Cluster;
+    fn deref(&self) -> &lanes_cluster::Cluster {
+        &self.nodes
+    }
+}
+
+impl std::ops::DerefMut for Cluster {
+    fn deref_mut(&mut self) -> &mut lanes_cluster::Cluster {
+        &mut self.nodes
     }
 }
 

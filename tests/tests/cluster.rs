@@ -245,7 +245,7 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
     let tx = c.transfer(1, 6, 42);
     let hash = c.submit(2, &tx).unwrap();
     c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
-    let node = format!("http://{}", c.nodes[0].api);
+    let node = format!("http://{}", c.api(0));
     let genesis = c.dir.path().join("genesis.json");
     let genesis = genesis.to_str().unwrap();
     let ok = |args: &[&str]| {

@@ -6,24 +6,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn free_base_port() -> u16 {
-    // Ports P..P+3 (QUIC) and P+100..P+103 (API) must be free.
-    loop {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if !(20_000..60_000).contains(&p) {
-            continue;
-        }
-        let free = (0..4).all(|i| {
-            std::net::UdpSocket::bind(("127.0.0.1", p + i)).is_ok()
-                && std::net::TcpListener::bind(("127.0.0.1", p + 100 + i)).is_ok()
-        });
-        if free {
-            return p;
-        }
-    }
-}
-
 /// Runs localnet until a block above `above` with transactions is certified; returns (first stdout line,
 /// that block line), after Ctrl-C stopped it cleanly.
 fn run_until_certified_block(dir: &std::path::Path, port: u16, above: u64) -> (String, String) {
@@ -86,7 +68,7 @@ fn run_until_certified_block(dir: &std::path::Path, port: u16, above: u64) -> (S
 #[test]
 fn localnet_starts_commits_stops_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_base_port();
+    let port = lanes_cluster::free_base_port(4).unwrap();
     let (first, block) = run_until_certified_block(dir.path(), port, 0);
     assert!(
         first.starts_with("creating a 4-validator network"),

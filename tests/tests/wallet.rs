@@ -16,7 +16,7 @@ fn keys_and_send_every_operation_kind_with_receipts() {
     let c = Cluster::start(4).expect("cluster starts");
     let store = tempfile::tempdir().unwrap();
     let ks = store.path().to_str().unwrap();
-    let node = format!("http://{}", c.nodes[0].api);
+    let node = format!("http://{}", c.api(0));
     // A funded account in the keystore (the harness's account 0, also the oracle).
     let seed: String = c.accounts[0]
         .seed()

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 fn wait_all_at_least(c: &Cluster, height: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    for i in 0..c.nodes.len() {
+    for i in 0..c.len() {
         while c.height(i).unwrap_or(0) < height {
             assert!(
                 Instant::now() < deadline,

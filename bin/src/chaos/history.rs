@@ -8,7 +8,6 @@
 //! both hold; the native asset's supply is what genesis gave; and new transactions commit
 //! within 10 s of the last fault healing.
 
-use super::cluster::ChaosCluster;
 use crate::localnet;
 use lanes_executor::{Operation, Transaction};
 use lanes_types::codec::Encode;
@@ -88,11 +87,7 @@ impl Drop for Workload {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_millis(800)))
-        .http_status_as_error(false)
-        .build()
-        .into()
+    lanes_cluster::http_agent(Duration::from_millis(800))
 }
 
 fn run(
@@ -214,9 +209,9 @@ pub trait NodeApi {
     fn get(&self, i: usize, path: &str) -> Option<Value>;
 }
 
-impl NodeApi for ChaosCluster {
+impl NodeApi for lanes_cluster::Cluster {
     fn get(&self, i: usize, path: &str) -> Option<Value> {
-        ChaosCluster::get(self, i, path)
+        lanes_cluster::Cluster::get(self, i, path).ok()
     }
 }
 

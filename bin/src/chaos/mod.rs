@@ -294,7 +294,7 @@ fn inject(
                 c.kill9(i);
                 done.push(format!("kill -9 validator {i}"));
                 std::thread::sleep(Duration::from_millis(1_500));
-                c.restart(i)?;
+                c.spawn(i)?;
                 c.wait_healthy(Duration::from_secs(30))?;
                 std::thread::sleep(Duration::from_millis(1_500));
             }
@@ -306,7 +306,7 @@ fn inject(
                 c.kill9(i);
                 done.push(format!("kill -9 validator {i}"));
                 std::thread::sleep(Duration::from_millis(1_500));
-                c.restart(i)?;
+                c.spawn(i)?;
                 std::thread::sleep(Duration::from_millis(1_500));
             }
             sleep_until(until);
@@ -334,7 +334,7 @@ fn inject(
             let i = rng.gen_range(0..c.len());
             c.kill9(i);
             c.wipe(i)?;
-            c.restart(i)?;
+            c.spawn(i)?;
             done.push(format!("validator {i} restarted with its data wiped"));
             sleep_until(until);
         }
@@ -408,10 +408,7 @@ fn rejected_handshakes(c: &ChaosCluster) -> u64 {
 
 /// A counter from node `i`'s `/metrics` (0 if it does not answer).
 fn metric(c: &ChaosCluster, i: usize, name: &str) -> u64 {
-    let Ok(mut r) = c.http.get(format!("http://{}/metrics", c.api(i))).call() else {
-        return 0;
-    };
-    let text = r.body_mut().read_to_string().unwrap_or_default();
+    let text = c.get_text(i, "/metrics").unwrap_or_default();
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
@@ -464,7 +461,7 @@ fn heal(c: &mut ChaosCluster) -> Result<()> {
     c.proxy.heal();
     for i in 0..c.len() {
         c.pause(i, false)?;
-        c.restart(i)?;
+        c.spawn(i)?;
     }
     Ok(())
 }
@@ -534,7 +531,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     // Let every node reach the same height before checking.
     let settle = Instant::now();
     while settle.elapsed() < Duration::from_secs(20) {
-        let hs: Vec<Option<u64>> = honest.iter().map(|&i| c.height(i)).collect();
+        let hs: Vec<Option<u64>> = honest.iter().map(|&i| c.height(i).ok()).collect();
         if hs.iter().all(|h| h.is_some() && *h == hs[0]) {
             break;
         }
@@ -547,7 +544,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     let mut holders: Vec<lanes_types::Address> =
         c.keys.iter().map(|k| k.public_key().address()).collect();
     holders.push(lanes_executor::state::fee_sink());
-    let verdict = history::check(&c, &honest, &history, &holders, supply);
+    let verdict = history::check(&c.nodes, &honest, &history, &holders, supply);
     if violation.is_none() {
         violation = verdict.violation.clone();
     }
