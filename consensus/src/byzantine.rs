@@ -51,6 +51,52 @@ pub fn conflicting_vote(
     v
 }
 
+/// What an equivocating primary `me` of `n` validators sends validator `to` in place of
+/// `message`: to the upper half, a second block and its PREPARE instead of its proposal;
+/// otherwise (`None`) the message unchanged.
+pub fn equivocate(
+    message: &Message,
+    to: u32,
+    n: u32,
+    me: u32,
+    chain_id: &str,
+    sign: impl Fn(&[u8]) -> Signature,
+) -> Option<Vec<Vec<u8>>> {
+    match message {
+        Message::PrePrepare { view, block } if upper_half(to, n) => Some(
+            equivocation(*view, block, me, chain_id, sign)
+                .iter()
+                .map(Message::to_bytes)
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// What a conflicting voter sends validator `to` of `n` in place of `message`: to the upper
+/// half, its PREPARE or COMMIT for a block that does not exist; otherwise (`None`) the message
+/// unchanged.
+pub fn conflict(
+    message: &Message,
+    to: u32,
+    n: u32,
+    chain_id: &str,
+    sign: impl Fn(&[u8]) -> Signature,
+) -> Option<Vec<Vec<u8>>> {
+    if !upper_half(to, n) {
+        return None;
+    }
+    let bytes = match message {
+        Message::Prepare(v) => {
+            Message::Prepare(conflicting_vote(Phase::Prepare, v, chain_id, sign))
+        }
+        Message::Commit(v) => Message::Commit(conflicting_vote(Phase::Commit, v, chain_id, sign)),
+        _ => return None,
+    }
+    .to_bytes();
+    Some(vec![bytes])
+}
+
 /// `message`'s encoding with its last byte flipped (for a vote: a bad signature).
 pub fn corrupted(message: &Message) -> Vec<u8> {
     let mut bad = message.to_bytes();

@@ -7,7 +7,7 @@
 //! message and [`Byzantine::root`] for every executed block; nothing else changes.
 
 use lanes_consensus::byzantine as evil;
-use lanes_consensus::messages::{Message, Phase};
+use lanes_consensus::messages::Message;
 use lanes_types::codec::Encode;
 use lanes_types::{Hash, SecretKey};
 use rand::rngs::StdRng;
@@ -80,24 +80,15 @@ impl Byzantine {
     }
 
     fn rewrite(&mut self, to: u32, message: &Message) -> Vec<Vec<u8>> {
-        let upper_half = evil::upper_half(to, self.n);
-        let (me, key, chain_id) = (self.me, &self.key, self.chain_id.as_str());
+        let (me, n, key, chain_id) = (self.me, self.n, &self.key, self.chain_id.as_str());
         let sign = |bytes: &[u8]| key.sign(bytes);
         match (self.mode, message) {
             (Mode::Silent, _) => Vec::new(),
-            (Mode::Equivocate, Message::PrePrepare { view, block }) if upper_half => {
-                evil::equivocation(*view, block, me, chain_id, sign)
-                    .iter()
-                    .map(Message::to_bytes)
-                    .collect()
+            (Mode::Equivocate, m) => {
+                evil::equivocate(m, to, n, me, chain_id, sign).unwrap_or_else(|| vec![m.to_bytes()])
             }
-            (Mode::Conflict, Message::Prepare(v)) if upper_half => {
-                let v = evil::conflicting_vote(Phase::Prepare, v, chain_id, sign);
-                vec![Message::Prepare(v).to_bytes()]
-            }
-            (Mode::Conflict, Message::Commit(v)) if upper_half => {
-                let v = evil::conflicting_vote(Phase::Commit, v, chain_id, sign);
-                vec![Message::Commit(v).to_bytes()]
+            (Mode::Conflict, m) => {
+                evil::conflict(m, to, n, chain_id, sign).unwrap_or_else(|| vec![m.to_bytes()])
             }
             (Mode::Garbage, message) => {
                 let mut out = vec![message.to_bytes()];
@@ -117,7 +108,7 @@ impl Byzantine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanes_consensus::messages::Vote;
+    use lanes_consensus::messages::{Phase, Vote};
     use lanes_types::codec::Decode;
     use lanes_types::Signature;
 

@@ -3,7 +3,7 @@
 
 use super::{sim_sign, Byzantine, Sim, CHAIN_ID};
 use crate::byzantine as evil;
-use crate::messages::{Message, Phase};
+use crate::messages::Message;
 use lanes_types::codec::Encode;
 use rand::Rng;
 
@@ -19,21 +19,13 @@ impl Sim {
         let me = self.nodes[node as usize].ctx.me;
         let key = self.keys[me as usize];
         let sign = |bytes: &[u8]| sim_sign(&key, bytes);
-        let other_half = evil::upper_half(to, self.n);
+        let n = self.n;
         match (b, message) {
-            (Byzantine::EquivocatingPrimary, Message::PrePrepare { view, block }) if other_half => {
-                evil::equivocation(*view, block, me, CHAIN_ID, sign)
-                    .iter()
-                    .map(Message::to_bytes)
-                    .collect()
+            (Byzantine::EquivocatingPrimary, m) => {
+                evil::equivocate(m, to, n, me, CHAIN_ID, sign).unwrap_or_else(|| vec![m.to_bytes()])
             }
-            (Byzantine::ConflictingVoter, Message::Prepare(v)) if other_half => {
-                let v = evil::conflicting_vote(Phase::Prepare, v, CHAIN_ID, sign);
-                vec![Message::Prepare(v).to_bytes()]
-            }
-            (Byzantine::ConflictingVoter, Message::Commit(v)) if other_half => {
-                let v = evil::conflicting_vote(Phase::Commit, v, CHAIN_ID, sign);
-                vec![Message::Commit(v).to_bytes()]
+            (Byzantine::ConflictingVoter, m) => {
+                evil::conflict(m, to, n, CHAIN_ID, sign).unwrap_or_else(|| vec![m.to_bytes()])
             }
             (Byzantine::Garbage, message) => self.garbage(message),
             (Byzantine::Selective { mask }, m) if evil::is_signed_by_sender(m) => {
