@@ -2,120 +2,32 @@
 //! send, hand decided blocks to the apply thread in `apply.rs`), and runs the node's own
 //! protocol around it (voting hold, state transfer requests, height queries). It never runs on
 //! tokio's workers.
+//!
+//! One pass of the loop: wait for an input (or the replica's timer), route it to the replica
+//! and/or the [`NodeProtocol`] ([`Step::route`]), let both look at the time, carry out what
+//! they asked for (node actions first: a lifted hold unmutes the replica before it votes), and
+//! publish counters and status.
 
 use super::apply::ApplyJob;
+use super::catch_up::serve_sync;
+use super::context::{Clock, NodeContext};
 use super::hold::Hold;
+use super::outbox::{reported_root, send, send_node};
 use super::protocol::{NodeAction, NodeEvent, NodeProtocol};
 use super::shared::{Input, Metrics, Shared};
 use super::state_sync;
-use super::wire::{self, NodeMessage, Wire};
-use anyhow::Result;
-use lanes_consensus::messages::{CertifiedBlock, Message};
-use lanes_consensus::{
-    Action, Alarm, Context, Ed25519Keys, Event, Recovered, Replica, SafetyWrite, Stats,
-};
-use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
-use lanes_storage::Store;
-use lanes_types::codec::Encode;
-use lanes_types::{Block, Genesis, Hash, Signature};
+use super::wire::Wire;
+use anyhow::{anyhow, Result};
+use lanes_consensus::{Action, Alarm, Event, Recovered, Replica, SafetyWrite, Stats};
+use lanes_storage::{Head, Store};
+use lanes_types::CheckpointCertificate;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// Milliseconds on a monotonic clock that starts at the Unix time of the node's start.
-#[derive(Clone, Copy)]
-pub struct Clock {
-    base_ms: u64,
-    start: Instant,
-}
-
-impl Clock {
-    /// A clock starting now.
-    pub fn new() -> Self {
-        let base_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Clock {
-            base_ms,
-            start: Instant::now(),
-        }
-    }
-
-    /// Milliseconds since the Unix epoch, never going backwards.
-    pub fn now(&self) -> u64 {
-        self.base_ms + self.start.elapsed().as_millis() as u64
-    }
-}
-
-/// The node's [`Context`]: ed25519 keys, the executor's stateless checks, the transaction index.
-pub struct NodeContext {
-    /// Signing and verification.
-    pub keys: Ed25519Keys,
-    /// Chain id and parameters for the stateless checks.
-    pub genesis: Genesis,
-    /// Storage, for the transaction index.
-    pub store: Arc<Store>,
-}
-
-impl Context for NodeContext {
-    fn sign(&self, message: &[u8]) -> Signature {
-        self.keys.sign(message)
-    }
-
-    fn verify(&self, validator: u32, message: &[u8], signature: &Signature) -> bool {
-        self.keys.verify(validator, message, signature)
-    }
-
-    fn verify_all(&self, message: &[u8], signatures: &[lanes_types::ValidatorSignature]) -> bool {
-        self.keys.verify_all(message, signatures)
-    }
-
-    fn check_block_txs(
-        &self,
-        block: &Block,
-        verified: &dyn Fn(usize) -> bool,
-    ) -> Result<(), String> {
-        let mut unverified = Vec::new();
-        for (i, raw) in block.txs.iter().enumerate() {
-            let stx = check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params)
-                .map_err(|e| e.to_string())?;
-            if !verified(i) {
-                unverified.push(stx);
-            }
-        }
-        verify_signatures(&unverified).map_err(|bad| format!("bad signatures at {bad:?}"))
-    }
-
-    fn check_txs(&self, txs: &[lanes_types::Bytes]) -> Vec<bool> {
-        let decoded: Vec<Option<_>> = txs
-            .iter()
-            .map(|raw| {
-                check_stateless_unsigned(raw, &self.genesis.chain_id, &self.genesis.params).ok()
-            })
-            .collect();
-        let candidates: Vec<_> = decoded.iter().flatten().cloned().collect();
-        let bad: Vec<usize> = verify_signatures(&candidates).err().unwrap_or_default();
-        let mut k = 0;
-        decoded
-            .iter()
-            .map(|d| match d {
-                Some(_) => {
-                    let ok = !bad.contains(&k);
-                    k += 1;
-                    ok
-                }
-                None => false,
-            })
-            .collect()
-    }
-
-    fn tx_committed(&self, hash: &Hash) -> bool {
-        matches!(self.store.tx_location(hash), Ok(Some(_)))
-    }
-}
-
-/// Most bytes of blocks in one catch-up answer.
-const MAX_SYNC_BYTES: usize = 8 << 20;
+/// Longest wait for an input when no timer is due sooner, in milliseconds: the node protocol
+/// looks at the time at least this often.
+const IDLE_WAIT_MS: u64 = 1_000;
 
 /// What the consensus thread needs besides the replica and its queues.
 pub struct ConsensusDriver {
@@ -127,21 +39,65 @@ pub struct ConsensusDriver {
     pub clock: Clock,
 }
 
+/// The consensus thread's state between two inputs.
+struct Step {
+    replica: Replica<NodeContext>,
+    node: NodeProtocol,
+    /// When the replica asked to be woken (`Action::SetTimer`).
+    timer: Option<u64>,
+    /// The replica's counters already added to the node's metrics.
+    counted: Stats,
+}
+
+/// What one input made the replica and the node protocol ask for.
+#[derive(Default)]
+struct Todo {
+    replica: Vec<Action>,
+    node: Vec<NodeAction>,
+}
+
 impl ConsensusDriver {
-    /// Runs the consensus thread until [`Input::Shutdown`]: routes every input to the replica
-    /// or the node protocol and carries out what they return.
+    /// Runs the consensus thread until [`Input::Shutdown`] (or every sender is gone): routes
+    /// every input to the replica or the node protocol and carries out what they return.
     pub fn run(
         self,
-        mut replica: Replica<NodeContext>,
+        replica: Replica<NodeContext>,
         inputs: Receiver<Input>,
         shared: Arc<Shared>,
         exec: Sender<ApplyJob>,
     ) -> Result<()> {
-        let clock = self.clock;
+        let mut step = self.start(replica, &shared)?;
+        loop {
+            let wait = step.timer.map_or(IDLE_WAIT_MS, |t| {
+                t.saturating_sub(self.clock.now()).min(IDLE_WAIT_MS)
+            });
+            let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
+                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
+                Ok(input) => Some(input),
+                Err(RecvTimeoutError::Timeout) => None,
+            };
+            let now = self.clock.now();
+            let mut todo = match input {
+                Some(input) => self.route(&mut step, input, &shared, now)?,
+                None => Todo::default(),
+            };
+            step.tick(&mut todo, now);
+            for action in todo.node {
+                self.carry_out_node(action, &mut step.replica, &shared, &exec)?;
+            }
+            for action in todo.replica {
+                carry_out(action, &shared, &exec, &mut step.timer)?;
+            }
+            step.publish(&shared);
+        }
+    }
+
+    /// The state the loop starts from: the node protocol reads the stored voting hold and
+    /// mutes the replica while it holds.
+    fn start(&self, mut replica: Replica<NodeContext>, shared: &Shared) -> Result<Step> {
         let hold = Hold::from_stored(shared.store.voting_hold()?);
-        let (genesis, me) = (shared.genesis.clone(), shared.me);
-        let mut node =
-            NodeProtocol::new(genesis, me, hold, replica.committed_height(), clock.now());
+        let (genesis, me, now) = (shared.genesis.clone(), shared.me, self.clock.now());
+        let node = NodeProtocol::new(genesis, me, hold, replica.committed_height(), now);
         if node.holding() {
             tracing::warn!(
                 until = hold.until(),
@@ -149,110 +105,74 @@ impl ConsensusDriver {
             );
         }
         replica.set_muted(node.holding());
-        let mut timer: Option<u64> = None;
-        let mut counted = Stats::default();
-        loop {
-            let wait = timer.map_or(1_000, |t| t.saturating_sub(clock.now()).min(1_000));
-            let input = match inputs.recv_timeout(Duration::from_millis(wait)) {
-                Ok(Input::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
-                Ok(input) => Some(input),
-                Err(RecvTimeoutError::Timeout) => None,
-            };
-            let now = clock.now();
-            let mut todo = Todo::default();
-            match input {
-                None => {}
-                Some(Input::Net { from, bytes }) => match Wire::parse(bytes) {
-                    Err(e) => {
-                        let reason = format!("undecodable message: {e}");
-                        todo.node.push(NodeAction::Reject { from, reason });
-                    }
-                    Ok(Wire::Node(message)) => {
-                        todo.node = node.handle(NodeEvent::Message { from, message }, now);
-                    }
-                    Ok(Wire::Consensus(bytes)) => {
-                        let sync_peer = replica.sync_peer();
-                        let event = NodeEvent::Consensus {
-                            from,
-                            bytes: &bytes,
-                            sync_peer,
-                        };
-                        todo.node = node.handle(event, now);
-                        todo.replica = replica.handle(Event::Message { from, bytes }, now);
-                    }
-                },
-                Some(Input::Submit { txs, reply }) => {
-                    let (result, actions) = replica.submit_batch(txs, now);
-                    let _ = reply.send(result);
-                    todo.replica = actions;
-                }
-                Some(Input::Executed {
+        Ok(Step {
+            replica,
+            node,
+            timer: None,
+            counted: Stats::default(),
+        })
+    }
+
+    /// Hands one input to the replica and/or the node protocol.
+    fn route(&self, step: &mut Step, input: Input, shared: &Shared, now: u64) -> Result<Todo> {
+        let mut todo = Todo::default();
+        match input {
+            Input::Net { from, bytes } => return Ok(step.route_net(from, bytes, now)),
+            Input::Submit { txs, reply } => {
+                let (result, actions) = step.replica.submit_batch(txs, now);
+                let _ = reply.send(result);
+                todo.replica = actions;
+            }
+            Input::Executed {
+                height,
+                block_hash,
+                state_root,
+            } => {
+                todo.node = step.node.handle(NodeEvent::Executed(height), now);
+                let state_root = reported_root(shared, state_root);
+                let event = Event::Executed {
                     height,
                     block_hash,
                     state_root,
-                }) => {
-                    todo.node = node.handle(NodeEvent::Executed(height), now);
-                    let state_root = reported_root(&shared, state_root);
-                    let event = Event::Executed {
-                        height,
-                        block_hash,
-                        state_root,
-                    };
-                    todo.replica = replica.handle(event, now);
-                }
-                Some(Input::StateInstalled(result)) => {
-                    let installed = result.as_ref().ok().map(|(head, _)| head.height);
-                    todo.node = node.handle(NodeEvent::Installed(installed), now);
-                    match result {
-                        Ok((head, certificate)) => {
-                            // The replica starts again from the installed state, with every
-                            // vote it promised (the safety records are untouched).
-                            counted = Stats::default();
-                            replica = (self.make_replica)(Recovered {
-                                committed_height: head.height,
-                                committed_hash: head.block_hash,
-                                committed_root: head.state_root,
-                                stable: Some(certificate),
-                                safety: shared.store.safety_records()?,
-                            })?;
-                            replica.set_muted(node.holding());
-                            timer = None;
-                            todo.replica = replica.handle(Event::Timer, now);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "state snapshot refused"),
+                };
+                todo.replica = step.replica.handle(event, now);
+            }
+            Input::StateInstalled(result) => {
+                let installed = result.as_ref().ok().map(|(head, _)| head.height);
+                todo.node = step.node.handle(NodeEvent::Installed(installed), now);
+                match result {
+                    Ok((head, certificate)) => {
+                        todo.replica = self.restart_replica(step, head, certificate, shared, now)?
                     }
+                    Err(e) => tracing::warn!(error = %e, "state snapshot refused"),
                 }
-                Some(Input::Shutdown) => unreachable!("handled above"),
             }
-            if timer.is_some_and(|t| t <= now) {
-                timer = None;
-                todo.replica.extend(replica.handle(Event::Timer, now));
-            }
-            let tick = NodeEvent::Tick {
-                network_height: replica.network_height(),
-                diverged: replica.diverged_at().is_some(),
-                claims: replica.claims(),
-                committed: replica.committed_height(),
-            };
-            todo.node.extend(node.handle(tick, now));
-            for action in todo.node {
-                self.carry_out_node(action, &mut replica, &shared, &exec)?;
-            }
-            for action in todo.replica {
-                carry_out(action, &shared, &exec, &mut timer)?;
-            }
-            publish_counters(replica.stats(), &mut counted, &shared.metrics);
-            shared.update_status(|s| {
-                s.view = replica.view();
-                s.primary = replica.primary();
-                s.in_view_change = replica.in_view_change();
-                s.certified_height = replica.stable_height();
-                s.mempool = replica.mempool_len();
-                s.diverged_at = replica.diverged_at();
-                s.state_sync = node.state_sync();
-                s.voting_hold = node.hold();
-            });
+            Input::Shutdown => unreachable!("the loop stops on Shutdown"),
         }
+        Ok(todo)
+    }
+
+    /// Starts the replica again from an installed state snapshot, with every vote it promised
+    /// (the safety records are untouched by a state transfer).
+    fn restart_replica(
+        &self,
+        step: &mut Step,
+        head: Head,
+        certificate: CheckpointCertificate,
+        shared: &Shared,
+        now: u64,
+    ) -> Result<Vec<Action>> {
+        step.replica = (self.make_replica)(Recovered {
+            committed_height: head.height,
+            committed_hash: head.block_hash,
+            committed_root: head.state_root,
+            stable: Some(certificate),
+            safety: shared.store.safety_records()?,
+        })?;
+        step.replica.set_muted(step.node.holding());
+        step.counted = Stats::default();
+        step.timer = None;
+        Ok(step.replica.handle(Event::Timer, now))
     }
 
     /// Carries out one action of the node protocol.
@@ -274,7 +194,7 @@ impl ConsensusDriver {
             }
             NodeAction::Install(snapshot) => exec
                 .send(ApplyJob::Install(snapshot))
-                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?,
+                .map_err(|_| anyhow!("the apply thread stopped"))?,
             NodeAction::Reject { from, reason } => {
                 Metrics::add(&shared.metrics.rejected_messages, 1);
                 tracing::warn!(from, %reason, "node message rejected");
@@ -284,11 +204,65 @@ impl ConsensusDriver {
     }
 }
 
-/// What one input made the replica and the node protocol ask for.
-#[derive(Default)]
-struct Todo {
-    replica: Vec<Action>,
-    node: Vec<NodeAction>,
+impl Step {
+    /// Routes a message from validator `from`: the node's own messages to the node protocol,
+    /// consensus messages to the replica (the node protocol sees them too, to learn who is
+    /// alive and who answered a catch-up request); undecodable bytes are rejected.
+    fn route_net(&mut self, from: u32, bytes: Vec<u8>, now: u64) -> Todo {
+        let mut todo = Todo::default();
+        match Wire::parse(bytes) {
+            Err(e) => {
+                let reason = format!("undecodable message: {e}");
+                todo.node.push(NodeAction::Reject { from, reason });
+            }
+            Ok(Wire::Node(message)) => {
+                todo.node = self.node.handle(NodeEvent::Message { from, message }, now);
+            }
+            Ok(Wire::Consensus(bytes)) => {
+                let sync_peer = self.replica.sync_peer();
+                let event = NodeEvent::Consensus {
+                    from,
+                    bytes: &bytes,
+                    sync_peer,
+                };
+                todo.node = self.node.handle(event, now);
+                todo.replica = self.replica.handle(Event::Message { from, bytes }, now);
+            }
+        }
+        todo
+    }
+
+    /// After every input: fires the replica's timer if due, and lets the node protocol look
+    /// at what the replica knows of the network.
+    fn tick(&mut self, todo: &mut Todo, now: u64) {
+        if self.timer.is_some_and(|t| t <= now) {
+            self.timer = None;
+            todo.replica.extend(self.replica.handle(Event::Timer, now));
+        }
+        let tick = NodeEvent::Tick {
+            network_height: self.replica.network_height(),
+            diverged: self.replica.diverged_at().is_some(),
+            claims: self.replica.claims(),
+            committed: self.replica.committed_height(),
+        };
+        todo.node.extend(self.node.handle(tick, now));
+    }
+
+    /// Publishes the replica's counters and the status `/status` shows.
+    fn publish(&mut self, shared: &Shared) {
+        publish_counters(self.replica.stats(), &mut self.counted, &shared.metrics);
+        let (replica, node) = (&self.replica, &self.node);
+        shared.update_status(|s| {
+            s.view = replica.view();
+            s.primary = replica.primary();
+            s.in_view_change = replica.in_view_change();
+            s.certified_height = replica.stable_height();
+            s.mempool = replica.mempool_len();
+            s.diverged_at = replica.diverged_at();
+            s.state_sync = node.state_sync();
+            s.voting_hold = node.hold();
+        });
+    }
 }
 
 /// Adds what the replica counted since `counted` to the node's counters, which also count the
@@ -321,11 +295,11 @@ fn carry_out(
             // The backlog is bounded by consensus itself: nothing is proposed beyond the
             // window above the last execution certificate, and certificates need execution.
             exec.send(ApplyJob::Block(block, certificate))
-                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?;
+                .map_err(|_| anyhow!("the apply thread stopped"))?;
         }
         Action::Certified(cert) => {
             exec.send(ApplyJob::Certificate(cert))
-                .map_err(|_| anyhow::anyhow!("the apply thread stopped"))?;
+                .map_err(|_| anyhow!("the apply thread stopped"))?;
         }
         Action::ServeSync {
             to,
@@ -374,148 +348,12 @@ fn persist(store: &Store, writes: &[SafetyWrite]) -> Result<()> {
     }
     store
         .safety_write(&puts, &ranges)
-        .map_err(|e| anyhow::anyhow!("cannot persist the consensus safety state: {e}"))
-}
-
-/// The blocks of one catch-up answer, taken in order from `blocks` while the encoded answer
-/// (measured exactly) stays within `budget` bytes; the first block goes alone when it exceeds
-/// the budget but fits a `frame`. `Err` carries the size of a first block that fits no frame.
-fn sync_reply(
-    blocks: impl IntoIterator<Item = CertifiedBlock>,
-    budget: usize,
-    frame: usize,
-) -> Result<Vec<CertifiedBlock>, usize> {
-    let mut bytes = Message::SyncResponse(Vec::new()).to_bytes().len();
-    let mut reply = Vec::new();
-    for block in blocks {
-        let size = block.to_bytes().len();
-        let limit = if reply.is_empty() {
-            frame
-        } else {
-            budget.min(frame)
-        };
-        match bytes.checked_add(size) {
-            Some(total) if total <= limit => bytes = total,
-            _ if reply.is_empty() => return Err(size),
-            _ => break,
-        }
-        reply.push(block);
-    }
-    Ok(reply)
-}
-
-/// Answers a catch-up request with the stored blocks `from..=to_height`, as many as fit
-/// [`MAX_SYNC_BYTES`].
-fn serve_sync(shared: &Shared, to: u32, from: u64, to_height: u64) {
-    let stored = (from..=to_height).map_while(|height| {
-        match (
-            shared.store.block(height),
-            shared.store.commit_certificate(height),
-        ) {
-            (Ok(Some(block)), Ok(Some(certificate))) => Some(CertifiedBlock { block, certificate }),
-            _ => None,
-        }
-    });
-    match sync_reply(stored, MAX_SYNC_BYTES, shared.max_frame) {
-        // An empty answer tells the requester we no longer have the blocks it needs (they were
-        // pruned): it then fetches the certified state instead.
-        Ok(blocks) => send(shared, Some(to), &Message::SyncResponse(blocks)),
-        Err(bytes) => {
-            // Genesis validation makes a full block fit a frame, so this is a bug; an empty
-            // answer would wrongly say the block was pruned.
-            Metrics::add(&shared.metrics.unsendable_messages, 1);
-            tracing::error!(
-                to,
-                height = from,
-                bytes,
-                max_frame = shared.max_frame,
-                "a stored block does not fit a network frame: catch-up request not answered"
-            );
-        }
-    }
-}
-
-/// Sends `message` to `to`, or to every other validator: the one place consensus messages
-/// leave the node, so a byzantine test build can rewrite them (`node/byzantine.rs`).
-fn send(shared: &Shared, to: Option<u32>, message: &Message) {
-    #[cfg(feature = "byzantine")]
-    if let Some(b) = &shared.byzantine {
-        let out = b
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .outgoing(to, message);
-        for (to, bytes) in out {
-            let _ = shared.net.send(to, wire::consensus_raw(&bytes).into());
-        }
-        return;
-    }
-    send_wire(shared, to, wire::consensus_bytes(message), message.kind());
-}
-
-/// Sends one of the node's own messages to `to`, or to every other validator.
-fn send_node(shared: &Shared, to: Option<u32>, message: &NodeMessage) {
-    send_wire(shared, to, wire::node_bytes(message), message.kind());
-}
-
-/// Sends an enveloped message of `kind` (for the logs) to `to`, or to every other validator,
-/// if it fits a frame; a message that cannot be sent is an error line and a count.
-fn send_wire(shared: &Shared, to: Option<u32>, bytes: Vec<u8>, kind: &'static str) {
-    if !fits_frame(bytes.len(), kind, shared.max_frame, &shared.metrics, to) {
-        return;
-    }
-    let result = match to {
-        Some(to) => shared.net.send(to, bytes.into()),
-        None => shared.net.broadcast(bytes.into()),
-    };
-    match result {
-        Ok(()) => {}
-        // Every send fails this way while the node stops: nothing is wrong with the message.
-        Err(lanes_net::NetError::Shutdown) => tracing::debug!(?to, "network shut down"),
-        Err(e) => {
-            Metrics::add(&shared.metrics.unsendable_messages, 1);
-            tracing::error!(?to, kind, error = %e, "message not sent");
-        }
-    }
-}
-
-/// Whether a message of `len` bytes fits a frame of `max_frame` bytes; if not, logs an error
-/// and counts it as unsendable (the network would refuse it).
-fn fits_frame(
-    len: usize,
-    kind: &'static str,
-    max_frame: usize,
-    metrics: &Metrics,
-    to: Option<u32>,
-) -> bool {
-    if len <= max_frame {
-        return true;
-    }
-    Metrics::add(&metrics.unsendable_messages, 1);
-    tracing::error!(
-        ?to,
-        kind,
-        bytes = len,
-        max_frame,
-        "message larger than a network frame: not sent"
-    );
-    false
-}
-
-/// The state root reported to consensus for an executed block (a byzantine test build may
-/// lie about it).
-fn reported_root(shared: &Shared, root: Hash) -> Hash {
-    #[cfg(feature = "byzantine")]
-    if let Some(b) = &shared.byzantine {
-        return b.lock().unwrap_or_else(|e| e.into_inner()).root(root);
-    }
-    let _ = shared;
-    root
+        .map_err(|e| anyhow!("cannot persist the consensus safety state: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lanes_types::{payload_digest, BlockHeader, Bytes, CommitCertificate, ValidatorSignature};
 
     #[test]
     fn counters_add_the_replicas_counts_and_never_go_back_when_it_is_rebuilt() {
@@ -535,126 +373,5 @@ mod tests {
         publish_counters(&stats(1, 0), &mut counted, &metrics);
         assert_eq!(Metrics::get(&metrics.rejected_messages), 10);
         assert_eq!(Metrics::get(&metrics.view_changes), 1);
-    }
-
-    /// A certified block at `height` carrying one transaction of `tx_bytes` bytes.
-    fn certified(height: u64, tx_bytes: usize) -> CertifiedBlock {
-        let txs = vec![Bytes(vec![7; tx_bytes])];
-        let block = Block {
-            header: BlockHeader {
-                chain_id: "driver-test".into(),
-                height,
-                parent: Hash::ZERO,
-                view: 0,
-                proposer: 0,
-                timestamp_ms: 0,
-                payload_digest: payload_digest(&txs),
-            },
-            txs,
-        };
-        let certificate = CommitCertificate {
-            view: 0,
-            height,
-            block_hash: block.hash(),
-            signatures: (0..3)
-                .map(|v| ValidatorSignature {
-                    validator: v,
-                    signature: Signature([v as u8; 64]),
-                })
-                .collect(),
-        };
-        CertifiedBlock { block, certificate }
-    }
-
-    fn encoded_len(blocks: &[CertifiedBlock]) -> usize {
-        Message::SyncResponse(blocks.to_vec()).to_bytes().len()
-    }
-
-    #[test]
-    fn a_catch_up_answer_never_exceeds_its_budget_and_holds_every_block_that_fits() {
-        let (budget, frame) = (10_000, 20_000);
-        for tx_bytes in [100, 2_900, 3_000, 3_300, 4_900, 5_000] {
-            let blocks: Vec<_> = (1..=10).map(|h| certified(h, tx_bytes)).collect();
-            let reply = sync_reply(blocks.clone(), budget, frame).expect("fits a frame");
-            let len = encoded_len(&reply);
-            assert!(len <= budget, "tx {tx_bytes}: {len} bytes over {budget}");
-            assert!(!reply.is_empty(), "tx {tx_bytes}");
-            assert_eq!(reply, blocks[..reply.len()], "in order, from the first");
-            if let Some(next) = blocks.get(reply.len()) {
-                let more = encoded_len(&[reply.clone(), vec![next.clone()]].concat());
-                assert!(more > budget, "tx {tx_bytes}: one more block would fit");
-            }
-        }
-    }
-
-    #[test]
-    fn a_block_above_the_budget_goes_alone_if_it_fits_a_frame() {
-        let (budget, frame) = (10_000, 20_000);
-        let blocks = vec![certified(1, 15_000), certified(2, 10)];
-        let reply = sync_reply(blocks.clone(), budget, frame).expect("fits a frame");
-        assert_eq!(reply, blocks[..1]);
-        assert!(encoded_len(&reply) <= frame);
-        // Exactly a frame: still goes. One byte more: refused with its size.
-        let overhead = encoded_len(&[certified(1, 0)]);
-        let exact = certified(1, frame - overhead);
-        assert_eq!(encoded_len(std::slice::from_ref(&exact)), frame);
-        assert_eq!(sync_reply([exact], budget, frame).map(|r| r.len()), Ok(1));
-        let over = certified(1, frame - overhead + 1);
-        let size = over.to_bytes().len();
-        assert_eq!(sync_reply([over], budget, frame), Err(size));
-        assert_eq!(sync_reply([], budget, frame), Ok(Vec::new()));
-    }
-
-    #[test]
-    fn a_message_larger_than_a_frame_is_counted_and_not_sent() {
-        let metrics = Metrics::default();
-        let message = Message::SyncResponse(vec![certified(1, 2_000)]);
-        let len = wire::consensus_bytes(&message).len();
-        assert!(
-            fits_frame(len, "sync-response", len, &metrics, Some(1)),
-            "exactly a frame"
-        );
-        assert_eq!(Metrics::get(&metrics.unsendable_messages), 0);
-        assert!(!fits_frame(
-            len,
-            "sync-response",
-            len - 1,
-            &metrics,
-            Some(2)
-        ));
-        assert!(!fits_frame(len, "sync-response", 1_000, &metrics, None));
-        assert_eq!(Metrics::get(&metrics.unsendable_messages), 2);
-    }
-
-    #[test]
-    fn the_genesis_frame_limit_is_the_networks_and_bounds_a_full_block() {
-        assert_eq!(
-            lanes_types::MAX_FRAME_BYTES,
-            lanes_net::DEFAULT_MAX_FRAME as u64,
-            "lanes_types::MAX_FRAME_BYTES must follow lanes_net::DEFAULT_MAX_FRAME"
-        );
-        // The largest block genesis allows for (3 txs of 200 bytes, 7 validators), with the
-        // longest chain id and every signature, fits the bound genesis validation uses.
-        let (txs, tx_bytes, n) = (3usize, 200usize, 7usize);
-        let mut full = certified(u64::MAX, tx_bytes);
-        full.block.header.chain_id = "c".repeat(64);
-        full.block.header.view = u64::MAX;
-        full.block.txs = vec![Bytes(vec![1; tx_bytes]); txs];
-        full.certificate.signatures = (0..n as u32)
-            .map(|v| ValidatorSignature {
-                validator: v,
-                signature: Signature([1; 64]),
-            })
-            .collect();
-        let bound = (txs * (tx_bytes + 4)) as u64 + lanes_types::certified_block_overhead(n);
-        let view = u64::MAX;
-        let block = full.block.clone();
-        for message in [
-            Message::SyncResponse(vec![full]),
-            Message::PrePrepare { view, block },
-        ] {
-            let len = message.to_bytes().len() as u64;
-            assert!(len <= bound, "{}: {len} > {bound}", message.kind());
-        }
     }
 }
