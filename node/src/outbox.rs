@@ -17,7 +17,7 @@ pub fn send(shared: &Shared, to: Option<u32>, message: &Message) {
             .unwrap_or_else(|e| e.into_inner())
             .outgoing(to, message);
         for (to, bytes) in out {
-            let _ = shared.net.send(to, wire::consensus_raw(&bytes).into());
+            send_wire(shared, Some(to), wire::consensus_raw(&bytes), message.kind());
         }
         return;
     }
