@@ -59,6 +59,9 @@ pub struct BlockOutput {
     pub writes: Vec<Write>,
     /// The state root after the block.
     pub state_root: Hash,
+    /// The Merkle root over the receipts, each naming its transaction
+    /// ([`crate::receipts`]).
+    pub receipts_root: Hash,
     /// Tree nodes to persist with the block.
     pub new_nodes: Vec<(Hash, Node)>,
     /// How it ran (excluded from what replicas compare).
@@ -244,13 +247,22 @@ impl Executor {
             Some(u) => u,
             None => self.pool.install(|| smt::tree_updates(&writes)),
         };
-        let tree = self
-            .pool
-            .install(|| smt::update(nodes, prev_root, &updates))?;
+        // The receipts root is independent of the tree: both are computed at once.
+        let (tree, receipts_root) = self.pool.install(|| {
+            rayon::join(
+                || smt::update(nodes, prev_root, &updates),
+                || {
+                    let hashes: Vec<Hash> = txs.par_iter().map(SignedTransaction::hash).collect();
+                    crate::receipts::receipts_root(&hashes, &receipts)
+                },
+            )
+        });
+        let tree = tree?;
         Ok(BlockOutput {
             receipts,
             writes,
             state_root: tree.root,
+            receipts_root,
             new_nodes: tree.new_nodes,
             stats,
         })

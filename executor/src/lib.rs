@@ -50,6 +50,7 @@ pub mod exec;
 pub mod fxhash;
 pub mod ledger;
 pub mod parallel;
+pub mod receipts;
 pub mod smt;
 mod spin;
 pub mod state;
@@ -58,6 +59,7 @@ pub mod workload;
 
 pub use exec::{execute_sequential, BlockOutput, ExecConfig, ExecError, ExecStats, Executor, Mode};
 pub use ledger::{execute_tx, FailReason, Receipt, RejectReason, Status, TxOutput};
+pub use receipts::{receipt_leaf, receipt_leaves, receipts_root};
 pub use smt::{prove, verify_proof, MemNodeStore, Node, NodeStore, Proof, SmtError, TreeUpdate};
 pub use state::{fee_sink, genesis_state, genesis_writes, Key, MemState, StateView, Value, Write};
 pub use tx::{

@@ -6,6 +6,7 @@
 //! - [`codec`]: the one canonical binary encoding of everything hashed or signed;
 //! - [`block`]: [`Block`] and [`BlockHeader`];
 //! - [`cert`]: commit and checkpoint (execution) certificates and the messages they sign;
+//! - [`merkle`]: a Merkle tree over an ordered list (receipts) with inclusion proofs;
 //! - [`validator`]: the [`ValidatorSet`], fault tolerance and quorum checks;
 //! - [`genesis`]: the validated [`Genesis`] file.
 
@@ -15,6 +16,7 @@ pub mod codec;
 pub mod crypto;
 pub mod genesis;
 pub mod hash;
+pub mod merkle;
 pub mod validator;
 
 pub use block::{payload_digest, tx_hash, Block, BlockHeader};
