@@ -12,8 +12,9 @@
 //! and verifies every commit certificate before delivering them.
 
 use crate::context::Context;
+use crate::log::Tip;
 use crate::messages::{CertifiedBlock, CheckpointVote, Message};
-use crate::replica::{Action, Alarm, Reject, Replica, Tip};
+use crate::replica::{Action, Alarm, Reject, Replica};
 use lanes_types::cert::{checkpoint_message, commit_vote_message};
 use lanes_types::{CheckpointCertificate, Hash, ValidatorSignature};
 use std::collections::BTreeMap;
@@ -138,7 +139,7 @@ impl<C: Context> Replica<C> {
             self.compare_root(&cert, hash, root);
         }
         let claim = &mut self.claims[self.cfg.me as usize];
-        *claim = (*claim).max(self.committed.height);
+        *claim = (*claim).max(self.log.committed.height);
         self.out.push(Action::Certified(cert.clone()));
         self.stable = Tip {
             height: cert.height,
@@ -149,7 +150,7 @@ impl<C: Context> Replica<C> {
         self.checkpoints.retain(|k, _| *k > h);
         self.executed.retain(|k, _| *k > h);
         self.future.retain(|(_, height), _| *height > h);
-        self.gc_log();
+        self.log.gc(self.stable.height);
         self.gc_safety();
         // The parent of the block above the checkpoint may now be known.
         self.try_prepare(h + 1);
@@ -188,20 +189,20 @@ impl<C: Context> Replica<C> {
                 self.progress_deadline = Some(self.now + self.timeout());
             }
         }
-        if target <= self.committed.height {
+        if target <= self.log.committed.height {
             self.behind_since = None;
             self.sync_deadline = None;
             return;
         }
         let since = *self.behind_since.get_or_insert(self.now);
-        let urgent = target > self.committed.height + self.cfg.window;
+        let urgent = target > self.log.committed.height + self.cfg.window;
         if !urgent && self.now < since + self.sync_delay() {
             return;
         }
         if self.sync_deadline.is_some_and(|d| self.now < d) {
             return;
         }
-        let from = self.committed.height + 1;
+        let from = self.log.committed.height + 1;
         let peers: Vec<u32> = (0..self.n as u32)
             .filter(|&v| v != self.cfg.me && self.claims[v as usize] >= from)
             .collect();
@@ -237,11 +238,11 @@ impl<C: Context> Replica<C> {
         if lo == 0 || hi < lo {
             return Err("bad sync range");
         }
-        if lo > self.committed.height {
+        if lo > self.log.committed.height {
             return Ok(());
         }
         let hi = hi
-            .min(self.committed.height)
+            .min(self.log.committed.height)
             .min(lo.saturating_add(self.cfg.sync_batch - 1));
         self.out.push(Action::ServeSync {
             to: from,
@@ -273,17 +274,17 @@ impl<C: Context> Replica<C> {
             if h < lo || h > hi {
                 return Err("sync response outside the heights asked");
             }
-            if h <= self.committed.height {
+            if h <= self.log.committed.height {
                 continue;
             }
-            if h != self.committed.height + 1 {
+            if h != self.log.committed.height + 1 {
                 return Err("sync response skips a height");
             }
             let hash = block.hash();
             if certificate.height != h
                 || certificate.block_hash != hash
                 || block.header.chain_id != self.cfg.chain_id
-                || block.header.parent != self.committed.hash
+                || block.header.parent != self.log.committed.hash
                 || !block.payload_matches()
             {
                 return Err("sync block does not fit our chain");
@@ -292,13 +293,13 @@ impl<C: Context> Replica<C> {
             if !self.verify_quorum(&msg, &certificate.signatures) {
                 return Err("sync block without a valid commit certificate");
             }
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             slot.decided = Some(certificate);
             slot.keep_block(block);
             self.try_deliver();
         }
         self.sync_deadline = None;
-        self.try_prepare(self.committed.height + 1);
+        self.try_prepare(self.log.committed.height + 1);
         self.retry_waiting_proposals();
         Ok(())
     }

@@ -26,25 +26,12 @@ impl<C: Context> Replica<C> {
         (self.cfg.view_timeout_ms / 4).max(1)
     }
 
-    /// Blocks accepted in the current view whose payload we lack: (height, hash).
-    pub(crate) fn missing_payloads(&self) -> Vec<(u64, Hash)> {
-        self.log
-            .range(self.committed.height + 1..)
-            .filter_map(|(&h, slot)| match slot.accepted {
-                Some((v, hash)) if v == self.view && !slot.blocks.contains_key(&hash) => {
-                    Some((h, hash))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Asks the next peer for every missing payload, once per fetch interval.
     pub(crate) fn maybe_fetch(&mut self) {
         if self.changing || self.now < self.fetch_at {
             return;
         }
-        let missing = self.missing_payloads();
+        let missing = self.log.missing_payloads(self.view);
         if missing.is_empty() {
             return;
         }
@@ -62,7 +49,7 @@ impl<C: Context> Replica<C> {
 
     /// When payload fetching next needs a look.
     pub(crate) fn fetch_wake(&self) -> Option<u64> {
-        let waiting = !self.changing && !self.missing_payloads().is_empty();
+        let waiting = !self.changing && !self.log.missing_payloads(self.view).is_empty();
         waiting.then_some(self.fetch_at)
     }
 
@@ -75,7 +62,12 @@ impl<C: Context> Replica<C> {
         if height <= self.stable.height || height > self.stable.height + 4 * self.cfg.window {
             return Ok(());
         }
-        let Some(block) = self.log.get(&height).and_then(|s| s.blocks.get(&hash)) else {
+        let Some(block) = self
+            .log
+            .slots
+            .get(&height)
+            .and_then(|s| s.blocks.get(&hash))
+        else {
             return Ok(());
         };
         let size = block.txs.iter().map(|t| t.len()).sum::<usize>();
@@ -96,7 +88,7 @@ impl<C: Context> Replica<C> {
 
     pub(crate) fn on_block_reply(&mut self, block: Block) -> Result<(), Reject> {
         let (h, hash) = (block.height(), block.hash());
-        let Some(slot) = self.log.get_mut(&h) else {
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return Ok(());
         };
         let Some((view, _)) = slot.accepted.filter(|a| a.1 == hash) else {

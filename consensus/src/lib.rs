@@ -23,6 +23,7 @@ mod config;
 pub mod context;
 mod fetch;
 mod forward;
+mod log;
 pub mod mempool;
 pub mod messages;
 mod normal;

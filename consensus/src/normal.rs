@@ -2,71 +2,27 @@
 //! the rules that make pipelining safe in `replica.rs`).
 
 use crate::context::Context;
-use crate::messages::{Message, Phase, PreparedCert, Vote};
-use crate::replica::{Action, Alarm, Reject, Replica, StoredVote, Tip, BEHIND, MAX_VIEW_AHEAD};
+use crate::log::Tip;
+use crate::messages::{Message, Phase, Vote};
+use crate::replica::{Action, Alarm, Reject, Replica, BEHIND, MAX_VIEW_AHEAD};
 use crate::safety;
-use lanes_types::{
-    payload_digest, tx_hash, Block, BlockHeader, CommitCertificate, Hash, ValidatorSignature,
-};
-use std::collections::{BTreeMap, HashSet};
+use lanes_types::{payload_digest, tx_hash, Block, BlockHeader, Hash};
+use std::collections::HashSet;
 
 impl<C: Context> Replica<C> {
-    /// The hash this replica links height `h + 1` to: its committed, stable, or current-view
-    /// block at `h`.
-    pub(crate) fn chain_hash(&self, h: u64) -> Option<Hash> {
-        if h == self.stable.height {
-            return Some(self.stable.hash);
-        }
-        if h == self.committed.height {
-            return Some(self.committed.hash);
-        }
-        let slot = self.log.get(&h)?;
-        if let Some(d) = &slot.decided {
-            return Some(d.block_hash);
-        }
-        if let Some((v, hash)) = slot.accepted {
-            if v == self.view {
-                return Some(hash);
-            }
-        }
-        slot.my_prepare.filter(|p| p.0 == self.view).map(|p| p.1)
-    }
-
-    /// Whether a block at `h` with this parent may be PREPAREd in the current view (see the
-    /// module documentation).
-    pub(crate) fn parent_ok(&self, h: u64, parent: &Hash) -> bool {
-        let x = h - 1;
-        if x < self.stable.height {
-            return false;
-        }
-        if x == self.stable.height {
-            return *parent == self.stable.hash;
-        }
-        if x == self.committed.height {
-            return *parent == self.committed.hash;
-        }
-        let Some(slot) = self.log.get(&x) else {
-            return false;
-        };
-        if let Some(d) = &slot.decided {
-            return d.block_hash == *parent;
-        }
-        slot.prepared_hash() == Some((self.view, *parent))
-    }
-
     /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
     pub(crate) fn propose(&mut self) {
         if self.muted {
             return;
         }
-        while self.is_primary() && self.next_height <= self.stable.height + self.cfg.window {
+        while self.is_primary() && self.log.next_height <= self.stable.height + self.cfg.window {
             let unproposed = self.unproposed();
             let due = self.batch_deadline.is_some_and(|d| d <= self.now);
             if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
                 return;
             }
-            let h = self.next_height.max(self.stable.height + 1);
-            let Some(parent) = self.chain_hash(h - 1) else {
+            let h = self.log.next_height.max(self.stable.height + 1);
+            let Some(parent) = self.log.chain_hash(h - 1, self.stable, self.view) else {
                 return;
             };
             let in_flight = &self.in_flight;
@@ -90,7 +46,7 @@ impl<C: Context> Replica<C> {
                 },
                 txs,
             };
-            self.next_height = h + 1;
+            self.log.next_height = h + 1;
             self.batch_deadline = None;
             // Recorded before it leaves: restarted, we never propose another block here.
             self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
@@ -169,7 +125,7 @@ impl<C: Context> Replica<C> {
         if block.header.chain_id != self.cfg.chain_id {
             return Err("proposal for another chain");
         }
-        if h <= self.stable.height.max(self.committed.height) {
+        if h <= self.stable.height.max(self.log.committed.height) {
             return Err("proposal at a committed height");
         }
         if h > self.stable.height + self.cfg.window {
@@ -184,7 +140,7 @@ impl<C: Context> Replica<C> {
             return Err("payload digest mismatch");
         }
         let mut seen = HashSet::with_capacity(block.txs.len());
-        let ancestors = self.chain_tx_hashes(h)?;
+        let ancestors = self.log.chain_tx_hashes(h, self.view)?;
         let mut in_mempool = Vec::with_capacity(block.txs.len());
         for tx in &block.txs {
             let hash = tx_hash(tx);
@@ -202,30 +158,12 @@ impl<C: Context> Replica<C> {
             .map_err(|_| "proposal has invalid transactions")
     }
 
-    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain, or an
-    /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
-    /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
-    pub(crate) fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
-        let mut out = HashSet::new();
-        for height in self.committed.height + 1..h {
-            let slot = self.log.get(&height).ok_or(BEHIND)?;
-            let hash = match (&slot.decided, slot.accepted) {
-                (Some(d), _) => d.block_hash,
-                (None, Some((v, hash))) if v == self.view => hash,
-                _ => return Err(BEHIND),
-            };
-            let block = slot.blocks.get(&hash).ok_or(BEHIND)?;
-            out.extend(block.txs.iter().map(|t| tx_hash(t)));
-        }
-        Ok(out)
-    }
-
     /// Accepts a proposal (ours, the primary's, or a NEW-VIEW re-proposal) for the current view.
     pub(crate) fn accept_proposal(&mut self, block: Block) {
         let h = block.height();
         let hash = block.hash();
         let view = self.view;
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         if let Some((v, other)) = slot.accepted {
             if v == view {
                 if other == hash && !slot.blocks.contains_key(&hash) {
@@ -261,7 +199,7 @@ impl<C: Context> Replica<C> {
             return;
         }
         let view = self.view;
-        let Some(slot) = self.log.get(&h) else {
+        let Some(slot) = self.log.slots.get(&h) else {
             return;
         };
         let Some((v, hash)) = slot.accepted else {
@@ -281,7 +219,10 @@ impl<C: Context> Replica<C> {
         let Some(block) = slot.blocks.get(&hash) else {
             return;
         };
-        if !self.parent_ok(h, &block.header.parent) {
+        if !self
+            .log
+            .parent_ok(h, &block.header.parent, self.stable, self.view)
+        {
             return;
         }
         assert!(
@@ -291,7 +232,7 @@ impl<C: Context> Replica<C> {
         let record = safety::prepare_record(view, block);
         self.persist(vec![record]);
         let vote = self.sign_vote(Phase::Prepare, view, h, hash);
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         slot.my_prepare = Some((view, hash));
         slot.prepares
             .insert(self.cfg.me, (view, hash, vote.signature));
@@ -313,7 +254,7 @@ impl<C: Context> Replica<C> {
         if h <= self.stable.height || h > self.stable.height + self.cfg.window {
             return Ok(());
         }
-        let existing = self.log.get(&h).and_then(|s| match phase {
+        let existing = self.log.slots.get(&h).and_then(|s| match phase {
             Phase::Prepare => s.prepares.get(&from).copied(),
             Phase::Commit => s.commits.get(&from).copied(),
         });
@@ -336,7 +277,7 @@ impl<C: Context> Replica<C> {
                 return Ok(());
             }
         }
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         let entry = (vote.view, vote.block_hash, vote.signature);
         match phase {
             Phase::Prepare => {
@@ -351,50 +292,20 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
-    /// Signatures in `votes` for exactly (view, hash), ascending by validator.
-    pub(crate) fn matching(
-        votes: &BTreeMap<u32, StoredVote>,
-        view: u64,
-        hash: Hash,
-    ) -> Vec<ValidatorSignature> {
-        votes
-            .iter()
-            .filter(|(_, (v, h, _))| *v == view && *h == hash)
-            .map(|(validator, (_, _, signature))| ValidatorSignature {
-                validator: *validator,
-                signature: *signature,
-            })
-            .collect()
-    }
-
+    /// Forms our prepared certificate at `h` once a quorum PREPAREd the block we PREPAREd in
+    /// this view; persists it and sends our COMMIT (unless one for this view was sent before).
     pub(crate) fn check_prepared(&mut self, h: u64) {
         let view = self.view;
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return;
         };
-        let Some((v, hash)) = slot.accepted else {
+        let Some(cert) = slot.new_prepared_cert(view, self.q) else {
             return;
         };
-        if v != view || slot.my_prepare != Some((view, hash)) {
-            return;
-        }
-        if slot.prepared.as_ref().is_some_and(|p| p.view >= view) {
-            return;
-        }
-        let signatures = Self::matching(&slot.prepares, view, hash);
-        if signatures.len() < q {
-            return;
-        }
-        let Some(block) = slot.blocks.get(&hash) else {
+        let Some((_, hash)) = slot.accepted else {
             return;
         };
-        let cert = PreparedCert {
-            view,
-            header: block.header.clone(),
-            signatures,
-        };
-        let record = safety::prepared_record(&cert, &block.txs);
+        let record = safety::prepared_record(&cert, &slot.blocks[&hash].txs);
         let mut writes = vec![record];
         let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
         if !commit_again {
@@ -409,7 +320,7 @@ impl<C: Context> Replica<C> {
         self.persist(writes);
         if !commit_again {
             let vote = self.sign_vote(Phase::Commit, view, h, hash);
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             slot.my_commit = Some((view, hash));
             slot.commits
                 .insert(self.cfg.me, (view, hash, vote.signature));
@@ -419,50 +330,28 @@ impl<C: Context> Replica<C> {
         self.try_prepare(h + 1);
     }
 
+    /// Decides the block at `h` once a quorum COMMITted it (and we hold it), then delivers
+    /// what is in order.
     pub(crate) fn check_committed(&mut self, h: u64) {
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return;
         };
         if slot.decided.is_some() {
             return;
         }
-        let mut tally: BTreeMap<(u64, Hash), usize> = BTreeMap::new();
-        for (v, hash, _) in slot.commits.values() {
-            *tally.entry((*v, *hash)).or_default() += 1;
-        }
-        let Some((&(view, hash), _)) = tally.iter().find(|(_, c)| **c >= q) else {
+        let Some(cert) = slot.commit_cert(h, self.q) else {
             return;
         };
-        if !slot.blocks.contains_key(&hash) {
-            // A quorum committed a block we never received: checkpoints will show we are
-            // behind, and catch-up fetches it.
-            return;
-        }
-        slot.decided = Some(CommitCertificate {
-            view,
-            height: h,
-            block_hash: hash,
-            signatures: Self::matching(&slot.commits, view, hash),
-        });
+        slot.decided = Some(cert);
         self.try_deliver();
         self.try_prepare(h + 1);
     }
 
     /// Delivers decided blocks in height order.
     pub(crate) fn try_deliver(&mut self) {
-        loop {
-            let h = self.committed.height + 1;
-            let Some(slot) = self.log.get(&h) else {
-                return;
-            };
-            let Some(cert) = slot.decided.clone() else {
-                return;
-            };
-            let Some(block) = slot.blocks.get(&cert.block_hash).cloned() else {
-                return;
-            };
-            if block.header.parent != self.committed.hash {
+        while let Some((block, cert)) = self.log.next_decided() {
+            let h = self.log.committed.height + 1;
+            if block.header.parent != self.log.committed.hash {
                 // Only possible with more than f faulty validators: refuse to fork, loudly.
                 self.out.push(Action::Alarm(Alarm::Fork { height: h }));
                 return;
@@ -472,12 +361,12 @@ impl<C: Context> Replica<C> {
                 self.in_flight.remove(th);
             }
             self.mempool.mark_committed(&hashes);
-            self.committed = Tip {
+            self.log.committed = Tip {
                 height: h,
                 hash: cert.block_hash,
             };
             self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
-            self.next_height = self.next_height.max(h + 1);
+            self.log.next_height = self.log.next_height.max(h + 1);
             self.stats.delivered_blocks += 1;
             self.backoff = 0;
             self.progress_deadline = None;
@@ -485,15 +374,7 @@ impl<C: Context> Replica<C> {
                 block,
                 certificate: cert,
             });
-            self.gc_log();
+            self.log.gc(self.stable.height);
         }
-    }
-
-    /// Forgets slots at or below the stable checkpoint, except decided ones still waiting for
-    /// delivery.
-    pub(crate) fn gc_log(&mut self) {
-        let (stable, committed) = (self.stable.height, self.committed.height);
-        self.log
-            .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
     }
 }

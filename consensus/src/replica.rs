@@ -23,12 +23,13 @@
 
 pub use crate::config::Config;
 use crate::context::Context;
+use crate::log::{Log, Tip};
 use crate::mempool::{AdmitError, Mempool};
-use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
+use crate::messages::{vote_bytes, Message, NewView, Phase, ViewChange, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
 use lanes_types::codec::Decode;
 use lanes_types::{
-    Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, Signature, ValidatorSignature,
+    Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, ValidatorSignature,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -40,8 +41,6 @@ pub(crate) const FORWARD_FLUSH_BYTES: usize = 1 << 20;
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 /// Longest exponent of the view-change back-off.
 const MAX_BACKOFF: u32 = 16;
-/// Most distinct blocks remembered at one height.
-const MAX_BLOCKS_PER_SLOT: usize = 4;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
 
@@ -175,64 +174,6 @@ pub struct Recovered {
     pub safety: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A block identified by height and hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tip {
-    pub height: u64,
-    pub hash: Hash,
-}
-
-/// A vote as remembered: (view, hash, signature). One per validator per slot and phase: the one
-/// for the highest view, first seen.
-pub(crate) type StoredVote = (u64, Hash, Signature);
-
-/// Everything known about one height.
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    /// Blocks known at this height, by hash (bounded by [`MAX_BLOCKS_PER_SLOT`]).
-    pub blocks: BTreeMap<Hash, Block>,
-    /// The proposal accepted in a view: (view, hash). Current only if the view is ours.
-    pub accepted: Option<(u64, Hash)>,
-    pub prepares: BTreeMap<u32, StoredVote>,
-    pub commits: BTreeMap<u32, StoredVote>,
-    /// Our highest-view prepared certificate (its block is in `blocks`).
-    pub prepared: Option<PreparedCert>,
-    /// Our own PREPARE and COMMIT: (view, hash). Persisted before they were sent.
-    pub my_prepare: Option<(u64, Hash)>,
-    pub my_commit: Option<(u64, Hash)>,
-    /// A quorum committed this block (its block is in `blocks`); waiting for in-order delivery.
-    pub decided: Option<CommitCertificate>,
-}
-
-impl Slot {
-    pub fn prepared_hash(&self) -> Option<(u64, Hash)> {
-        self.prepared.as_ref().map(|p| (p.view, p.header.hash()))
-    }
-
-    pub(crate) fn keep_block(&mut self, block: Block) {
-        let hash = block.hash();
-        if self.blocks.contains_key(&hash) {
-            return;
-        }
-        if self.blocks.len() >= MAX_BLOCKS_PER_SLOT {
-            let pinned: Vec<Hash> = [
-                self.accepted.map(|a| a.1),
-                self.prepared_hash().map(|p| p.1),
-                self.decided.as_ref().map(|d| d.block_hash),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if let Some(victim) = self.blocks.keys().find(|h| !pinned.contains(h)).copied() {
-                self.blocks.remove(&victim);
-            } else {
-                return;
-            }
-        }
-        self.blocks.insert(hash, block);
-    }
-}
-
 /// Why a network message was dropped.
 pub(crate) type Reject = &'static str;
 
@@ -262,12 +203,10 @@ pub struct Replica<C: Context> {
     /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
     /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
-    pub(crate) committed: Tip,
     pub(crate) stable: Tip,
     pub(crate) stable_cert: Option<CheckpointCertificate>,
-    pub(crate) log: BTreeMap<u64, Slot>,
-    /// Primary only: the next height to propose in this view.
-    pub(crate) next_height: u64,
+    /// The normal-case log and the committed tip.
+    pub(crate) log: Log,
     pub(crate) mempool: Mempool,
     /// Hashes of pending transactions already in a proposal of the current view.
     pub(crate) in_flight: HashSet<Hash>,
@@ -354,11 +293,9 @@ impl<C: Context> Replica<C> {
             new_view: None,
             answered_laggard: BTreeMap::new(),
             future: BTreeMap::new(),
-            committed,
             stable,
             stable_cert,
-            log: BTreeMap::new(),
-            next_height: committed.height + 1,
+            log: Log::new(committed),
             in_flight: HashSet::new(),
             forward: Vec::new(),
             forward_bytes: 0,
@@ -459,7 +396,7 @@ impl<C: Context> Replica<C> {
     }
     /// Height of the last delivered block.
     pub fn committed_height(&self) -> u64 {
-        self.committed.height
+        self.log.committed.height
     }
     /// A height at least one honest validator has executed: the (f+1)-th highest height
     /// validators have signed a checkpoint for (or our stable checkpoint, if higher).
@@ -525,9 +462,9 @@ impl<C: Context> Replica<C> {
             self.view,
             if self.changing { " (changing)" } else { "" },
             self.stats.rejected_messages,
-            self.committed.height,
+            self.log.committed.height,
             self.stable.height,
-            self.next_height,
+            self.log.next_height,
             self.mempool.len(),
             self.in_flight.len(),
             self.backoff,
@@ -538,6 +475,7 @@ impl<C: Context> Replica<C> {
             self.sync_deadline,
             self.claims,
             self.log
+                .slots
                 .iter()
                 .map(|(h, s)| {
                     (
@@ -659,11 +597,7 @@ impl<C: Context> Replica<C> {
     }
 
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.mempool.is_empty()
-            || self
-                .log
-                .range(self.committed.height + 1..)
-                .any(|(_, s)| s.accepted.is_some_and(|a| a.0 == self.view))
+        !self.mempool.is_empty() || self.log.has_undecided_work(self.view)
     }
 
     pub(crate) fn unproposed(&self) -> usize {

@@ -2,8 +2,9 @@
 //! the persistence contract in `safety.rs`).
 
 use crate::context::Context;
+use crate::log::Tip;
 use crate::messages::Phase;
-use crate::replica::{Replica, Tip};
+use crate::replica::Replica;
 use crate::safety;
 use crate::view_change::{plan_new_view, reproposed};
 use lanes_types::cert::checkpoint_message;
@@ -18,7 +19,7 @@ impl<C: Context> Replica<C> {
         let above = self.stable.height;
         for (h, (view, hash, block)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
             let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             if let Some(block) = block {
                 slot.keep_block(block);
             }
@@ -26,17 +27,17 @@ impl<C: Context> Replica<C> {
             slot.prepares.insert(self.cfg.me, (view, hash, signature));
             slot.accepted = Some((view, hash));
             if view == self.view {
-                self.next_height = self.next_height.max(h + 1);
+                self.log.next_height = self.log.next_height.max(h + 1);
             }
         }
         for (h, (view, hash)) in restored.commits.into_iter().filter(|(h, _)| *h > above) {
             let signature = self.sign_vote(Phase::Commit, view, h, hash).signature;
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             slot.my_commit = Some((view, hash));
             slot.commits.insert(self.cfg.me, (view, hash, signature));
         }
         for (h, (cert, txs)) in restored.prepared.into_iter().filter(|(h, _)| *h > above) {
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             slot.keep_block(Block {
                 header: cert.header.clone(),
                 txs,
@@ -45,8 +46,8 @@ impl<C: Context> Replica<C> {
         }
         for (h, (view, hash)) in restored.proposals.into_iter().filter(|(h, _)| *h > above) {
             if view == self.view {
-                self.log.entry(h).or_default().accepted = Some((view, hash));
-                self.next_height = self.next_height.max(h + 1);
+                self.log.slot_mut(h).accepted = Some((view, hash));
+                self.log.next_height = self.log.next_height.max(h + 1);
             }
         }
         if let Some(nv) = restored
@@ -55,9 +56,9 @@ impl<C: Context> Replica<C> {
         {
             let plan = plan_new_view(&nv.view_changes);
             for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
-                let slot = self.log.entry(header.height).or_default();
+                let slot = self.log.slots.entry(header.height).or_default();
                 slot.accepted = Some((nv.view, header.hash()));
-                self.next_height = self.next_height.max(header.height + 1);
+                self.log.next_height = self.log.next_height.max(header.height + 1);
             }
             self.new_view = Some(nv);
         }

@@ -112,12 +112,8 @@ impl<C: Context> Replica<C> {
             self.vc_resend_at = self.now + self.cfg.view_timeout_ms;
             return;
         }
-        let prepared: Vec<PreparedCert> = self
-            .log
-            .range(self.stable.height + 1..)
-            .filter_map(|(_, slot)| slot.prepared.clone())
-            .take(self.max_prepared_in_view_change() as usize)
-            .collect();
+        let max = self.max_prepared_in_view_change() as usize;
+        let prepared = self.log.prepared_certs(self.stable.height, max);
         let mut vc = ViewChange {
             view: self.view,
             validator: self.cfg.me,
@@ -338,7 +334,7 @@ impl<C: Context> Replica<C> {
         self.in_flight.clear();
         self.progress_deadline = None;
         let end = plan.base_height + plan.chain.len() as u64;
-        self.next_height = end.max(self.stable.height).max(self.committed.height) + 1;
+        self.log.next_height = end.max(self.stable.height).max(self.log.committed.height) + 1;
         for header in reproposed(&nv, &plan) {
             if header.height > self.stable.height {
                 self.accept_header(header);
@@ -353,7 +349,7 @@ impl<C: Context> Replica<C> {
     /// block is voted on when it arrives.
     fn accept_header(&mut self, header: &BlockHeader) {
         let (h, hash) = (header.height, header.hash());
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         match slot.blocks.get(&hash).cloned() {
             Some(block) => self.accept_proposal(block),
             None => slot.accepted = Some((self.view, hash)),
