@@ -185,8 +185,8 @@ impl<C: Context> Replica<C> {
         if target > self.last_target {
             // Others make progress: no reason to suspect the primary while we catch up.
             self.last_target = target;
-            if self.progress_deadline.is_some() {
-                self.progress_deadline = Some(self.now + self.timeout());
+            if self.views.progress_deadline.is_some() {
+                self.views.progress_deadline = Some(self.now + self.timeout());
             }
         }
         if target <= self.log.committed.height {

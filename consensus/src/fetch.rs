@@ -28,10 +28,10 @@ impl<C: Context> Replica<C> {
 
     /// Asks the next peer for every missing payload, once per fetch interval.
     pub(crate) fn maybe_fetch(&mut self) {
-        if self.changing || self.now < self.fetch_at {
+        if self.views.changing || self.now < self.fetch_at {
             return;
         }
-        let missing = self.log.missing_payloads(self.view);
+        let missing = self.log.missing_payloads(self.views.current);
         if missing.is_empty() {
             return;
         }
@@ -49,7 +49,8 @@ impl<C: Context> Replica<C> {
 
     /// When payload fetching next needs a look.
     pub(crate) fn fetch_wake(&self) -> Option<u64> {
-        let waiting = !self.changing && !self.log.missing_payloads(self.view).is_empty();
+        let waiting =
+            !self.views.changing && !self.log.missing_payloads(self.views.current).is_empty();
         waiting.then_some(self.fetch_at)
     }
 
@@ -100,7 +101,7 @@ impl<C: Context> Replica<C> {
         if !block.payload_matches() {
             return Err("block reply does not match its header");
         }
-        if view == self.view {
+        if view == self.views.current {
             for tx in &block.txs {
                 let th = tx_hash(tx);
                 if self.mempool.contains(&th) {

@@ -22,7 +22,7 @@ impl<C: Context> Replica<C> {
                 return;
             }
             let h = self.log.next_height.max(self.stable.height + 1);
-            let Some(parent) = self.log.chain_hash(h - 1, self.stable, self.view) else {
+            let Some(parent) = self.log.chain_hash(h - 1, self.stable, self.views.current) else {
                 return;
             };
             let in_flight = &self.in_flight;
@@ -39,7 +39,7 @@ impl<C: Context> Replica<C> {
                     chain_id: self.cfg.chain_id.clone(),
                     height: h,
                     parent,
-                    view: self.view,
+                    view: self.views.current,
                     proposer: self.cfg.me,
                     timestamp_ms: self.now,
                     payload_digest: payload_digest(&txs),
@@ -49,9 +49,13 @@ impl<C: Context> Replica<C> {
             self.log.next_height = h + 1;
             self.batch_deadline = None;
             // Recorded before it leaves: restarted, we never propose another block here.
-            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
+            self.persist(vec![safety::proposal_record(
+                h,
+                self.views.current,
+                block.hash(),
+            )]);
             self.broadcast(Message::PrePrepare {
-                view: self.view,
+                view: self.views.current,
                 block: block.clone(),
             });
             self.accept_proposal(block);
@@ -70,11 +74,11 @@ impl<C: Context> Replica<C> {
         if block.header.view != view {
             return Err("pre-prepare header view differs");
         }
-        if view < self.view {
+        if view < self.views.current {
             return Ok(());
         }
-        if view > self.view || self.changing {
-            if view > self.view + MAX_VIEW_AHEAD {
+        if view > self.views.current || self.views.changing {
+            if view > self.views.current + MAX_VIEW_AHEAD {
                 return Err("pre-prepare view too far ahead");
             }
             self.stash_proposal(view, block);
@@ -140,7 +144,7 @@ impl<C: Context> Replica<C> {
             return Err("payload digest mismatch");
         }
         let mut seen = HashSet::with_capacity(block.txs.len());
-        let ancestors = self.log.chain_tx_hashes(h, self.view)?;
+        let ancestors = self.log.chain_tx_hashes(h, self.views.current)?;
         let mut in_mempool = Vec::with_capacity(block.txs.len());
         for tx in &block.txs {
             let hash = tx_hash(tx);
@@ -162,7 +166,7 @@ impl<C: Context> Replica<C> {
     pub(crate) fn accept_proposal(&mut self, block: Block) {
         let h = block.height();
         let hash = block.hash();
-        let view = self.view;
+        let view = self.views.current;
         let slot = self.log.slot_mut(h);
         if let Some((v, other)) = slot.accepted {
             if v == view {
@@ -195,10 +199,10 @@ impl<C: Context> Replica<C> {
 
     /// Sends our PREPARE for the accepted block at `h` once its parent rule holds.
     pub(crate) fn try_prepare(&mut self, h: u64) {
-        if self.changing || self.muted {
+        if self.views.changing || self.muted {
             return;
         }
-        let view = self.view;
+        let view = self.views.current;
         let Some(slot) = self.log.slots.get(&h) else {
             return;
         };
@@ -221,7 +225,7 @@ impl<C: Context> Replica<C> {
         };
         if !self
             .log
-            .parent_ok(h, &block.header.parent, self.stable, self.view)
+            .parent_ok(h, &block.header.parent, self.stable, self.views.current)
         {
             return;
         }
@@ -244,10 +248,10 @@ impl<C: Context> Replica<C> {
         if vote.validator != from {
             return Err("vote signed for another validator");
         }
-        if vote.view < self.view {
+        if vote.view < self.views.current {
             return Ok(());
         }
-        if vote.view > self.view + MAX_VIEW_AHEAD {
+        if vote.view > self.views.current + MAX_VIEW_AHEAD {
             return Err("vote view too far ahead");
         }
         let h = vote.height;
@@ -295,7 +299,7 @@ impl<C: Context> Replica<C> {
     /// Forms our prepared certificate at `h` once a quorum PREPAREd the block we PREPAREd in
     /// this view; persists it and sends our COMMIT (unless one for this view was sent before).
     pub(crate) fn check_prepared(&mut self, h: u64) {
-        let view = self.view;
+        let view = self.views.current;
         let Some(slot) = self.log.slots.get_mut(&h) else {
             return;
         };
@@ -368,8 +372,7 @@ impl<C: Context> Replica<C> {
             self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
             self.log.next_height = self.log.next_height.max(h + 1);
             self.stats.delivered_blocks += 1;
-            self.backoff = 0;
-            self.progress_deadline = None;
+            self.views.progressed();
             self.out.push(Action::Deliver {
                 block,
                 certificate: cert,

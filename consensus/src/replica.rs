@@ -25,8 +25,9 @@ pub use crate::config::Config;
 use crate::context::Context;
 use crate::log::{Log, Tip};
 use crate::mempool::{AdmitError, Mempool};
-use crate::messages::{vote_bytes, Message, NewView, Phase, ViewChange, Vote};
+use crate::messages::{vote_bytes, Message, Phase, Vote};
 use crate::safety::{self, RestoreError, SafetyWrite};
+use crate::view_change::Views;
 use lanes_types::codec::Decode;
 use lanes_types::{
     Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, ValidatorSignature,
@@ -39,8 +40,6 @@ pub const MAX_FORWARD_TXS: usize = 4096;
 pub(crate) const FORWARD_FLUSH_BYTES: usize = 1 << 20;
 /// Votes for views further ahead than this are dropped.
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
-/// Longest exponent of the view-change back-off.
-const MAX_BACKOFF: u32 = 16;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
 
@@ -185,21 +184,8 @@ pub struct Replica<C: Context> {
     pub(crate) f: usize,
     pub(crate) q: usize,
     pub(crate) now: u64,
-    /// The current view; while `changing`, the view we are trying to start.
-    pub(crate) view: u64,
-    pub(crate) changing: bool,
-    /// While changing: when to give up on the view being started. Armed only once a quorum asked
-    /// for that view, so a replica alone in a view change does not run ahead of everyone.
-    pub(crate) vc_deadline: Option<u64>,
-    /// While changing: when to re-send our VIEW-CHANGE (it may have been lost).
-    pub(crate) vc_resend_at: u64,
-    pub(crate) backoff: u32,
-    /// Latest VIEW-CHANGE from each validator.
-    pub(crate) view_changes: BTreeMap<u32, ViewChange>,
-    /// The NEW-VIEW that installed the current view (re-served to replicas left behind).
-    pub(crate) new_view: Option<NewView>,
-    /// When we last answered each replica asking for an older view.
-    pub(crate) answered_laggard: BTreeMap<u32, u64>,
+    /// The view and the view-change protocol.
+    pub(crate) views: Views,
     /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
     /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
@@ -214,7 +200,6 @@ pub struct Replica<C: Context> {
     pub(crate) forward_bytes: usize,
     pub(crate) forward_deadline: Option<u64>,
     pub(crate) batch_deadline: Option<u64>,
-    pub(crate) progress_deadline: Option<u64>,
     /// Our (block hash, state root) per executed height above the stable checkpoint.
     pub(crate) executed: BTreeMap<u64, (Hash, Hash)>,
     pub(crate) last_executed: u64,
@@ -284,14 +269,7 @@ impl<C: Context> Replica<C> {
             f,
             q,
             now: 0,
-            view,
-            changing: !installed,
-            vc_deadline: None,
-            vc_resend_at: 0,
-            backoff: 0,
-            view_changes: BTreeMap::new(),
-            new_view: None,
-            answered_laggard: BTreeMap::new(),
+            views: Views::new(view, installed),
             future: BTreeMap::new(),
             stable,
             stable_cert,
@@ -301,7 +279,6 @@ impl<C: Context> Replica<C> {
             forward_bytes: 0,
             forward_deadline: None,
             batch_deadline: None,
-            progress_deadline: None,
             executed: BTreeMap::new(),
             last_executed: committed.height,
             safety_gc_through: 0,
@@ -384,15 +361,15 @@ impl<C: Context> Replica<C> {
     }
     /// The current view (while a view change is under way, the view being started).
     pub fn view(&self) -> u64 {
-        self.view
+        self.views.current
     }
     /// Whether a view change is under way.
     pub fn in_view_change(&self) -> bool {
-        self.changing
+        self.views.changing
     }
     /// The primary of the current view.
     pub fn primary(&self) -> u32 {
-        self.cfg.validators.primary(self.view)
+        self.cfg.validators.primary(self.views.current)
     }
     /// Height of the last delivered block.
     pub fn committed_height(&self) -> u64 {
@@ -459,18 +436,18 @@ impl<C: Context> Replica<C> {
         format!(
             "view {}{} rejected {} committed {} stable {} next {} mempool {} in-flight {} backoff {} \
              deadlines progress {:?} batch {:?} vc {:?} sync {:?}/{:?} claims {:?} slots {:?}",
-            self.view,
-            if self.changing { " (changing)" } else { "" },
+            self.views.current,
+            if self.views.changing { " (changing)" } else { "" },
             self.stats.rejected_messages,
             self.log.committed.height,
             self.stable.height,
             self.log.next_height,
             self.mempool.len(),
             self.in_flight.len(),
-            self.backoff,
-            self.progress_deadline,
+            self.views.backoff,
+            self.views.progress_deadline,
             self.batch_deadline,
-            self.vc_deadline,
+            self.views.new_view_deadline,
             self.behind_since,
             self.sync_deadline,
             self.claims,
@@ -522,20 +499,20 @@ impl<C: Context> Replica<C> {
             }
             self.heartbeat_at = self.now + self.heartbeat_period();
         }
-        if self.changing {
-            if self.vc_deadline.is_some_and(|d| d <= self.now) {
-                self.start_view_change(self.view + 1);
-            } else if self.vc_resend_at <= self.now {
+        if self.views.changing {
+            if self.views.new_view_deadline.is_some_and(|d| d <= self.now) {
+                self.start_view_change(self.views.current + 1);
+            } else if self.views.resend_at <= self.now {
                 // Re-send our VIEW-CHANGE, rebuilt from what we know now (it may have been
                 // lost, or we restarted); replicas already past this view answer with their
                 // NEW-VIEW.
                 self.send_view_change();
             }
-        } else if self.progress_deadline.is_some_and(|d| d <= self.now) {
+        } else if self.views.progress_deadline.is_some_and(|d| d <= self.now) {
             if self.muted {
-                self.progress_deadline = None;
+                self.views.progress_deadline = None;
             } else {
-                self.start_view_change(self.view + 1);
+                self.start_view_change(self.views.current + 1);
             }
         }
     }
@@ -545,12 +522,12 @@ impl<C: Context> Replica<C> {
         self.propose();
         self.maybe_sync();
         self.maybe_fetch();
-        if self.changing {
-            self.progress_deadline = None;
+        if self.views.changing {
+            self.views.progress_deadline = None;
             self.batch_deadline = None;
         } else {
-            if self.progress_deadline.is_none() && self.has_pending_work() {
-                self.progress_deadline = Some(self.now + self.timeout());
+            if self.views.progress_deadline.is_none() && self.has_pending_work() {
+                self.views.progress_deadline = Some(self.now + self.timeout());
             }
             if self.is_primary() && self.unproposed() > 0 && self.batch_deadline.is_none() {
                 self.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
@@ -560,9 +537,7 @@ impl<C: Context> Replica<C> {
             self.forward_deadline,
             // A due batch that could not be cut waits for the event that unblocks it.
             self.batch_deadline.filter(|d| *d > self.now),
-            self.progress_deadline,
-            self.vc_deadline.filter(|_| self.changing),
-            self.changing.then_some(self.vc_resend_at),
+            self.views.wake(),
             self.sync_wake(),
             self.fetch_wake(),
             self.my_checkpoint.as_ref().map(|_| self.heartbeat_at),
@@ -581,11 +556,9 @@ impl<C: Context> Replica<C> {
         }
     }
 
+    /// The current view timeout (doubled per view change without delivery, capped).
     pub(crate) fn timeout(&self) -> u64 {
-        self.cfg
-            .view_timeout_ms
-            .saturating_mul(1u64 << self.backoff.min(MAX_BACKOFF))
-            .min(self.cfg.max_view_timeout_ms)
+        self.views.timeout(&self.cfg)
     }
 
     pub(crate) fn heartbeat_period(&self) -> u64 {
@@ -593,11 +566,11 @@ impl<C: Context> Replica<C> {
     }
 
     pub(crate) fn is_primary(&self) -> bool {
-        !self.changing && self.primary() == self.cfg.me
+        !self.views.changing && self.primary() == self.cfg.me
     }
 
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.mempool.is_empty() || self.log.has_undecided_work(self.view)
+        !self.mempool.is_empty() || self.log.has_undecided_work(self.views.current)
     }
 
     pub(crate) fn unproposed(&self) -> usize {

@@ -26,7 +26,7 @@ impl<C: Context> Replica<C> {
             slot.my_prepare = Some((view, hash));
             slot.prepares.insert(self.cfg.me, (view, hash, signature));
             slot.accepted = Some((view, hash));
-            if view == self.view {
+            if view == self.views.current {
                 self.log.next_height = self.log.next_height.max(h + 1);
             }
         }
@@ -45,14 +45,14 @@ impl<C: Context> Replica<C> {
             slot.prepared = Some(cert);
         }
         for (h, (view, hash)) in restored.proposals.into_iter().filter(|(h, _)| *h > above) {
-            if view == self.view {
+            if view == self.views.current {
                 self.log.slot_mut(h).accepted = Some((view, hash));
                 self.log.next_height = self.log.next_height.max(h + 1);
             }
         }
         if let Some(nv) = restored
             .new_view
-            .filter(|nv| installed && nv.view == self.view)
+            .filter(|nv| installed && nv.view == self.views.current)
         {
             let plan = plan_new_view(&nv.view_changes);
             for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
@@ -60,7 +60,7 @@ impl<C: Context> Replica<C> {
                 slot.accepted = Some((nv.view, header.hash()));
                 self.log.next_height = self.log.next_height.max(header.height + 1);
             }
-            self.new_view = Some(nv);
+            self.views.new_view = Some(nv);
         }
     }
 
