@@ -60,7 +60,9 @@ impl<C: Context> Replica<C> {
         height: u64,
         hash: Hash,
     ) -> Result<(), Reject> {
-        if height <= self.stable.height || height > self.stable.height + 4 * self.cfg.window {
+        if height <= self.checkpoints.stable.height
+            || height > self.checkpoints.stable.height + 4 * self.cfg.window
+        {
             return Ok(());
         }
         let Some(block) = self

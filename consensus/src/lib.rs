@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod byzantine;
+mod catch_up;
 mod checkpoint;
 mod config;
 pub mod context;

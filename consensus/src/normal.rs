@@ -15,14 +15,19 @@ impl<C: Context> Replica<C> {
         if self.muted {
             return;
         }
-        while self.is_primary() && self.log.next_height <= self.stable.height + self.cfg.window {
+        while self.is_primary()
+            && self.log.next_height <= self.checkpoints.stable.height + self.cfg.window
+        {
             let unproposed = self.unproposed();
             let due = self.batch_deadline.is_some_and(|d| d <= self.now);
             if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
                 return;
             }
-            let h = self.log.next_height.max(self.stable.height + 1);
-            let Some(parent) = self.log.chain_hash(h - 1, self.stable, self.views.current) else {
+            let h = self.log.next_height.max(self.checkpoints.stable.height + 1);
+            let Some(parent) =
+                self.log
+                    .chain_hash(h - 1, self.checkpoints.stable, self.views.current)
+            else {
                 return;
             };
             let in_flight = &self.in_flight;
@@ -104,8 +109,8 @@ impl<C: Context> Replica<C> {
     /// byzantine primary of far views cannot crowd out the next view's proposals.
     pub(crate) fn stash_proposal(&mut self, view: u64, block: Block) {
         let h = block.height();
-        if h <= self.stable.height
-            || h > self.stable.height + self.cfg.window
+        if h <= self.checkpoints.stable.height
+            || h > self.checkpoints.stable.height + self.cfg.window
             || block.txs.len() > self.cfg.max_block_txs
             || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
         {
@@ -129,10 +134,15 @@ impl<C: Context> Replica<C> {
         if block.header.chain_id != self.cfg.chain_id {
             return Err("proposal for another chain");
         }
-        if h <= self.stable.height.max(self.log.committed.height) {
+        if h <= self
+            .checkpoints
+            .stable
+            .height
+            .max(self.log.committed.height)
+        {
             return Err("proposal at a committed height");
         }
-        if h > self.stable.height + self.cfg.window {
+        if h > self.checkpoints.stable.height + self.cfg.window {
             return Err("proposal above the high watermark");
         }
         if block.txs.len() > self.cfg.max_block_txs
@@ -223,10 +233,12 @@ impl<C: Context> Replica<C> {
         let Some(block) = slot.blocks.get(&hash) else {
             return;
         };
-        if !self
-            .log
-            .parent_ok(h, &block.header.parent, self.stable, self.views.current)
-        {
+        if !self.log.parent_ok(
+            h,
+            &block.header.parent,
+            self.checkpoints.stable,
+            self.views.current,
+        ) {
             return;
         }
         assert!(
@@ -255,7 +267,9 @@ impl<C: Context> Replica<C> {
             return Err("vote view too far ahead");
         }
         let h = vote.height;
-        if h <= self.stable.height || h > self.stable.height + self.cfg.window {
+        if h <= self.checkpoints.stable.height
+            || h > self.checkpoints.stable.height + self.cfg.window
+        {
             return Ok(());
         }
         let existing = self.log.slots.get(&h).and_then(|s| match phase {
@@ -369,7 +383,7 @@ impl<C: Context> Replica<C> {
                 height: h,
                 hash: cert.block_hash,
             };
-            self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
+            self.catch_up.claim(self.cfg.me, h);
             self.log.next_height = self.log.next_height.max(h + 1);
             self.stats.delivered_blocks += 1;
             self.views.progressed();
@@ -377,7 +391,7 @@ impl<C: Context> Replica<C> {
                 block,
                 certificate: cert,
             });
-            self.log.gc(self.stable.height);
+            self.log.gc(self.checkpoints.stable.height);
         }
     }
 }

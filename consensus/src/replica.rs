@@ -21,6 +21,8 @@
 //! same batch: every vote is preceded by the record that stops this replica from ever signing a
 //! different block for the same (view, height), even after a crash.
 
+use crate::catch_up::CatchUp;
+use crate::checkpoint::Checkpoints;
 pub use crate::config::Config;
 use crate::context::Context;
 use crate::log::{Log, Tip};
@@ -189,8 +191,10 @@ pub struct Replica<C: Context> {
     /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
     /// view for a block below them that is unknown here ([`BEHIND`]).
     pub(crate) future: BTreeMap<(u64, u64), Block>,
-    pub(crate) stable: Tip,
-    pub(crate) stable_cert: Option<CheckpointCertificate>,
+    /// The stable checkpoint, CHECKPOINT votes and divergence.
+    pub(crate) checkpoints: Checkpoints,
+    /// Catch-up: claims and the outstanding request.
+    pub(crate) catch_up: CatchUp,
     /// The normal-case log and the committed tip.
     pub(crate) log: Log,
     pub(crate) mempool: Mempool,
@@ -200,32 +204,12 @@ pub struct Replica<C: Context> {
     pub(crate) forward_bytes: usize,
     pub(crate) forward_deadline: Option<u64>,
     pub(crate) batch_deadline: Option<u64>,
-    /// Our (block hash, state root) per executed height above the stable checkpoint.
-    pub(crate) executed: BTreeMap<u64, (Hash, Hash)>,
-    pub(crate) last_executed: u64,
-    /// Height through which persisted vote records were deleted.
-    pub(crate) safety_gc_through: u64,
-    pub(crate) checkpoints: BTreeMap<u64, BTreeMap<u32, crate::messages::CheckpointVote>>,
-    /// Highest height each validator has shown a signed checkpoint for.
-    pub(crate) claims: Vec<u64>,
-    pub(crate) last_target: u64,
-    pub(crate) behind_since: Option<u64>,
-    pub(crate) sync_deadline: Option<u64>,
-    pub(crate) sync_attempt: u64,
-    /// The catch-up request outstanding: (peer asked, first height, last height). Only that
-    /// peer's answer, for those heights, is applied.
-    pub(crate) sync_asked: Option<(u32, u64, u64)>,
     /// When to ask (again) for payloads of accepted blocks we know only by header.
     pub(crate) fetch_at: u64,
     pub(crate) fetch_attempt: u64,
     /// Per validator: since when, and how many payload bytes, we answered its block requests
     /// in the current fetch interval (bounds what a peer can draw from us).
     pub(crate) served_blocks: BTreeMap<u32, (u64, usize)>,
-    pub(crate) diverged: Option<u64>,
-    /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
-    /// (restarted, partitioned) learns it is behind even when the chain is idle.
-    pub(crate) my_checkpoint: Option<crate::messages::CheckpointVote>,
-    pub(crate) heartbeat_at: u64,
     /// Signs no proposal, vote, VIEW-CHANGE or NEW-VIEW (a replica that lost its safety state
     /// and has not caught up yet); still follows what the others decide.
     pub(crate) muted: bool,
@@ -251,17 +235,6 @@ impl<C: Context> Replica<C> {
             height: recovered.committed_height,
             hash: recovered.committed_hash,
         };
-        let stable = match &recovered.stable {
-            Some(c) if c.height <= committed.height => Tip {
-                height: c.height,
-                hash: c.block_hash,
-            },
-            _ => Tip {
-                height: 0,
-                hash: Hash::ZERO,
-            },
-        };
-        let stable_cert = recovered.stable.filter(|c| c.height == stable.height);
         let (view, installed) = restored.view.unwrap_or((0, true));
         let mut r = Replica {
             mempool: Mempool::new(cfg.mempool),
@@ -271,30 +244,17 @@ impl<C: Context> Replica<C> {
             now: 0,
             views: Views::new(view, installed),
             future: BTreeMap::new(),
-            stable,
-            stable_cert,
+            checkpoints: Checkpoints::new(recovered.stable, committed.height),
+            catch_up: CatchUp::new(n, cfg.me, committed.height),
             log: Log::new(committed),
             in_flight: HashSet::new(),
             forward: Vec::new(),
             forward_bytes: 0,
             forward_deadline: None,
             batch_deadline: None,
-            executed: BTreeMap::new(),
-            last_executed: committed.height,
-            safety_gc_through: 0,
-            checkpoints: BTreeMap::new(),
-            claims: vec![0; n],
-            last_target: 0,
-            behind_since: None,
-            sync_deadline: None,
-            sync_attempt: 0,
-            sync_asked: None,
             fetch_at: 0,
             fetch_attempt: 0,
             served_blocks: BTreeMap::new(),
-            diverged: None,
-            my_checkpoint: None,
-            heartbeat_at: 0,
             muted: false,
             timer: None,
             stats: Stats::default(),
@@ -302,7 +262,6 @@ impl<C: Context> Replica<C> {
             cfg,
             ctx,
         };
-        r.claims[r.cfg.me as usize] = committed.height;
         r.restore(restored, installed);
         if committed.height > 0 {
             r.resign_checkpoint(committed, recovered.committed_root);
@@ -384,12 +343,12 @@ impl<C: Context> Replica<C> {
     /// The highest height each validator (by index) has shown a signed CHECKPOINT for; a
     /// byzantine validator can only inflate its own entry.
     pub fn claims(&self) -> &[u64] {
-        &self.claims
+        &self.catch_up.claims
     }
 
     /// Height of the last stable checkpoint (the highest execution certificate).
     pub fn stable_height(&self) -> u64 {
-        self.stable.height
+        self.checkpoints.stable.height
     }
     /// Mutes or unmutes the replica: a muted replica proposes nothing, signs no PREPARE, COMMIT,
     /// VIEW-CHANGE or NEW-VIEW, and starts no view change; it still delivers the blocks a quorum
@@ -406,7 +365,7 @@ impl<C: Context> Replica<C> {
     /// The validator our outstanding catch-up request went to, if one is outstanding: the only
     /// one whose answer (even an empty one: "pruned") counts.
     pub fn sync_peer(&self) -> Option<u32> {
-        self.sync_asked.map(|(peer, _, _)| peer)
+        self.catch_up.asked.map(|(peer, _, _)| peer)
     }
 
     /// Proposals waiting for their view or for a block below them.
@@ -420,7 +379,7 @@ impl<C: Context> Replica<C> {
     }
     /// The height at which our root differed from the certified one, if it did.
     pub fn diverged_at(&self) -> Option<u64> {
-        self.diverged
+        self.checkpoints.diverged
     }
     /// Counters.
     pub fn stats(&self) -> &Stats {
@@ -440,7 +399,7 @@ impl<C: Context> Replica<C> {
             if self.views.changing { " (changing)" } else { "" },
             self.stats.rejected_messages,
             self.log.committed.height,
-            self.stable.height,
+            self.checkpoints.stable.height,
             self.log.next_height,
             self.mempool.len(),
             self.in_flight.len(),
@@ -448,9 +407,9 @@ impl<C: Context> Replica<C> {
             self.views.progress_deadline,
             self.batch_deadline,
             self.views.new_view_deadline,
-            self.behind_since,
-            self.sync_deadline,
-            self.claims,
+            self.catch_up.behind_since,
+            self.catch_up.deadline,
+            self.catch_up.claims,
             self.log
                 .slots
                 .iter()
@@ -493,11 +452,9 @@ impl<C: Context> Replica<C> {
         if self.forward_deadline.is_some_and(|d| d <= self.now) {
             self.flush_forward();
         }
-        if self.heartbeat_at <= self.now {
-            if let Some(vote) = self.my_checkpoint.clone() {
-                self.broadcast(Message::Checkpoint(vote));
-            }
-            self.heartbeat_at = self.now + self.heartbeat_period();
+        let period = self.heartbeat_period();
+        if let Some(vote) = self.checkpoints.heartbeat(self.now, period) {
+            self.broadcast(Message::Checkpoint(vote));
         }
         if self.views.changing {
             if self.views.new_view_deadline.is_some_and(|d| d <= self.now) {
@@ -538,9 +495,9 @@ impl<C: Context> Replica<C> {
             // A due batch that could not be cut waits for the event that unblocks it.
             self.batch_deadline.filter(|d| *d > self.now),
             self.views.wake(),
-            self.sync_wake(),
+            self.catch_up.wake(&self.cfg),
             self.fetch_wake(),
-            self.my_checkpoint.as_ref().map(|_| self.heartbeat_at),
+            self.checkpoints.wake(),
         ]
         .into_iter()
         .flatten()

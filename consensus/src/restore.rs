@@ -16,7 +16,7 @@ impl<C: Context> Replica<C> {
     /// accepted again, and the NEW-VIEW of the current view pins its re-proposed blocks. Bodies
     /// not in a prepared record are fetched by hash when needed.
     pub(crate) fn restore(&mut self, restored: safety::Restored, installed: bool) {
-        let above = self.stable.height;
+        let above = self.checkpoints.stable.height;
         for (h, (view, hash, block)) in restored.prepares.into_iter().filter(|(h, _)| *h > above) {
             let signature = self.sign_vote(Phase::Prepare, view, h, hash).signature;
             let slot = self.log.slot_mut(h);
@@ -68,12 +68,12 @@ impl<C: Context> Replica<C> {
     /// re-sends, so a peer that missed the last block learns it is behind even on an idle
     /// chain whose other replicas restarted too. Goes out with the first event's actions.
     pub(crate) fn resign_checkpoint(&mut self, head: Tip, root: Hash) {
-        if head.height > self.stable.height {
+        if head.height > self.checkpoints.stable.height {
             self.on_executed(head.height, head.hash, root);
             return;
         }
         let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &root);
-        self.my_checkpoint = Some(crate::messages::CheckpointVote {
+        self.checkpoints.mine = Some(crate::messages::CheckpointVote {
             height: head.height,
             block_hash: head.hash,
             state_root: root,

@@ -281,11 +281,11 @@ impl<C: Context> Replica<C> {
             return;
         }
         let max = self.max_prepared_in_view_change() as usize;
-        let prepared = self.log.prepared_certs(self.stable.height, max);
+        let prepared = self.log.prepared_certs(self.checkpoints.stable.height, max);
         let mut vc = ViewChange {
             view: self.views.current,
             validator: self.cfg.me,
-            stable: self.stable_cert.clone(),
+            stable: self.checkpoints.stable_cert.clone(),
             prepared,
             signature: lanes_types::Signature([0; 64]),
         };
@@ -475,9 +475,12 @@ impl<C: Context> Replica<C> {
         );
         self.in_flight.clear();
         let end = plan.base_height + plan.chain.len() as u64;
-        self.log.next_height = end.max(self.stable.height).max(self.log.committed.height) + 1;
+        self.log.next_height = end
+            .max(self.checkpoints.stable.height)
+            .max(self.log.committed.height)
+            + 1;
         for header in reproposed(&nv, &plan) {
-            if header.height > self.stable.height {
+            if header.height > self.checkpoints.stable.height {
                 self.accept_header(header);
             }
         }
