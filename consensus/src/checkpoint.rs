@@ -258,7 +258,7 @@ impl<C: Context> Replica<C> {
         self.out.push(Action::Certified(cert.clone()));
         let h = cert.height;
         self.checkpoints.advance(cert);
-        self.future.retain(|(_, height), _| *height > h);
+        self.waiting.drop_through_height(h);
         self.log.gc(self.checkpoints.stable.height);
         self.gc_safety();
         // The parent of the block above the checkpoint may now be known.

@@ -28,6 +28,7 @@ mod log;
 pub mod mempool;
 pub mod messages;
 mod normal;
+mod pool;
 pub mod replica;
 mod restore;
 pub mod safety;

@@ -7,7 +7,65 @@ use crate::messages::{Message, Phase, Vote};
 use crate::replica::{Action, Alarm, Reject, Replica, BEHIND, MAX_VIEW_AHEAD};
 use crate::safety;
 use lanes_types::{payload_digest, tx_hash, Block, BlockHeader, Hash};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
+
+/// Proposals that cannot be judged yet, by (view, height): for a view not installed yet, or in
+/// the current view for a block below them that is unknown here ([`BEHIND`]).
+///
+/// Status transitions: a proposal is stashed (bounded; the farthest (view, height) makes room)
+/// -> retried when its view is installed, or a payload or catch-up block arrives: accepted,
+/// stashed again if still [`BEHIND`], or dropped. Proposals of views below one being started
+/// or retried, and at heights the stable checkpoint passed, are dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(BTreeMap<(u64, u64), Block>);
+
+impl Waiting {
+    /// How many proposals wait.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Keeps `block` of `view`; at `cap` proposals, only if it is nearer than the farthest,
+    /// which makes room.
+    pub fn stash(&mut self, view: u64, block: Block, cap: usize) {
+        let key = (view, block.height());
+        if self.0.len() >= cap && !self.0.contains_key(&key) {
+            match self.0.last_key_value() {
+                Some((&farthest, _)) if farthest > key => {
+                    self.0.remove(&farthest);
+                }
+                _ => return,
+            }
+        }
+        self.0.insert(key, block);
+    }
+
+    /// Puts back a proposal of `view` taken by [`Waiting::take_through`] (unbounded).
+    pub fn put_back(&mut self, view: u64, block: Block) {
+        self.0.insert((view, block.height()), block);
+    }
+
+    /// Takes the proposals of `view`, ascending by height, and drops those of older views.
+    pub fn take_through(&mut self, view: u64) -> Vec<Block> {
+        let taken: Vec<Block> = self
+            .0
+            .range((view, 0)..=(view, u64::MAX))
+            .map(|(_, b)| b.clone())
+            .collect();
+        self.0.retain(|(v, _), _| *v > view);
+        taken
+    }
+
+    /// Drops the proposals of views below `view`.
+    pub fn drop_views_below(&mut self, view: u64) {
+        self.0.retain(|(v, _), _| *v >= view);
+    }
+
+    /// Drops the proposals at heights up to `h`.
+    pub fn drop_through_height(&mut self, h: u64) {
+        self.0.retain(|(_, height), _| *height > h);
+    }
+}
 
 impl<C: Context> Replica<C> {
     /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
@@ -18,9 +76,7 @@ impl<C: Context> Replica<C> {
         while self.is_primary()
             && self.log.next_height <= self.checkpoints.stable.height + self.cfg.window
         {
-            let unproposed = self.unproposed();
-            let due = self.batch_deadline.is_some_and(|d| d <= self.now);
-            if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
+            if !self.pool.batch_ready(self.now, self.cfg.max_block_txs) {
                 return;
             }
             let h = self.log.next_height.max(self.checkpoints.stable.height + 1);
@@ -30,12 +86,9 @@ impl<C: Context> Replica<C> {
             else {
                 return;
             };
-            let in_flight = &self.in_flight;
-            let txs = self.mempool.peek_batch_where(
-                self.cfg.max_block_txs,
-                self.cfg.max_block_bytes,
-                |hash| !in_flight.contains(hash),
-            );
+            let txs = self
+                .pool
+                .next_batch(self.cfg.max_block_txs, self.cfg.max_block_bytes);
             if txs.is_empty() {
                 return;
             }
@@ -52,7 +105,7 @@ impl<C: Context> Replica<C> {
                 txs,
             };
             self.log.next_height = h + 1;
-            self.batch_deadline = None;
+            self.pool.batch_deadline = None;
             // Recorded before it leaves: restarted, we never propose another block here.
             self.persist(vec![safety::proposal_record(
                 h,
@@ -116,16 +169,21 @@ impl<C: Context> Replica<C> {
         {
             return;
         }
-        let key = (view, h);
-        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
-            match self.future.last_key_value() {
-                Some((&farthest, _)) if farthest > key => {
-                    self.future.remove(&farthest);
-                }
-                _ => return,
+        let cap = 2 * self.cfg.window as usize;
+        self.waiting.stash(view, block, cap);
+    }
+
+    /// Proposals of the current view that waited for a block below them, or for the view to
+    /// be installed: accepted now if they pass, dropped otherwise (and those of older views).
+    pub(crate) fn retry_waiting_proposals(&mut self) {
+        let view = self.views.current;
+        for block in self.waiting.take_through(view) {
+            match self.check_fresh_proposal(&block) {
+                Ok(()) => self.accept_proposal(block),
+                Err(BEHIND) => self.waiting.put_back(view, block),
+                Err(_) => self.stats.rejected_messages += 1,
             }
         }
-        self.future.insert(key, block);
     }
 
     /// Checks a new proposal of the current view before we accept it.
@@ -160,12 +218,12 @@ impl<C: Context> Replica<C> {
             let hash = tx_hash(tx);
             if !seen.insert(hash)
                 || ancestors.contains(&hash)
-                || self.mempool.is_committed(&hash)
+                || self.pool.mempool.is_committed(&hash)
                 || self.ctx.tx_committed(&hash)
             {
                 return Err("proposal repeats a transaction");
             }
-            in_mempool.push(self.mempool.contains(&hash));
+            in_mempool.push(self.pool.mempool.contains(&hash));
         }
         self.ctx
             .check_block_txs(block, &|i| in_mempool[i])
@@ -196,12 +254,7 @@ impl<C: Context> Replica<C> {
                 return;
             }
         }
-        for tx in &block.txs {
-            let th = tx_hash(tx);
-            if self.mempool.contains(&th) {
-                self.in_flight.insert(th);
-            }
-        }
+        self.pool.proposed(&block);
         slot.accepted = Some((view, hash));
         slot.keep_block(block);
         self.try_prepare(h);
@@ -375,10 +428,7 @@ impl<C: Context> Replica<C> {
                 return;
             }
             let hashes: Vec<Hash> = block.txs.iter().map(|t| tx_hash(t)).collect();
-            for th in &hashes {
-                self.in_flight.remove(th);
-            }
-            self.mempool.mark_committed(&hashes);
+            self.pool.committed(&hashes);
             self.log.committed = Tip {
                 height: h,
                 hash: cert.block_hash,

@@ -25,16 +25,19 @@ use crate::catch_up::CatchUp;
 use crate::checkpoint::Checkpoints;
 pub use crate::config::Config;
 use crate::context::Context;
+use crate::fetch::Fetcher;
+use crate::forward::Forwarder;
 use crate::log::{Log, Tip};
 use crate::mempool::{AdmitError, Mempool};
 use crate::messages::{vote_bytes, Message, Phase, Vote};
+use crate::normal::Waiting;
+use crate::pool::Pool;
 use crate::safety::{self, RestoreError, SafetyWrite};
 use crate::view_change::Views;
 use lanes_types::codec::Decode;
 use lanes_types::{
     Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, ValidatorSignature,
 };
-use std::collections::{BTreeMap, HashSet};
 
 /// Most transactions in one forwarded batch.
 pub const MAX_FORWARD_TXS: usize = 4096;
@@ -179,42 +182,49 @@ pub struct Recovered {
 pub(crate) type Reject = &'static str;
 
 /// A PBFT replica. See the module documentation.
+///
+/// The replica's state is grouped into parts, each owned by the module of its concern and
+/// documenting its own status transitions: `Views` (view changes), `Log` (the normal-case
+/// log), `Waiting` (proposals not judged yet), `Checkpoints`, `CatchUp`, `Pool` (the mempool
+/// as proposals use it), `Forwarder` and `Fetcher`. `Replica` wires them: its
+/// handlers, spread over those modules, read and update several parts and emit the actions.
 pub struct Replica<C: Context> {
+    /// Parameters.
     pub(crate) cfg: Config,
+    /// What the host provides (signatures, transaction checks).
     pub(crate) ctx: C,
+    /// Number of validators.
     pub(crate) n: usize,
+    /// Most faulty validators tolerated.
     pub(crate) f: usize,
+    /// Quorum size.
     pub(crate) q: usize,
+    /// The latest time handed in.
     pub(crate) now: u64,
     /// The view and the view-change protocol.
     pub(crate) views: Views,
-    /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
-    /// view for a block below them that is unknown here ([`BEHIND`]).
-    pub(crate) future: BTreeMap<(u64, u64), Block>,
+    /// The normal-case log and the committed tip.
+    pub(crate) log: Log,
+    /// Proposals that cannot be judged yet.
+    pub(crate) waiting: Waiting,
     /// The stable checkpoint, CHECKPOINT votes and divergence.
     pub(crate) checkpoints: Checkpoints,
     /// Catch-up: claims and the outstanding request.
     pub(crate) catch_up: CatchUp,
-    /// The normal-case log and the committed tip.
-    pub(crate) log: Log,
-    pub(crate) mempool: Mempool,
-    /// Hashes of pending transactions already in a proposal of the current view.
-    pub(crate) in_flight: HashSet<Hash>,
-    pub(crate) forward: Vec<Bytes>,
-    pub(crate) forward_bytes: usize,
-    pub(crate) forward_deadline: Option<u64>,
-    pub(crate) batch_deadline: Option<u64>,
-    /// When to ask (again) for payloads of accepted blocks we know only by header.
-    pub(crate) fetch_at: u64,
-    pub(crate) fetch_attempt: u64,
-    /// Per validator: since when, and how many payload bytes, we answered its block requests
-    /// in the current fetch interval (bounds what a peer can draw from us).
-    pub(crate) served_blocks: BTreeMap<u32, (u64, usize)>,
+    /// Pending transactions and the primary's batch timer.
+    pub(crate) pool: Pool,
+    /// Client transactions to forward.
+    pub(crate) forwarder: Forwarder,
+    /// Payload fetching and serving.
+    pub(crate) fetch: Fetcher,
     /// Signs no proposal, vote, VIEW-CHANGE or NEW-VIEW (a replica that lost its safety state
     /// and has not caught up yet); still follows what the others decide.
     pub(crate) muted: bool,
+    /// The wake-up last asked of the driver.
     pub(crate) timer: Option<u64>,
+    /// Counters.
     pub(crate) stats: Stats,
+    /// Actions of the event being handled.
     pub(crate) out: Vec<Action>,
 }
 
@@ -237,24 +247,18 @@ impl<C: Context> Replica<C> {
         };
         let (view, installed) = restored.view.unwrap_or((0, true));
         let mut r = Replica {
-            mempool: Mempool::new(cfg.mempool),
             n,
             f,
             q,
             now: 0,
             views: Views::new(view, installed),
-            future: BTreeMap::new(),
+            log: Log::new(committed),
+            waiting: Waiting::default(),
             checkpoints: Checkpoints::new(recovered.stable, committed.height),
             catch_up: CatchUp::new(n, cfg.me, committed.height),
-            log: Log::new(committed),
-            in_flight: HashSet::new(),
-            forward: Vec::new(),
-            forward_bytes: 0,
-            forward_deadline: None,
-            batch_deadline: None,
-            fetch_at: 0,
-            fetch_attempt: 0,
-            served_blocks: BTreeMap::new(),
+            pool: Pool::new(Mempool::new(cfg.mempool)),
+            forwarder: Forwarder::default(),
+            fetch: Fetcher::default(),
             muted: false,
             timer: None,
             stats: Stats::default(),
@@ -370,12 +374,12 @@ impl<C: Context> Replica<C> {
 
     /// Proposals waiting for their view or for a block below them.
     pub fn waiting_proposals(&self) -> usize {
-        self.future.len()
+        self.waiting.len()
     }
 
     /// Pending transactions.
     pub fn mempool_len(&self) -> usize {
-        self.mempool.len()
+        self.pool.mempool.len()
     }
     /// The height at which our root differed from the certified one, if it did.
     pub fn diverged_at(&self) -> Option<u64> {
@@ -401,11 +405,11 @@ impl<C: Context> Replica<C> {
             self.log.committed.height,
             self.checkpoints.stable.height,
             self.log.next_height,
-            self.mempool.len(),
-            self.in_flight.len(),
+            self.pool.mempool.len(),
+            self.pool.in_flight.len(),
             self.views.backoff,
             self.views.progress_deadline,
-            self.batch_deadline,
+            self.pool.batch_deadline,
             self.views.new_view_deadline,
             self.catch_up.behind_since,
             self.catch_up.deadline,
@@ -449,7 +453,7 @@ impl<C: Context> Replica<C> {
     }
 
     pub(crate) fn on_timer(&mut self) {
-        if self.forward_deadline.is_some_and(|d| d <= self.now) {
+        if self.forwarder.due(self.now) {
             self.flush_forward();
         }
         let period = self.heartbeat_period();
@@ -481,19 +485,19 @@ impl<C: Context> Replica<C> {
         self.maybe_fetch();
         if self.views.changing {
             self.views.progress_deadline = None;
-            self.batch_deadline = None;
+            self.pool.batch_deadline = None;
         } else {
             if self.views.progress_deadline.is_none() && self.has_pending_work() {
                 self.views.progress_deadline = Some(self.now + self.timeout());
             }
-            if self.is_primary() && self.unproposed() > 0 && self.batch_deadline.is_none() {
-                self.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
+            if self.is_primary() && self.unproposed() > 0 && self.pool.batch_deadline.is_none() {
+                self.pool.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
             }
         }
         let next = [
-            self.forward_deadline,
+            self.forwarder.deadline,
             // A due batch that could not be cut waits for the event that unblocks it.
-            self.batch_deadline.filter(|d| *d > self.now),
+            self.pool.batch_deadline.filter(|d| *d > self.now),
             self.views.wake(),
             self.catch_up.wake(&self.cfg),
             self.fetch_wake(),
@@ -527,11 +531,11 @@ impl<C: Context> Replica<C> {
     }
 
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.mempool.is_empty() || self.log.has_undecided_work(self.views.current)
+        !self.pool.mempool.is_empty() || self.log.has_undecided_work(self.views.current)
     }
 
     pub(crate) fn unproposed(&self) -> usize {
-        self.mempool.len().saturating_sub(self.in_flight.len())
+        self.pool.unproposed()
     }
 
     pub(crate) fn persist(&mut self, writes: Vec<SafetyWrite>) {

@@ -15,10 +15,10 @@
 
 use crate::context::Context;
 use crate::messages::{Message, NewView, PreparedCert, ViewChange};
-use crate::replica::{Config, Reject, Replica, BEHIND, MAX_VIEW_AHEAD};
+use crate::replica::{Config, Reject, Replica, MAX_VIEW_AHEAD};
 use crate::safety;
 use lanes_types::cert::checkpoint_message;
-use lanes_types::{Block, BlockHeader, Hash};
+use lanes_types::{BlockHeader, Hash};
 use std::collections::BTreeMap;
 
 /// What a NEW-VIEW re-proposes, computed the same way by the primary and every verifier.
@@ -268,7 +268,7 @@ impl<C: Context> Replica<C> {
     pub(crate) fn start_view_change(&mut self, target: u64) {
         self.views.begin(target);
         self.stats.view_changes += 1;
-        self.future.retain(|(v, _), _| *v >= target);
+        self.waiting.drop_views_below(target);
         tracing::info!(replica = self.cfg.me, view = target, "view change");
         self.send_view_change();
     }
@@ -473,7 +473,7 @@ impl<C: Context> Replica<C> {
             reproposed = plan.chain.len(),
             "new view"
         );
-        self.in_flight.clear();
+        self.pool.in_flight.clear();
         let end = plan.base_height + plan.chain.len() as u64;
         self.log.next_height = end
             .max(self.checkpoints.stable.height)
@@ -497,27 +497,6 @@ impl<C: Context> Replica<C> {
         match slot.blocks.get(&hash).cloned() {
             Some(block) => self.accept_proposal(block),
             None => slot.accepted = Some((self.views.current, hash)),
-        }
-    }
-
-    /// Proposals of the current view that waited for a block below them, or for the view to
-    /// be installed: accepted now if they pass, dropped otherwise.
-    pub(crate) fn retry_waiting_proposals(&mut self) {
-        let view = self.views.current;
-        let waiting: Vec<Block> = self
-            .future
-            .range((view, 0)..=(view, u64::MAX))
-            .map(|(_, b)| b.clone())
-            .collect();
-        self.future.retain(|(v, _), _| *v > view);
-        for block in waiting {
-            match self.check_fresh_proposal(&block) {
-                Ok(()) => self.accept_proposal(block),
-                Err(BEHIND) => {
-                    self.future.insert((view, block.height()), block);
-                }
-                Err(_) => self.stats.rejected_messages += 1,
-            }
         }
     }
 
