@@ -22,6 +22,7 @@ mod catch_up;
 mod checkpoint;
 mod config;
 pub mod context;
+mod events;
 mod fetch;
 mod forward;
 mod log;

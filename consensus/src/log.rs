@@ -17,7 +17,9 @@ const MAX_BLOCKS_PER_SLOT: usize = 4;
 /// A block identified by height and hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Tip {
+    /// Its height.
     pub height: u64,
+    /// Its hash.
     pub hash: Hash,
 }
 

@@ -120,6 +120,8 @@ impl<C: Context> Replica<C> {
         }
     }
 
+    /// A PRE-PREPARE: accepted if it is a valid proposal of our view from its primary; kept
+    /// for later if its view is not installed yet or a block below it is unknown here.
     pub(crate) fn on_preprepare(
         &mut self,
         from: u32,
@@ -309,6 +311,7 @@ impl<C: Context> Replica<C> {
         self.check_prepared(h);
     }
 
+    /// A PREPARE or COMMIT: verified, kept (one per validator, the highest view), counted.
     pub(crate) fn on_vote(&mut self, from: u32, phase: Phase, vote: Vote) -> Result<(), Reject> {
         if vote.validator != from {
             return Err("vote signed for another validator");

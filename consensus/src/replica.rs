@@ -1,10 +1,14 @@
 //! The PBFT replica: a pure state machine, `handle(event, now) -> Vec<Action>`.
 //!
-//! This file holds the types a driver sees ([`Event`], [`Action`], [`Alarm`], [`Recovered`],
-//! [`Stats`]; [`Config`] in `config.rs`), the replica's state and event dispatch. The normal
-//! case (proposals, PREPARE, COMMIT, in-order delivery) lives in `normal.rs`, client
-//! transactions in `forward.rs`, recovery in `restore.rs`, view changes in `view_change.rs`,
-//! checkpoints and catch-up in `checkpoint.rs`, payload fetching in `fetch.rs`.
+//! This file holds the [`Replica`], its constructor, event dispatch, timers and accessors; the
+//! types a driver sees ([`Event`], [`Action`], [`Alarm`], [`Recovered`], [`Stats`]) are in
+//! `events.rs`, [`Config`] in `config.rs` (all re-exported here). The replica's state is a set
+//! of parts, each in the module that owns its concern, with the handlers that drive it: the
+//! normal-case log in `log.rs` and the normal case (proposals, PREPARE, COMMIT, in-order
+//! delivery, proposals waiting) in `normal.rs`, the view and view changes in `view_change.rs`,
+//! checkpoints in `checkpoint.rs`, catch-up in `catch_up.rs`, the transaction pool in
+//! `pool.rs`, client transactions in `forward.rs`, payload fetching in `fetch.rs`; recovery is
+//! in `restore.rs`.
 //!
 //! # Rules that make pipelining safe
 //!
@@ -25,6 +29,7 @@ use crate::catch_up::CatchUp;
 use crate::checkpoint::Checkpoints;
 pub use crate::config::Config;
 use crate::context::Context;
+pub use crate::events::{Action, Alarm, Event, Recovered, Stats};
 use crate::fetch::Fetcher;
 use crate::forward::Forwarder;
 use crate::log::{Log, Tip};
@@ -35,9 +40,7 @@ use crate::pool::Pool;
 use crate::safety::{self, RestoreError, SafetyWrite};
 use crate::view_change::Views;
 use lanes_types::codec::Decode;
-use lanes_types::{
-    Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, ValidatorSignature,
-};
+use lanes_types::{Bytes, Hash, ValidatorSignature};
 
 /// Most transactions in one forwarded batch.
 pub const MAX_FORWARD_TXS: usize = 4096;
@@ -47,136 +50,6 @@ pub(crate) const FORWARD_FLUSH_BYTES: usize = 1 << 20;
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
-
-/// Something that happened to the replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Bytes from validator `from` (authenticated by the transport, otherwise untrusted).
-    Message {
-        /// The sender's index.
-        from: u32,
-        /// The encoded [`Message`].
-        bytes: Vec<u8>,
-    },
-    /// A client transaction the node has checked statelessly.
-    ClientTx(Bytes),
-    /// A timer set with [`Action::SetTimer`] fired (early or spurious firings are harmless).
-    Timer,
-    /// The block at `height` was executed and stored (in one atomic write) with this root.
-    Executed {
-        /// Height of the block.
-        height: u64,
-        /// Its hash.
-        block_hash: Hash,
-        /// The state root the executor computed.
-        state_root: Hash,
-    },
-}
-
-/// What the driver must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Make these safety writes durable (synced) before any later action.
-    Persist(Vec<SafetyWrite>),
-    /// Send a message to one validator.
-    Send {
-        /// Recipient index.
-        to: u32,
-        /// The message.
-        message: Message,
-    },
-    /// Send a message to every other validator.
-    Broadcast(Message),
-    /// Execute and store this committed block; heights come strictly in order. Reply with
-    /// [`Event::Executed`].
-    Deliver {
-        /// The block.
-        block: Block,
-        /// A quorum's COMMITs for it.
-        certificate: CommitCertificate,
-    },
-    /// A quorum certified the state root at a height (the execution certificate): store it.
-    Certified(CheckpointCertificate),
-    /// Answer validator `to` with [`Message::SyncResponse`] holding committed blocks
-    /// `from..=to_height` from storage (those it has).
-    ServeSync {
-        /// The asking validator.
-        to: u32,
-        /// First height.
-        from: u64,
-        /// Last height.
-        to_height: u64,
-    },
-    /// Deliver [`Event::Timer`] at (or after) this time.
-    SetTimer {
-        /// Milliseconds, on the same clock as `now`.
-        at: u64,
-    },
-    /// Something an operator must see.
-    Alarm(Alarm),
-}
-
-/// Loud conditions for logs, metrics and status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Alarm {
-    /// A quorum certified a state root that differs from ours: this replica stops signing
-    /// checkpoints until its state is restored.
-    Divergence {
-        /// Height of the block.
-        height: u64,
-        /// Root we computed.
-        ours: Hash,
-        /// Root the quorum certified.
-        certified: Hash,
-    },
-    /// A decided block does not extend our committed chain: more than f validators are faulty.
-    /// Delivery stops.
-    Fork {
-        /// Height of the block that does not fit.
-        height: u64,
-    },
-    /// A validator signed two different blocks for one (view, height), or a primary proposed two.
-    Equivocation {
-        /// The offender.
-        validator: u32,
-        /// View of the conflict.
-        view: u64,
-        /// Height of the conflict.
-        height: u64,
-    },
-}
-
-/// Counters for metrics and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Network messages dropped as invalid (undecodable, bad signature, wrong sender, out of
-    /// bounds).
-    pub rejected_messages: u64,
-    /// View changes this replica started or joined.
-    pub view_changes: u64,
-    /// Blocks delivered.
-    pub delivered_blocks: u64,
-    /// Catch-up requests sent.
-    pub sync_requests: u64,
-    /// Forwarded transactions refused by [`Context::check_txs`].
-    pub rejected_txs: u64,
-}
-
-/// What the node recovered from storage at start-up.
-#[derive(Debug, Clone, Default)]
-pub struct Recovered {
-    /// Height of the last executed and stored block (0 at genesis).
-    pub committed_height: u64,
-    /// Its hash ([`Hash::ZERO`] at genesis).
-    pub committed_hash: Hash,
-    /// The state root stored with it (signed again in our CHECKPOINT, so that peers that
-    /// restarted too learn our height from its heartbeat).
-    pub committed_root: Hash,
-    /// The latest execution certificate in storage.
-    pub stable: Option<CheckpointCertificate>,
-    /// All persisted safety records (key, value).
-    pub safety: Vec<(Vec<u8>, Vec<u8>)>,
-}
 
 /// Why a network message was dropped.
 pub(crate) type Reject = &'static str;
@@ -432,6 +305,7 @@ impl<C: Context> Replica<C> {
 
     // ----- dispatch -----
 
+    /// A network message from validator `from`: decoded and handed to its handler.
     pub(crate) fn on_bytes(&mut self, from: u32, bytes: &[u8]) -> Result<(), Reject> {
         if from as usize >= self.n || from == self.cfg.me {
             return Err("sender is not another validator");
@@ -452,6 +326,8 @@ impl<C: Context> Replica<C> {
         }
     }
 
+    /// The timer fired: flush forwarded transactions, heartbeat our CHECKPOINT, and give up on
+    /// a view (or re-send our VIEW-CHANGE) whose time is up.
     pub(crate) fn on_timer(&mut self) {
         if self.forwarder.due(self.now) {
             self.flush_forward();
@@ -490,7 +366,8 @@ impl<C: Context> Replica<C> {
             if self.views.progress_deadline.is_none() && self.has_pending_work() {
                 self.views.progress_deadline = Some(self.now + self.timeout());
             }
-            if self.is_primary() && self.unproposed() > 0 && self.pool.batch_deadline.is_none() {
+            if self.is_primary() && self.pool.unproposed() > 0 && self.pool.batch_deadline.is_none()
+            {
                 self.pool.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
             }
         }
@@ -522,30 +399,33 @@ impl<C: Context> Replica<C> {
         self.views.timeout(&self.cfg)
     }
 
+    /// How often our latest CHECKPOINT is re-sent.
     pub(crate) fn heartbeat_period(&self) -> u64 {
         self.cfg.view_timeout_ms.saturating_mul(2)
     }
 
+    /// Whether we are the primary of an installed view.
     pub(crate) fn is_primary(&self) -> bool {
         !self.views.changing && self.primary() == self.cfg.me
     }
 
+    /// Whether something waits to be ordered: pending transactions or undecided blocks of
+    /// this view.
     pub(crate) fn has_pending_work(&self) -> bool {
         !self.pool.mempool.is_empty() || self.log.has_undecided_work(self.views.current)
     }
 
-    pub(crate) fn unproposed(&self) -> usize {
-        self.pool.unproposed()
-    }
-
+    /// Emits safety writes (durable before any later action).
     pub(crate) fn persist(&mut self, writes: Vec<SafetyWrite>) {
         self.out.push(Action::Persist(writes));
     }
 
+    /// Emits a message to every other validator.
     pub(crate) fn broadcast(&mut self, message: Message) {
         self.out.push(Action::Broadcast(message));
     }
 
+    /// Our PREPARE or COMMIT for (view, height, hash).
     pub(crate) fn sign_vote(&self, phase: Phase, view: u64, height: u64, hash: Hash) -> Vote {
         let msg = vote_bytes(phase, &self.cfg.chain_id, view, height, &hash);
         Vote {

@@ -306,6 +306,7 @@ impl<C: Context> Replica<C> {
         self.views.arm_if_quorum(self.q, self.now, timeout);
     }
 
+    /// Most prepared certificates one VIEW-CHANGE carries.
     fn max_prepared_in_view_change(&self) -> u64 {
         self.cfg.max_prepared_in_view_change()
     }
@@ -374,6 +375,8 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
+    /// Verifies a prepared certificate of a VIEW-CHANGE for `below_view`: from an earlier view
+    /// of this chain, with a quorum of PREPAREs for its header.
     fn check_prepared_cert(&self, pc: &PreparedCert, below_view: u64) -> Result<(), Reject> {
         if pc.view >= below_view || pc.header.chain_id != self.cfg.chain_id {
             return Err("prepared certificate from a bad view or chain");

@@ -37,7 +37,9 @@ fn sim_tx_valid(tx: &[u8]) -> bool {
 /// The [`Context`] of a simulated replica.
 #[derive(Clone)]
 pub struct SimContext {
+    /// The validator it signs for.
     pub(super) me: u32,
+    /// Every validator's key.
     pub(super) keys: Rc<Vec<[u8; 32]>>,
     /// The node's transaction index (survives crashes, like storage).
     ledger: Rc<std::cell::RefCell<HashSet<Hash>>>,

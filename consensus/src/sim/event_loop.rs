@@ -52,6 +52,7 @@ impl Sim {
         }
     }
 
+    /// Queues `ev` at time `at` (ties in the order queued).
     pub(super) fn push(&mut self, at: u64, ev: Ev) {
         let id = self.seq as usize;
         self.seq += 1;
@@ -59,6 +60,7 @@ impl Sim {
         self.queue.push(Reverse((at, self.seq, id)));
     }
 
+    /// Appends an entry to the trace (the last [`TRACE_LEN`] are kept).
     pub(super) fn note(&mut self, node: u32, what: &'static str, a: u64, b: u64) {
         if self.trace.len() == TRACE_LEN {
             self.trace.pop_front();
@@ -72,14 +74,17 @@ impl Sim {
         });
     }
 
+    /// Whether `node` runs honest code (twins are byzantine).
     pub(super) fn honest(&self, node: u32) -> bool {
         self.nodes[node as usize].byzantine.is_none()
     }
 
+    /// The honest nodes.
     pub(super) fn honest_nodes(&self) -> impl Iterator<Item = &Node> {
         self.nodes.iter().filter(|n| n.byzantine.is_none())
     }
 
+    /// Whether faults healed and every honest node delivered every transaction.
     pub(super) fn done(&self) -> bool {
         self.now >= self.schedule.heal_at
             && self
@@ -87,6 +92,7 @@ impl Sim {
                 .all(|n| n.delivered_txs.len() == self.cfg.txs)
     }
 
+    /// Runs events in time order until done, a violation, or the liveness deadline.
     pub(super) fn run_loop(&mut self) {
         let deadline = self.schedule.heal_at + self.cfg.settle_ms;
         while let Some(Reverse((at, _, id))) = self.queue.pop() {
@@ -126,6 +132,7 @@ impl Sim {
         }
     }
 
+    /// Carries out one event.
     fn step(&mut self, ev: Ev) {
         match ev {
             Ev::Msg { to, from, bytes } => {
@@ -152,6 +159,7 @@ impl Sim {
         }
     }
 
+    /// The node stored block `height`: report its root (a wrong one if byzantine) to the replica.
     fn executed(&mut self, node: u32, height: u64) {
         let n = &self.nodes[node as usize];
         if n.replica.is_none() || n.chain.len() < height as usize || height == 0 {
@@ -172,6 +180,8 @@ impl Sim {
         );
     }
 
+    /// The client submits transaction `tx` to a random honest node that is up (unless it is
+    /// committed everywhere), and retries later.
     fn submit(&mut self, tx: usize) {
         let hash = self.tx_hashes[tx];
         if self.committed_any.contains(&hash)

@@ -49,6 +49,7 @@ impl Sim {
         }
     }
 
+    /// Carries out one action of `node`'s replica.
     fn act(&mut self, node: u32, action: Action) {
         match action {
             Action::Persist(writes) => {
@@ -89,6 +90,7 @@ impl Sim {
         }
     }
 
+    /// An alarm: a violation if an honest node diverged or saw a fork.
     fn alarm(&mut self, node: u32, alarm: Alarm) {
         let honest = self.honest(node);
         match alarm {
@@ -158,12 +160,15 @@ impl Sim {
         }
     }
 
+    /// Records the first violation.
     pub(super) fn violate(&mut self, what: String) {
         if self.violation.is_none() {
             self.violation = Some(format!("at {}ms: {what}", self.now));
         }
     }
 
+    /// A node delivers a block: checked, stored, executed a moment later, and (if honest)
+    /// checked for agreement and validity.
     fn deliver(&mut self, node: u32, block: Block, certificate: lanes_types::CommitCertificate) {
         let h = block.height();
         let hash = block.hash();

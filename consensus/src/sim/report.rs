@@ -73,6 +73,7 @@ impl SimReport {
 }
 
 impl Sim {
+    /// The report of the run so far.
     pub(super) fn report(&self) -> SimReport {
         let honest: Vec<&Node> = self.honest_nodes().collect();
         SimReport {
@@ -105,6 +106,7 @@ impl Sim {
         }
     }
 
+    /// Why liveness failed: what each honest node delivered and its state.
     fn liveness_failure(&self) -> Option<String> {
         if self.violation.is_some() || self.done() {
             return None;
@@ -130,6 +132,7 @@ impl Sim {
         ))
     }
 
+    /// The fault schedule, one line per fault.
     fn describe_schedule(&self) -> Vec<String> {
         let s = &self.schedule;
         let twins = s.twins.iter().enumerate().map(|(i, v)| {
@@ -152,6 +155,7 @@ impl Sim {
             .collect()
     }
 
+    /// One trace entry, formatted.
     fn format_trace(&self, e: &super::TraceEntry) -> String {
         match e.what {
             "recv" => format!(
