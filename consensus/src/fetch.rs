@@ -116,17 +116,11 @@ impl<C: Context> Replica<C> {
         height: u64,
         hash: Hash,
     ) -> Result<(), Reject> {
-        if height <= self.checkpoints.stable.height
-            || height > self.checkpoints.stable.height + 4 * self.cfg.window
-        {
+        let stable = self.checkpoints.stable.height;
+        if height <= stable || height > stable + 4 * self.cfg.window {
             return Ok(());
         }
-        let Some(block) = self
-            .log
-            .slots
-            .get(&height)
-            .and_then(|s| s.blocks.get(&hash))
-        else {
+        let Some(block) = self.log.block(height, &hash) else {
             return Ok(());
         };
         let size = block.txs.iter().map(|t| t.len()).sum::<usize>();

@@ -179,6 +179,11 @@ impl Log {
         self.slots.entry(h).or_default()
     }
 
+    /// The block with this hash at height `h`, if we hold it.
+    pub fn block(&self, h: u64, hash: &Hash) -> Option<&Block> {
+        self.slots.get(&h).and_then(|s| s.blocks.get(hash))
+    }
+
     /// The hash this replica links height `h + 1` to: the stable checkpoint's, the committed, or
     /// the decided or current-view block at `h`.
     pub fn chain_hash(&self, h: u64, stable: Tip, view: u64) -> Option<Hash> {

@@ -73,17 +73,14 @@ impl<C: Context> Replica<C> {
         if self.muted {
             return;
         }
-        while self.is_primary()
-            && self.log.next_height <= self.checkpoints.stable.height + self.cfg.window
-        {
+        let window = self.cfg.window;
+        while self.is_primary() && self.log.next_height <= self.checkpoints.stable.height + window {
             if !self.pool.batch_ready(self.now, self.cfg.max_block_txs) {
                 return;
             }
-            let h = self.log.next_height.max(self.checkpoints.stable.height + 1);
-            let Some(parent) =
-                self.log
-                    .chain_hash(h - 1, self.checkpoints.stable, self.views.current)
-            else {
+            let (stable, view) = (self.checkpoints.stable, self.views.current);
+            let h = self.log.next_height.max(stable.height + 1);
+            let Some(parent) = self.log.chain_hash(h - 1, stable, view) else {
                 return;
             };
             let txs = self
@@ -97,7 +94,7 @@ impl<C: Context> Replica<C> {
                     chain_id: self.cfg.chain_id.clone(),
                     height: h,
                     parent,
-                    view: self.views.current,
+                    view,
                     proposer: self.cfg.me,
                     timestamp_ms: self.now,
                     payload_digest: payload_digest(&txs),
@@ -107,13 +104,9 @@ impl<C: Context> Replica<C> {
             self.log.next_height = h + 1;
             self.pool.batch_deadline = None;
             // Recorded before it leaves: restarted, we never propose another block here.
-            self.persist(vec![safety::proposal_record(
-                h,
-                self.views.current,
-                block.hash(),
-            )]);
+            self.persist(vec![safety::proposal_record(h, view, block.hash())]);
             self.broadcast(Message::PrePrepare {
-                view: self.views.current,
+                view,
                 block: block.clone(),
             });
             self.accept_proposal(block);
@@ -163,9 +156,9 @@ impl<C: Context> Replica<C> {
     /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
     /// byzantine primary of far views cannot crowd out the next view's proposals.
     pub(crate) fn stash_proposal(&mut self, view: u64, block: Block) {
-        let h = block.height();
-        if h <= self.checkpoints.stable.height
-            || h > self.checkpoints.stable.height + self.cfg.window
+        let (h, stable) = (block.height(), self.checkpoints.stable.height);
+        if h <= stable
+            || h > stable + self.cfg.window
             || block.txs.len() > self.cfg.max_block_txs
             || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
         {
@@ -194,15 +187,11 @@ impl<C: Context> Replica<C> {
         if block.header.chain_id != self.cfg.chain_id {
             return Err("proposal for another chain");
         }
-        if h <= self
-            .checkpoints
-            .stable
-            .height
-            .max(self.log.committed.height)
-        {
+        let stable = self.checkpoints.stable.height;
+        if h <= stable.max(self.log.committed.height) {
             return Err("proposal at a committed height");
         }
-        if h > self.checkpoints.stable.height + self.cfg.window {
+        if h > stable + self.cfg.window {
             return Err("proposal above the high watermark");
         }
         if block.txs.len() > self.cfg.max_block_txs
@@ -322,10 +311,8 @@ impl<C: Context> Replica<C> {
         if vote.view > self.views.current + MAX_VIEW_AHEAD {
             return Err("vote view too far ahead");
         }
-        let h = vote.height;
-        if h <= self.checkpoints.stable.height
-            || h > self.checkpoints.stable.height + self.cfg.window
-        {
+        let (h, stable) = (vote.height, self.checkpoints.stable.height);
+        if h <= stable || h > stable + self.cfg.window {
             return Ok(());
         }
         let existing = self.log.slots.get(&h).and_then(|s| match phase {

@@ -56,7 +56,7 @@ impl<C: Context> Replica<C> {
         {
             let plan = plan_new_view(&nv.view_changes);
             for header in reproposed(&nv, &plan).filter(|hd| hd.height > above) {
-                let slot = self.log.slots.entry(header.height).or_default();
+                let slot = self.log.slot_mut(header.height);
                 slot.accepted = Some((nv.view, header.hash()));
                 self.log.next_height = self.log.next_height.max(header.height + 1);
             }

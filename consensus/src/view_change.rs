@@ -105,8 +105,9 @@ const MAX_BACKOFF: u32 = 16;
 ///   above v (w is the (f+1)-th highest they asked for);
 /// - `ViewChanging(v) -> ViewChanging(v+1)`: the NEW-VIEW timer expired; it is armed only once a
 ///   quorum (counting us) asks for v or later, with the timeout doubled per attempt (capped);
-/// - `ViewChanging(v) -> Normal(w)`, `w >= v`: a valid NEW-VIEW for w was installed (received,
-///   or built by us as w's primary from a quorum of VIEW-CHANGEs for w);
+/// - `ViewChanging(v) -> Normal(w)`, `w >= v`, or `Normal(v) -> Normal(w)`, `w > v`: a valid
+///   NEW-VIEW for w was installed (received, or built by us as w's primary from a quorum of
+///   VIEW-CHANGEs for w);
 /// - a restart resumes in the persisted view record's state.
 ///
 /// The back-off is reset by every delivery; VIEW-CHANGEs for views up to an installed one are
