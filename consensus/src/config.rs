@@ -64,7 +64,7 @@ impl Config {
 
     /// An upper bound on the encoded size of any message a replica with this configuration
     /// sends (PRE-PREPARE, votes, CHECKPOINT, VIEW-CHANGE, NEW-VIEW, forwarded transactions,
-    /// block replies). Catch-up answers ([`Message::SyncResponse`]) are built by the node,
+    /// block replies). Catch-up answers ([`Message::SyncResponse`](crate::Message::SyncResponse)) are built by the node,
     /// which bounds them itself. The node checks this against the network's frame limit.
     pub fn max_message_bytes(&self) -> usize {
         let n = self.validators.len();

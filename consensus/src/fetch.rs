@@ -18,7 +18,61 @@
 use crate::context::Context;
 use crate::messages::Message;
 use crate::replica::{Action, Reject, Replica};
-use lanes_types::{tx_hash, Block, Hash};
+use lanes_types::{Block, Hash};
+use std::collections::BTreeMap;
+
+/// Payload fetching: whom to ask next and when, and what each peer drew from us.
+///
+/// Status transitions: Idle (every block accepted in the view has its payload) -> Fetching
+/// when a block is accepted by header only; while fetching, every missing payload is asked of
+/// one peer per interval, the next peer in turn each time; -> Idle when the payloads arrived
+/// (or the slots are gone). Nothing is asked during a view change. Serving: per peer, a window
+/// of one fetch interval from its first request in it, in which at most one full block's
+/// bytes are sent (a first block always goes).
+#[derive(Debug, Default)]
+pub(crate) struct Fetcher {
+    /// When to ask (again) for payloads of accepted blocks we know only by header.
+    pub at: u64,
+    /// Rounds of requests sent (picks the next peer in turn).
+    pub attempt: u64,
+    /// Per validator: since when, and how many payload bytes, we answered its block requests
+    /// in the current fetch interval (bounds what a peer can draw from us).
+    pub served: BTreeMap<u32, (u64, usize)>,
+}
+
+impl Fetcher {
+    /// The peer to ask now (the next after us in turn); the next round is due `interval` later.
+    pub fn next_peer(&mut self, me: u32, n: usize, now: u64, interval: u64) -> u32 {
+        let others = n as u64 - 1;
+        let peer = (me as u64 + 1 + self.attempt % others) % n as u64;
+        self.attempt += 1;
+        self.at = now + interval;
+        peer as u32
+    }
+
+    /// Whether to send `size` payload bytes to `peer` now (recorded if so), at most
+    /// `max_bytes` per `interval` beyond its first block.
+    pub fn may_serve(
+        &mut self,
+        peer: u32,
+        size: usize,
+        now: u64,
+        interval: u64,
+        max_bytes: usize,
+    ) -> bool {
+        let (since, spent) = self.served.get(&peer).copied().unwrap_or((0, 0));
+        let (since, spent) = if now >= since + interval {
+            (now, 0)
+        } else {
+            (since, spent)
+        };
+        if spent > 0 && spent + size > max_bytes {
+            return false;
+        }
+        self.served.insert(peer, (since, spent + size));
+        true
+    }
+}
 
 impl<C: Context> Replica<C> {
     /// How long to wait for payloads before asking the next peer.
@@ -26,35 +80,22 @@ impl<C: Context> Replica<C> {
         (self.cfg.view_timeout_ms / 4).max(1)
     }
 
-    /// Blocks accepted in the current view whose payload we lack: (height, hash).
-    pub(crate) fn missing_payloads(&self) -> Vec<(u64, Hash)> {
-        self.log
-            .range(self.committed.height + 1..)
-            .filter_map(|(&h, slot)| match slot.accepted {
-                Some((v, hash)) if v == self.view && !slot.blocks.contains_key(&hash) => {
-                    Some((h, hash))
-                }
-                _ => None,
-            })
-            .collect()
-    }
-
     /// Asks the next peer for every missing payload, once per fetch interval.
     pub(crate) fn maybe_fetch(&mut self) {
-        if self.changing || self.now < self.fetch_at {
+        if self.views.changing || self.now < self.fetch.at {
             return;
         }
-        let missing = self.missing_payloads();
+        let missing = self.log.missing_payloads(self.views.current);
         if missing.is_empty() {
             return;
         }
-        let others = self.n as u64 - 1;
-        let peer = (self.cfg.me as u64 + 1 + self.fetch_attempt % others) % self.n as u64;
-        self.fetch_attempt += 1;
-        self.fetch_at = self.now + self.fetch_interval();
+        let interval = self.fetch_interval();
+        let peer = self
+            .fetch
+            .next_peer(self.cfg.me, self.n, self.now, interval);
         for (height, hash) in missing {
             self.out.push(Action::Send {
-                to: peer as u32,
+                to: peer,
                 message: Message::BlockRequest { height, hash },
             });
         }
@@ -62,41 +103,41 @@ impl<C: Context> Replica<C> {
 
     /// When payload fetching next needs a look.
     pub(crate) fn fetch_wake(&self) -> Option<u64> {
-        let waiting = !self.changing && !self.missing_payloads().is_empty();
-        waiting.then_some(self.fetch_at)
+        let waiting =
+            !self.views.changing && !self.log.missing_payloads(self.views.current).is_empty();
+        waiting.then_some(self.fetch.at)
     }
 
+    /// A peer asks for a block's payload: served if we hold it in the log and the peer has not
+    /// drawn too much this interval.
     pub(crate) fn on_block_request(
         &mut self,
         from: u32,
         height: u64,
         hash: Hash,
     ) -> Result<(), Reject> {
-        if height <= self.stable.height || height > self.stable.height + 4 * self.cfg.window {
+        let stable = self.checkpoints.stable.height;
+        if height <= stable || height > stable + 4 * self.cfg.window {
             return Ok(());
         }
-        let Some(block) = self.log.get(&height).and_then(|s| s.blocks.get(&hash)) else {
+        let Some(block) = self.log.block(height, &hash) else {
             return Ok(());
         };
         let size = block.txs.iter().map(|t| t.len()).sum::<usize>();
-        let (since, spent) = self.served_blocks.get(&from).copied().unwrap_or((0, 0));
-        let (since, spent) = if self.now >= since + self.fetch_interval() {
-            (self.now, 0)
-        } else {
-            (since, spent)
-        };
-        if spent > 0 && spent + size > self.cfg.max_block_bytes {
+        let interval = self.fetch_interval();
+        let max = self.cfg.max_block_bytes;
+        if !self.fetch.may_serve(from, size, self.now, interval, max) {
             return Ok(());
         }
         let message = Message::BlockReply(block.clone());
-        self.served_blocks.insert(from, (since, spent + size));
         self.out.push(Action::Send { to: from, message });
         Ok(())
     }
 
+    /// A payload: kept if it is that of a block we accepted by header only, then voted on.
     pub(crate) fn on_block_reply(&mut self, block: Block) -> Result<(), Reject> {
         let (h, hash) = (block.height(), block.hash());
-        let Some(slot) = self.log.get_mut(&h) else {
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return Ok(());
         };
         let Some((view, _)) = slot.accepted.filter(|a| a.1 == hash) else {
@@ -108,13 +149,8 @@ impl<C: Context> Replica<C> {
         if !block.payload_matches() {
             return Err("block reply does not match its header");
         }
-        if view == self.view {
-            for tx in &block.txs {
-                let th = tx_hash(tx);
-                if self.mempool.contains(&th) {
-                    self.in_flight.insert(th);
-                }
-            }
+        if view == self.views.current {
+            self.pool.proposed(&block);
         }
         slot.keep_block(block);
         self.try_prepare(h);

@@ -7,7 +7,52 @@ use crate::messages::Message;
 use crate::replica::{Reject, Replica, FORWARD_FLUSH_BYTES, MAX_FORWARD_TXS};
 use lanes_types::{tx_hash, Bytes, Hash};
 
+/// Client transactions admitted here, waiting to be forwarded to the other validators.
+///
+/// Status transitions: Empty -> Buffering when a transaction is admitted (the flush timer is
+/// armed, a quarter of the block interval); Buffering -> Empty when flushed: at
+/// [`MAX_FORWARD_TXS`] transactions or [`FORWARD_FLUSH_BYTES`] bytes at once, otherwise when
+/// the timer fires.
+#[derive(Debug, Default)]
+pub(crate) struct Forwarder {
+    /// The transactions buffered, in arrival order.
+    pub txs: Vec<Bytes>,
+    /// Their size in bytes.
+    pub bytes: usize,
+    /// When to flush them.
+    pub deadline: Option<u64>,
+}
+
+impl Forwarder {
+    /// Buffers `tx`; true if the buffer is full and must be flushed now.
+    pub fn push(&mut self, tx: Bytes) -> bool {
+        self.bytes += tx.len();
+        self.txs.push(tx);
+        self.txs.len() >= MAX_FORWARD_TXS || self.bytes >= FORWARD_FLUSH_BYTES
+    }
+
+    /// Arms the flush timer at `at` unless it is armed.
+    pub fn arm(&mut self, at: u64) {
+        if self.deadline.is_none() {
+            self.deadline = Some(at);
+        }
+    }
+
+    /// Whether the flush timer expired at `now`.
+    pub fn due(&self, now: u64) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
+
+    /// Empties the buffer: the transactions to send, if any.
+    pub fn take(&mut self) -> Option<Vec<Bytes>> {
+        self.deadline = None;
+        self.bytes = 0;
+        (!self.txs.is_empty()).then(|| std::mem::take(&mut self.txs))
+    }
+}
+
 impl<C: Context> Replica<C> {
+    /// A client transaction: admitted to the mempool if new here, and buffered for forwarding.
     pub(crate) fn admit_client_tx(&mut self, tx: Bytes) -> Result<Hash, AdmitError> {
         if tx.len() > self.cfg.max_tx_bytes {
             return Err(AdmitError::TooLarge);
@@ -15,26 +60,24 @@ impl<C: Context> Replica<C> {
         if self.ctx.tx_committed(&tx_hash(&tx)) {
             return Err(AdmitError::AlreadyCommitted);
         }
-        let hash = self.mempool.admit(tx.clone())?;
-        self.forward_bytes += tx.len();
-        self.forward.push(tx);
-        if self.forward.len() >= MAX_FORWARD_TXS || self.forward_bytes >= FORWARD_FLUSH_BYTES {
+        let hash = self.pool.mempool.admit(tx.clone())?;
+        if self.forwarder.push(tx) {
             self.flush_forward();
-        } else if self.forward_deadline.is_none() {
-            self.forward_deadline = Some(self.now + (self.cfg.block_interval_ms / 4).max(1));
+        } else {
+            let delay = (self.cfg.block_interval_ms / 4).max(1);
+            self.forwarder.arm(self.now + delay);
         }
         Ok(hash)
     }
 
+    /// Sends the buffered transactions to the other validators.
     pub(crate) fn flush_forward(&mut self) {
-        self.forward_deadline = None;
-        self.forward_bytes = 0;
-        if !self.forward.is_empty() {
-            let txs = std::mem::take(&mut self.forward);
+        if let Some(txs) = self.forwarder.take() {
             self.broadcast(Message::Txs(txs));
         }
     }
 
+    /// Transactions another validator forwarded: the new ones are checked and admitted.
     pub(crate) fn on_txs(&mut self, txs: Vec<Bytes>) -> Result<(), Reject> {
         if txs.len() > MAX_FORWARD_TXS {
             return Err("too many forwarded transactions");
@@ -44,7 +87,7 @@ impl<C: Context> Replica<C> {
             .into_iter()
             .filter(|tx| {
                 let h = tx_hash(tx);
-                !self.mempool.contains(&h) && !self.mempool.is_committed(&h)
+                !self.pool.mempool.contains(&h) && !self.pool.mempool.is_committed(&h)
             })
             .collect();
         let verdicts = self.ctx.check_txs(&fresh);
@@ -56,7 +99,7 @@ impl<C: Context> Replica<C> {
             if self.ctx.tx_committed(&tx_hash(&tx)) {
                 continue;
             }
-            let _ = self.mempool.admit(tx);
+            let _ = self.pool.mempool.admit(tx);
         }
         Ok(())
     }

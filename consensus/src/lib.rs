@@ -1,9 +1,13 @@
 //! lanes-consensus: PBFT ordering as a pure, sans-IO state machine, the mempool, and a
 //! deterministic simulator that drives replicas through a seeded faulty network.
 //!
-//! - [`replica`]: the [`Replica`]: `handle(event, now) -> Vec<Action>`; normal case;
+//! - [`replica`]: the [`Replica`]: `handle(event, now) -> Vec<Action>`, and the types a driver
+//!   sees (`events`);
+//! - `log`, `normal`: the normal-case log; proposals, PREPARE, COMMIT, in-order delivery;
 //! - `view_change`: VIEW-CHANGE / NEW-VIEW and [`plan_new_view`];
-//! - `checkpoint`: CHECKPOINT votes, execution certificates, divergence, catch-up;
+//! - `checkpoint`: CHECKPOINT votes, execution certificates, divergence;
+//! - `catch_up`: learning we are behind and fetching committed blocks;
+//! - `pool`, `forward`: pending transactions as proposals use them; client transactions;
 //! - `fetch`: fetching the payloads of blocks known only by header;
 //! - [`messages`]: every message replicas exchange, with its encoding and signed bytes;
 //! - [`safety`]: the records a replica persists before it votes, and their recovery;
@@ -18,14 +22,18 @@
 #![warn(missing_docs)]
 
 pub mod byzantine;
+mod catch_up;
 mod checkpoint;
 mod config;
 pub mod context;
+mod events;
 mod fetch;
 mod forward;
+mod log;
 pub mod mempool;
 pub mod messages;
 mod normal;
+mod pool;
 pub mod replica;
 mod restore;
 pub mod safety;

@@ -2,79 +2,90 @@
 //! the rules that make pipelining safe in `replica.rs`).
 
 use crate::context::Context;
-use crate::messages::{Message, Phase, PreparedCert, Vote};
-use crate::replica::{Action, Alarm, Reject, Replica, StoredVote, Tip, BEHIND, MAX_VIEW_AHEAD};
+use crate::log::Tip;
+use crate::messages::{Message, Phase, Vote};
+use crate::replica::{Action, Alarm, Reject, Replica, BEHIND, MAX_VIEW_AHEAD};
 use crate::safety;
-use lanes_types::{
-    payload_digest, tx_hash, Block, BlockHeader, CommitCertificate, Hash, ValidatorSignature,
-};
+use lanes_types::{payload_digest, tx_hash, Block, BlockHeader, Hash};
 use std::collections::{BTreeMap, HashSet};
 
-impl<C: Context> Replica<C> {
-    /// The hash this replica links height `h + 1` to: its committed, stable, or current-view
-    /// block at `h`.
-    pub(crate) fn chain_hash(&self, h: u64) -> Option<Hash> {
-        if h == self.stable.height {
-            return Some(self.stable.hash);
-        }
-        if h == self.committed.height {
-            return Some(self.committed.hash);
-        }
-        let slot = self.log.get(&h)?;
-        if let Some(d) = &slot.decided {
-            return Some(d.block_hash);
-        }
-        if let Some((v, hash)) = slot.accepted {
-            if v == self.view {
-                return Some(hash);
+/// Proposals that cannot be judged yet, by (view, height): for a view not installed yet, or in
+/// the current view for a block below them that is unknown here ([`BEHIND`]).
+///
+/// Status transitions: a proposal is stashed (bounded; the farthest (view, height) makes room)
+/// -> retried when its view is installed, or a payload or catch-up block arrives: accepted,
+/// stashed again if still [`BEHIND`], or dropped. Proposals of views below one being started
+/// or retried, and at heights the stable checkpoint passed, are dropped.
+#[derive(Debug, Default)]
+pub(crate) struct Waiting(BTreeMap<(u64, u64), Block>);
+
+impl Waiting {
+    /// How many proposals wait.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Keeps `block` of `view`; at `cap` proposals, only if it is nearer than the farthest,
+    /// which makes room.
+    pub fn stash(&mut self, view: u64, block: Block, cap: usize) {
+        let key = (view, block.height());
+        if self.0.len() >= cap && !self.0.contains_key(&key) {
+            match self.0.last_key_value() {
+                Some((&farthest, _)) if farthest > key => {
+                    self.0.remove(&farthest);
+                }
+                _ => return,
             }
         }
-        slot.my_prepare.filter(|p| p.0 == self.view).map(|p| p.1)
+        self.0.insert(key, block);
     }
 
-    /// Whether a block at `h` with this parent may be PREPAREd in the current view (see the
-    /// module documentation).
-    pub(crate) fn parent_ok(&self, h: u64, parent: &Hash) -> bool {
-        let x = h - 1;
-        if x < self.stable.height {
-            return false;
-        }
-        if x == self.stable.height {
-            return *parent == self.stable.hash;
-        }
-        if x == self.committed.height {
-            return *parent == self.committed.hash;
-        }
-        let Some(slot) = self.log.get(&x) else {
-            return false;
-        };
-        if let Some(d) = &slot.decided {
-            return d.block_hash == *parent;
-        }
-        slot.prepared_hash() == Some((self.view, *parent))
+    /// Puts back a proposal of `view` taken by [`Waiting::take_through`] (unbounded).
+    pub fn put_back(&mut self, view: u64, block: Block) {
+        self.0.insert((view, block.height()), block);
     }
 
+    /// Takes the proposals of `view`, ascending by height, and drops those of older views.
+    pub fn take_through(&mut self, view: u64) -> Vec<Block> {
+        let taken: Vec<Block> = self
+            .0
+            .range((view, 0)..=(view, u64::MAX))
+            .map(|(_, b)| b.clone())
+            .collect();
+        self.0.retain(|(v, _), _| *v > view);
+        taken
+    }
+
+    /// Drops the proposals of views below `view`.
+    pub fn drop_views_below(&mut self, view: u64) {
+        self.0.retain(|(v, _), _| *v >= view);
+    }
+
+    /// Drops the proposals at heights up to `h`.
+    pub fn drop_through_height(&mut self, h: u64) {
+        self.0.retain(|(_, height), _| *height > h);
+    }
+}
+
+impl<C: Context> Replica<C> {
     /// Primary: cuts blocks while the window allows and a block is full or its timer expired.
     pub(crate) fn propose(&mut self) {
         if self.muted {
             return;
         }
-        while self.is_primary() && self.next_height <= self.stable.height + self.cfg.window {
-            let unproposed = self.unproposed();
-            let due = self.batch_deadline.is_some_and(|d| d <= self.now);
-            if unproposed == 0 || (unproposed < self.cfg.max_block_txs && !due) {
+        let window = self.cfg.window;
+        while self.is_primary() && self.log.next_height <= self.checkpoints.stable.height + window {
+            if !self.pool.batch_ready(self.now, self.cfg.max_block_txs) {
                 return;
             }
-            let h = self.next_height.max(self.stable.height + 1);
-            let Some(parent) = self.chain_hash(h - 1) else {
+            let (stable, view) = (self.checkpoints.stable, self.views.current);
+            let h = self.log.next_height.max(stable.height + 1);
+            let Some(parent) = self.log.chain_hash(h - 1, stable, view) else {
                 return;
             };
-            let in_flight = &self.in_flight;
-            let txs = self.mempool.peek_batch_where(
-                self.cfg.max_block_txs,
-                self.cfg.max_block_bytes,
-                |hash| !in_flight.contains(hash),
-            );
+            let txs = self
+                .pool
+                .next_batch(self.cfg.max_block_txs, self.cfg.max_block_bytes);
             if txs.is_empty() {
                 return;
             }
@@ -83,25 +94,27 @@ impl<C: Context> Replica<C> {
                     chain_id: self.cfg.chain_id.clone(),
                     height: h,
                     parent,
-                    view: self.view,
+                    view,
                     proposer: self.cfg.me,
                     timestamp_ms: self.now,
                     payload_digest: payload_digest(&txs),
                 },
                 txs,
             };
-            self.next_height = h + 1;
-            self.batch_deadline = None;
+            self.log.next_height = h + 1;
+            self.pool.batch_deadline = None;
             // Recorded before it leaves: restarted, we never propose another block here.
-            self.persist(vec![safety::proposal_record(h, self.view, block.hash())]);
+            self.persist(vec![safety::proposal_record(h, view, block.hash())]);
             self.broadcast(Message::PrePrepare {
-                view: self.view,
+                view,
                 block: block.clone(),
             });
             self.accept_proposal(block);
         }
     }
 
+    /// A PRE-PREPARE: accepted if it is a valid proposal of our view from its primary; kept
+    /// for later if its view is not installed yet or a block below it is unknown here.
     pub(crate) fn on_preprepare(
         &mut self,
         from: u32,
@@ -114,11 +127,11 @@ impl<C: Context> Replica<C> {
         if block.header.view != view {
             return Err("pre-prepare header view differs");
         }
-        if view < self.view {
+        if view < self.views.current {
             return Ok(());
         }
-        if view > self.view || self.changing {
-            if view > self.view + MAX_VIEW_AHEAD {
+        if view > self.views.current || self.views.changing {
+            if view > self.views.current + MAX_VIEW_AHEAD {
                 return Err("pre-prepare view too far ahead");
             }
             self.stash_proposal(view, block);
@@ -143,24 +156,29 @@ impl<C: Context> Replica<C> {
     /// most `2 x window` wait; when full, the farthest (view, height) makes room, so a
     /// byzantine primary of far views cannot crowd out the next view's proposals.
     pub(crate) fn stash_proposal(&mut self, view: u64, block: Block) {
-        let h = block.height();
-        if h <= self.stable.height
-            || h > self.stable.height + self.cfg.window
+        let (h, stable) = (block.height(), self.checkpoints.stable.height);
+        if h <= stable
+            || h > stable + self.cfg.window
             || block.txs.len() > self.cfg.max_block_txs
             || block.txs.iter().map(|t| t.len()).sum::<usize>() > self.cfg.max_block_bytes
         {
             return;
         }
-        let key = (view, h);
-        if self.future.len() >= 2 * self.cfg.window as usize && !self.future.contains_key(&key) {
-            match self.future.last_key_value() {
-                Some((&farthest, _)) if farthest > key => {
-                    self.future.remove(&farthest);
-                }
-                _ => return,
+        let cap = 2 * self.cfg.window as usize;
+        self.waiting.stash(view, block, cap);
+    }
+
+    /// Proposals of the current view that waited for a block below them, or for the view to
+    /// be installed: accepted now if they pass, dropped otherwise (and those of older views).
+    pub(crate) fn retry_waiting_proposals(&mut self) {
+        let view = self.views.current;
+        for block in self.waiting.take_through(view) {
+            match self.check_fresh_proposal(&block) {
+                Ok(()) => self.accept_proposal(block),
+                Err(BEHIND) => self.waiting.put_back(view, block),
+                Err(_) => self.stats.rejected_messages += 1,
             }
         }
-        self.future.insert(key, block);
     }
 
     /// Checks a new proposal of the current view before we accept it.
@@ -169,10 +187,11 @@ impl<C: Context> Replica<C> {
         if block.header.chain_id != self.cfg.chain_id {
             return Err("proposal for another chain");
         }
-        if h <= self.stable.height.max(self.committed.height) {
+        let stable = self.checkpoints.stable.height;
+        if h <= stable.max(self.log.committed.height) {
             return Err("proposal at a committed height");
         }
-        if h > self.stable.height + self.cfg.window {
+        if h > stable + self.cfg.window {
             return Err("proposal above the high watermark");
         }
         if block.txs.len() > self.cfg.max_block_txs
@@ -184,48 +203,30 @@ impl<C: Context> Replica<C> {
             return Err("payload digest mismatch");
         }
         let mut seen = HashSet::with_capacity(block.txs.len());
-        let ancestors = self.chain_tx_hashes(h)?;
+        let ancestors = self.log.chain_tx_hashes(h, self.views.current)?;
         let mut in_mempool = Vec::with_capacity(block.txs.len());
         for tx in &block.txs {
             let hash = tx_hash(tx);
             if !seen.insert(hash)
                 || ancestors.contains(&hash)
-                || self.mempool.is_committed(&hash)
+                || self.pool.mempool.is_committed(&hash)
                 || self.ctx.tx_committed(&hash)
             {
                 return Err("proposal repeats a transaction");
             }
-            in_mempool.push(self.mempool.contains(&hash));
+            in_mempool.push(self.pool.mempool.contains(&hash));
         }
         self.ctx
             .check_block_txs(block, &|i| in_mempool[i])
             .map_err(|_| "proposal has invalid transactions")
     }
 
-    /// Hashes of transactions in uncommitted blocks below `h` on the current view's chain, or an
-    /// error if a block below `h` is unknown here (then we cannot tell whether the proposal
-    /// repeats a transaction, so we do not vote for it; catch-up fills the gap).
-    pub(crate) fn chain_tx_hashes(&self, h: u64) -> Result<HashSet<Hash>, Reject> {
-        let mut out = HashSet::new();
-        for height in self.committed.height + 1..h {
-            let slot = self.log.get(&height).ok_or(BEHIND)?;
-            let hash = match (&slot.decided, slot.accepted) {
-                (Some(d), _) => d.block_hash,
-                (None, Some((v, hash))) if v == self.view => hash,
-                _ => return Err(BEHIND),
-            };
-            let block = slot.blocks.get(&hash).ok_or(BEHIND)?;
-            out.extend(block.txs.iter().map(|t| tx_hash(t)));
-        }
-        Ok(out)
-    }
-
     /// Accepts a proposal (ours, the primary's, or a NEW-VIEW re-proposal) for the current view.
     pub(crate) fn accept_proposal(&mut self, block: Block) {
         let h = block.height();
         let hash = block.hash();
-        let view = self.view;
-        let slot = self.log.entry(h).or_default();
+        let view = self.views.current;
+        let slot = self.log.slot_mut(h);
         if let Some((v, other)) = slot.accepted {
             if v == view {
                 if other == hash && !slot.blocks.contains_key(&hash) {
@@ -244,12 +245,7 @@ impl<C: Context> Replica<C> {
                 return;
             }
         }
-        for tx in &block.txs {
-            let th = tx_hash(tx);
-            if self.mempool.contains(&th) {
-                self.in_flight.insert(th);
-            }
-        }
+        self.pool.proposed(&block);
         slot.accepted = Some((view, hash));
         slot.keep_block(block);
         self.try_prepare(h);
@@ -257,11 +253,11 @@ impl<C: Context> Replica<C> {
 
     /// Sends our PREPARE for the accepted block at `h` once its parent rule holds.
     pub(crate) fn try_prepare(&mut self, h: u64) {
-        if self.changing || self.muted {
+        if self.views.changing || self.muted {
             return;
         }
-        let view = self.view;
-        let Some(slot) = self.log.get(&h) else {
+        let view = self.views.current;
+        let Some(slot) = self.log.slots.get(&h) else {
             return;
         };
         let Some((v, hash)) = slot.accepted else {
@@ -281,7 +277,12 @@ impl<C: Context> Replica<C> {
         let Some(block) = slot.blocks.get(&hash) else {
             return;
         };
-        if !self.parent_ok(h, &block.header.parent) {
+        if !self.log.parent_ok(
+            h,
+            &block.header.parent,
+            self.checkpoints.stable,
+            self.views.current,
+        ) {
             return;
         }
         assert!(
@@ -291,7 +292,7 @@ impl<C: Context> Replica<C> {
         let record = safety::prepare_record(view, block);
         self.persist(vec![record]);
         let vote = self.sign_vote(Phase::Prepare, view, h, hash);
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         slot.my_prepare = Some((view, hash));
         slot.prepares
             .insert(self.cfg.me, (view, hash, vote.signature));
@@ -299,21 +300,22 @@ impl<C: Context> Replica<C> {
         self.check_prepared(h);
     }
 
+    /// A PREPARE or COMMIT: verified, kept (one per validator, the highest view), counted.
     pub(crate) fn on_vote(&mut self, from: u32, phase: Phase, vote: Vote) -> Result<(), Reject> {
         if vote.validator != from {
             return Err("vote signed for another validator");
         }
-        if vote.view < self.view {
+        if vote.view < self.views.current {
             return Ok(());
         }
-        if vote.view > self.view + MAX_VIEW_AHEAD {
+        if vote.view > self.views.current + MAX_VIEW_AHEAD {
             return Err("vote view too far ahead");
         }
-        let h = vote.height;
-        if h <= self.stable.height || h > self.stable.height + self.cfg.window {
+        let (h, stable) = (vote.height, self.checkpoints.stable.height);
+        if h <= stable || h > stable + self.cfg.window {
             return Ok(());
         }
-        let existing = self.log.get(&h).and_then(|s| match phase {
+        let existing = self.log.slots.get(&h).and_then(|s| match phase {
             Phase::Prepare => s.prepares.get(&from).copied(),
             Phase::Commit => s.commits.get(&from).copied(),
         });
@@ -336,7 +338,7 @@ impl<C: Context> Replica<C> {
                 return Ok(());
             }
         }
-        let slot = self.log.entry(h).or_default();
+        let slot = self.log.slot_mut(h);
         let entry = (vote.view, vote.block_hash, vote.signature);
         match phase {
             Phase::Prepare => {
@@ -351,50 +353,20 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
-    /// Signatures in `votes` for exactly (view, hash), ascending by validator.
-    pub(crate) fn matching(
-        votes: &BTreeMap<u32, StoredVote>,
-        view: u64,
-        hash: Hash,
-    ) -> Vec<ValidatorSignature> {
-        votes
-            .iter()
-            .filter(|(_, (v, h, _))| *v == view && *h == hash)
-            .map(|(validator, (_, _, signature))| ValidatorSignature {
-                validator: *validator,
-                signature: *signature,
-            })
-            .collect()
-    }
-
+    /// Forms our prepared certificate at `h` once a quorum PREPAREd the block we PREPAREd in
+    /// this view; persists it and sends our COMMIT (unless one for this view was sent before).
     pub(crate) fn check_prepared(&mut self, h: u64) {
-        let view = self.view;
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
+        let view = self.views.current;
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return;
         };
-        let Some((v, hash)) = slot.accepted else {
+        let Some(cert) = slot.new_prepared_cert(view, self.q) else {
             return;
         };
-        if v != view || slot.my_prepare != Some((view, hash)) {
-            return;
-        }
-        if slot.prepared.as_ref().is_some_and(|p| p.view >= view) {
-            return;
-        }
-        let signatures = Self::matching(&slot.prepares, view, hash);
-        if signatures.len() < q {
-            return;
-        }
-        let Some(block) = slot.blocks.get(&hash) else {
+        let Some((_, hash)) = slot.accepted else {
             return;
         };
-        let cert = PreparedCert {
-            view,
-            header: block.header.clone(),
-            signatures,
-        };
-        let record = safety::prepared_record(&cert, &block.txs);
+        let record = safety::prepared_record(&cert, &slot.blocks[&hash].txs);
         let mut writes = vec![record];
         let commit_again = slot.my_commit.is_some_and(|c| c.0 >= view);
         if !commit_again {
@@ -409,7 +381,7 @@ impl<C: Context> Replica<C> {
         self.persist(writes);
         if !commit_again {
             let vote = self.sign_vote(Phase::Commit, view, h, hash);
-            let slot = self.log.entry(h).or_default();
+            let slot = self.log.slot_mut(h);
             slot.my_commit = Some((view, hash));
             slot.commits
                 .insert(self.cfg.me, (view, hash, vote.signature));
@@ -419,81 +391,47 @@ impl<C: Context> Replica<C> {
         self.try_prepare(h + 1);
     }
 
+    /// Decides the block at `h` once a quorum COMMITted it (and we hold it), then delivers
+    /// what is in order.
     pub(crate) fn check_committed(&mut self, h: u64) {
-        let q = self.q;
-        let Some(slot) = self.log.get_mut(&h) else {
+        let Some(slot) = self.log.slots.get_mut(&h) else {
             return;
         };
         if slot.decided.is_some() {
             return;
         }
-        let mut tally: BTreeMap<(u64, Hash), usize> = BTreeMap::new();
-        for (v, hash, _) in slot.commits.values() {
-            *tally.entry((*v, *hash)).or_default() += 1;
-        }
-        let Some((&(view, hash), _)) = tally.iter().find(|(_, c)| **c >= q) else {
+        let Some(cert) = slot.commit_cert(h, self.q) else {
             return;
         };
-        if !slot.blocks.contains_key(&hash) {
-            // A quorum committed a block we never received: checkpoints will show we are
-            // behind, and catch-up fetches it.
-            return;
-        }
-        slot.decided = Some(CommitCertificate {
-            view,
-            height: h,
-            block_hash: hash,
-            signatures: Self::matching(&slot.commits, view, hash),
-        });
+        slot.decided = Some(cert);
         self.try_deliver();
         self.try_prepare(h + 1);
     }
 
     /// Delivers decided blocks in height order.
     pub(crate) fn try_deliver(&mut self) {
-        loop {
-            let h = self.committed.height + 1;
-            let Some(slot) = self.log.get(&h) else {
-                return;
-            };
-            let Some(cert) = slot.decided.clone() else {
-                return;
-            };
-            let Some(block) = slot.blocks.get(&cert.block_hash).cloned() else {
-                return;
-            };
-            if block.header.parent != self.committed.hash {
+        while let Some((block, cert)) = self.log.next_decided() {
+            let h = self.log.committed.height + 1;
+            if block.header.parent != self.log.committed.hash {
                 // Only possible with more than f faulty validators: refuse to fork, loudly.
                 self.out.push(Action::Alarm(Alarm::Fork { height: h }));
                 return;
             }
             let hashes: Vec<Hash> = block.txs.iter().map(|t| tx_hash(t)).collect();
-            for th in &hashes {
-                self.in_flight.remove(th);
-            }
-            self.mempool.mark_committed(&hashes);
-            self.committed = Tip {
+            self.pool.committed(&hashes);
+            self.log.committed = Tip {
                 height: h,
                 hash: cert.block_hash,
             };
-            self.claims[self.cfg.me as usize] = self.claims[self.cfg.me as usize].max(h);
-            self.next_height = self.next_height.max(h + 1);
+            self.catch_up.claim(self.cfg.me, h);
+            self.log.next_height = self.log.next_height.max(h + 1);
             self.stats.delivered_blocks += 1;
-            self.backoff = 0;
-            self.progress_deadline = None;
+            self.views.progressed();
             self.out.push(Action::Deliver {
                 block,
                 certificate: cert,
             });
-            self.gc_log();
+            self.log.gc(self.checkpoints.stable.height);
         }
-    }
-
-    /// Forgets slots at or below the stable checkpoint, except decided ones still waiting for
-    /// delivery.
-    pub(crate) fn gc_log(&mut self) {
-        let (stable, committed) = (self.stable.height, self.committed.height);
-        self.log
-            .retain(|&h, slot| h > stable || (h > committed && slot.decided.is_some()));
     }
 }

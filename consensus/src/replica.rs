@@ -1,10 +1,14 @@
 //! The PBFT replica: a pure state machine, `handle(event, now) -> Vec<Action>`.
 //!
-//! This file holds the types a driver sees ([`Event`], [`Action`], [`Alarm`], [`Recovered`],
-//! [`Stats`]; [`Config`] in `config.rs`), the replica's state and event dispatch. The normal
-//! case (proposals, PREPARE, COMMIT, in-order delivery) lives in `normal.rs`, client
-//! transactions in `forward.rs`, recovery in `restore.rs`, view changes in `view_change.rs`,
-//! checkpoints and catch-up in `checkpoint.rs`, payload fetching in `fetch.rs`.
+//! This file holds the [`Replica`], its constructor, event dispatch, timers and accessors; the
+//! types a driver sees ([`Event`], [`Action`], [`Alarm`], [`Recovered`], [`Stats`]) are in
+//! `events.rs`, [`Config`] in `config.rs` (all re-exported here). The replica's state is a set
+//! of parts, each in the module that owns its concern, with the handlers that drive it: the
+//! normal-case log in `log.rs` and the normal case (proposals, PREPARE, COMMIT, in-order
+//! delivery, proposals waiting) in `normal.rs`, the view and view changes in `view_change.rs`,
+//! checkpoints in `checkpoint.rs`, catch-up in `catch_up.rs`, the transaction pool in
+//! `pool.rs`, client transactions in `forward.rs`, payload fetching in `fetch.rs`; recovery is
+//! in `restore.rs`.
 //!
 //! # Rules that make pipelining safe
 //!
@@ -21,16 +25,22 @@
 //! same batch: every vote is preceded by the record that stops this replica from ever signing a
 //! different block for the same (view, height), even after a crash.
 
+use crate::catch_up::CatchUp;
+use crate::checkpoint::Checkpoints;
 pub use crate::config::Config;
 use crate::context::Context;
+pub use crate::events::{Action, Alarm, Event, Recovered, Stats};
+use crate::fetch::Fetcher;
+use crate::forward::Forwarder;
+use crate::log::{Log, Tip};
 use crate::mempool::{AdmitError, Mempool};
-use crate::messages::{vote_bytes, Message, NewView, Phase, PreparedCert, ViewChange, Vote};
+use crate::messages::{vote_bytes, Message, Phase, Vote};
+use crate::normal::Waiting;
+use crate::pool::Pool;
 use crate::safety::{self, RestoreError, SafetyWrite};
+use crate::view_change::Views;
 use lanes_types::codec::Decode;
-use lanes_types::{
-    Block, Bytes, CheckpointCertificate, CommitCertificate, Hash, Signature, ValidatorSignature,
-};
-use std::collections::{BTreeMap, HashSet};
+use lanes_types::{Bytes, Hash, ValidatorSignature};
 
 /// Most transactions in one forwarded batch.
 pub const MAX_FORWARD_TXS: usize = 4096;
@@ -38,275 +48,56 @@ pub const MAX_FORWARD_TXS: usize = 4096;
 pub(crate) const FORWARD_FLUSH_BYTES: usize = 1 << 20;
 /// Votes for views further ahead than this are dropped.
 pub const MAX_VIEW_AHEAD: u64 = 1 << 16;
-/// Longest exponent of the view-change back-off.
-const MAX_BACKOFF: u32 = 16;
-/// Most distinct blocks remembered at one height.
-const MAX_BLOCKS_PER_SLOT: usize = 4;
 /// Why a proposal waits: a block below it is unknown here.
 pub(crate) const BEHIND: Reject = "behind: a block below the proposal is unknown";
-
-/// Something that happened to the replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
-    /// Bytes from validator `from` (authenticated by the transport, otherwise untrusted).
-    Message {
-        /// The sender's index.
-        from: u32,
-        /// The encoded [`Message`].
-        bytes: Vec<u8>,
-    },
-    /// A client transaction the node has checked statelessly.
-    ClientTx(Bytes),
-    /// A timer set with [`Action::SetTimer`] fired (early or spurious firings are harmless).
-    Timer,
-    /// The block at `height` was executed and stored (in one atomic write) with this root.
-    Executed {
-        /// Height of the block.
-        height: u64,
-        /// Its hash.
-        block_hash: Hash,
-        /// The state root the executor computed.
-        state_root: Hash,
-    },
-}
-
-/// What the driver must do, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Make these safety writes durable (synced) before any later action.
-    Persist(Vec<SafetyWrite>),
-    /// Send a message to one validator.
-    Send {
-        /// Recipient index.
-        to: u32,
-        /// The message.
-        message: Message,
-    },
-    /// Send a message to every other validator.
-    Broadcast(Message),
-    /// Execute and store this committed block; heights come strictly in order. Reply with
-    /// [`Event::Executed`].
-    Deliver {
-        /// The block.
-        block: Block,
-        /// A quorum's COMMITs for it.
-        certificate: CommitCertificate,
-    },
-    /// A quorum certified the state root at a height (the execution certificate): store it.
-    Certified(CheckpointCertificate),
-    /// Answer validator `to` with [`Message::SyncResponse`] holding committed blocks
-    /// `from..=to_height` from storage (those it has).
-    ServeSync {
-        /// The asking validator.
-        to: u32,
-        /// First height.
-        from: u64,
-        /// Last height.
-        to_height: u64,
-    },
-    /// Deliver [`Event::Timer`] at (or after) this time.
-    SetTimer {
-        /// Milliseconds, on the same clock as `now`.
-        at: u64,
-    },
-    /// Something an operator must see.
-    Alarm(Alarm),
-}
-
-/// Loud conditions for logs, metrics and status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Alarm {
-    /// A quorum certified a state root that differs from ours: this replica stops signing
-    /// checkpoints until its state is restored.
-    Divergence {
-        /// Height of the block.
-        height: u64,
-        /// Root we computed.
-        ours: Hash,
-        /// Root the quorum certified.
-        certified: Hash,
-    },
-    /// A decided block does not extend our committed chain: more than f validators are faulty.
-    /// Delivery stops.
-    Fork {
-        /// Height of the block that does not fit.
-        height: u64,
-    },
-    /// A validator signed two different blocks for one (view, height), or a primary proposed two.
-    Equivocation {
-        /// The offender.
-        validator: u32,
-        /// View of the conflict.
-        view: u64,
-        /// Height of the conflict.
-        height: u64,
-    },
-}
-
-/// Counters for metrics and tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Network messages dropped as invalid (undecodable, bad signature, wrong sender, out of
-    /// bounds).
-    pub rejected_messages: u64,
-    /// View changes this replica started or joined.
-    pub view_changes: u64,
-    /// Blocks delivered.
-    pub delivered_blocks: u64,
-    /// Catch-up requests sent.
-    pub sync_requests: u64,
-    /// Forwarded transactions refused by [`Context::check_txs`].
-    pub rejected_txs: u64,
-}
-
-/// What the node recovered from storage at start-up.
-#[derive(Debug, Clone, Default)]
-pub struct Recovered {
-    /// Height of the last executed and stored block (0 at genesis).
-    pub committed_height: u64,
-    /// Its hash ([`Hash::ZERO`] at genesis).
-    pub committed_hash: Hash,
-    /// The state root stored with it (signed again in our CHECKPOINT, so that peers that
-    /// restarted too learn our height from its heartbeat).
-    pub committed_root: Hash,
-    /// The latest execution certificate in storage.
-    pub stable: Option<CheckpointCertificate>,
-    /// All persisted safety records (key, value).
-    pub safety: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-/// A block identified by height and hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tip {
-    pub height: u64,
-    pub hash: Hash,
-}
-
-/// A vote as remembered: (view, hash, signature). One per validator per slot and phase: the one
-/// for the highest view, first seen.
-pub(crate) type StoredVote = (u64, Hash, Signature);
-
-/// Everything known about one height.
-#[derive(Debug, Default)]
-pub(crate) struct Slot {
-    /// Blocks known at this height, by hash (bounded by [`MAX_BLOCKS_PER_SLOT`]).
-    pub blocks: BTreeMap<Hash, Block>,
-    /// The proposal accepted in a view: (view, hash). Current only if the view is ours.
-    pub accepted: Option<(u64, Hash)>,
-    pub prepares: BTreeMap<u32, StoredVote>,
-    pub commits: BTreeMap<u32, StoredVote>,
-    /// Our highest-view prepared certificate (its block is in `blocks`).
-    pub prepared: Option<PreparedCert>,
-    /// Our own PREPARE and COMMIT: (view, hash). Persisted before they were sent.
-    pub my_prepare: Option<(u64, Hash)>,
-    pub my_commit: Option<(u64, Hash)>,
-    /// A quorum committed this block (its block is in `blocks`); waiting for in-order delivery.
-    pub decided: Option<CommitCertificate>,
-}
-
-impl Slot {
-    pub fn prepared_hash(&self) -> Option<(u64, Hash)> {
-        self.prepared.as_ref().map(|p| (p.view, p.header.hash()))
-    }
-
-    pub(crate) fn keep_block(&mut self, block: Block) {
-        let hash = block.hash();
-        if self.blocks.contains_key(&hash) {
-            return;
-        }
-        if self.blocks.len() >= MAX_BLOCKS_PER_SLOT {
-            let pinned: Vec<Hash> = [
-                self.accepted.map(|a| a.1),
-                self.prepared_hash().map(|p| p.1),
-                self.decided.as_ref().map(|d| d.block_hash),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            if let Some(victim) = self.blocks.keys().find(|h| !pinned.contains(h)).copied() {
-                self.blocks.remove(&victim);
-            } else {
-                return;
-            }
-        }
-        self.blocks.insert(hash, block);
-    }
-}
 
 /// Why a network message was dropped.
 pub(crate) type Reject = &'static str;
 
 /// A PBFT replica. See the module documentation.
+///
+/// The replica's state is grouped into parts, each owned by the module of its concern and
+/// documenting its own status transitions: `Views` (view changes), `Log` (the normal-case
+/// log), `Waiting` (proposals not judged yet), `Checkpoints`, `CatchUp`, `Pool` (the mempool
+/// as proposals use it), `Forwarder` and `Fetcher`. `Replica` wires them: its
+/// handlers, spread over those modules, read and update several parts and emit the actions.
 pub struct Replica<C: Context> {
+    /// Parameters.
     pub(crate) cfg: Config,
+    /// What the host provides (signatures, transaction checks).
     pub(crate) ctx: C,
+    /// Number of validators.
     pub(crate) n: usize,
+    /// Most faulty validators tolerated.
     pub(crate) f: usize,
+    /// Quorum size.
     pub(crate) q: usize,
+    /// The latest time handed in.
     pub(crate) now: u64,
-    /// The current view; while `changing`, the view we are trying to start.
-    pub(crate) view: u64,
-    pub(crate) changing: bool,
-    /// While changing: when to give up on the view being started. Armed only once a quorum asked
-    /// for that view, so a replica alone in a view change does not run ahead of everyone.
-    pub(crate) vc_deadline: Option<u64>,
-    /// While changing: when to re-send our VIEW-CHANGE (it may have been lost).
-    pub(crate) vc_resend_at: u64,
-    pub(crate) backoff: u32,
-    /// Latest VIEW-CHANGE from each validator.
-    pub(crate) view_changes: BTreeMap<u32, ViewChange>,
-    /// The NEW-VIEW that installed the current view (re-served to replicas left behind).
-    pub(crate) new_view: Option<NewView>,
-    /// When we last answered each replica asking for an older view.
-    pub(crate) answered_laggard: BTreeMap<u32, u64>,
-    /// Pre-prepares waiting, by (view, height): for a view not installed yet, or in the current
-    /// view for a block below them that is unknown here ([`BEHIND`]).
-    pub(crate) future: BTreeMap<(u64, u64), Block>,
-    pub(crate) committed: Tip,
-    pub(crate) stable: Tip,
-    pub(crate) stable_cert: Option<CheckpointCertificate>,
-    pub(crate) log: BTreeMap<u64, Slot>,
-    /// Primary only: the next height to propose in this view.
-    pub(crate) next_height: u64,
-    pub(crate) mempool: Mempool,
-    /// Hashes of pending transactions already in a proposal of the current view.
-    pub(crate) in_flight: HashSet<Hash>,
-    pub(crate) forward: Vec<Bytes>,
-    pub(crate) forward_bytes: usize,
-    pub(crate) forward_deadline: Option<u64>,
-    pub(crate) batch_deadline: Option<u64>,
-    pub(crate) progress_deadline: Option<u64>,
-    /// Our (block hash, state root) per executed height above the stable checkpoint.
-    pub(crate) executed: BTreeMap<u64, (Hash, Hash)>,
-    pub(crate) last_executed: u64,
-    /// Height through which persisted vote records were deleted.
-    pub(crate) safety_gc_through: u64,
-    pub(crate) checkpoints: BTreeMap<u64, BTreeMap<u32, crate::messages::CheckpointVote>>,
-    /// Highest height each validator has shown a signed checkpoint for.
-    pub(crate) claims: Vec<u64>,
-    pub(crate) last_target: u64,
-    pub(crate) behind_since: Option<u64>,
-    pub(crate) sync_deadline: Option<u64>,
-    pub(crate) sync_attempt: u64,
-    /// The catch-up request outstanding: (peer asked, first height, last height). Only that
-    /// peer's answer, for those heights, is applied.
-    pub(crate) sync_asked: Option<(u32, u64, u64)>,
-    /// When to ask (again) for payloads of accepted blocks we know only by header.
-    pub(crate) fetch_at: u64,
-    pub(crate) fetch_attempt: u64,
-    /// Per validator: since when, and how many payload bytes, we answered its block requests
-    /// in the current fetch interval (bounds what a peer can draw from us).
-    pub(crate) served_blocks: BTreeMap<u32, (u64, usize)>,
-    pub(crate) diverged: Option<u64>,
-    /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
-    /// (restarted, partitioned) learns it is behind even when the chain is idle.
-    pub(crate) my_checkpoint: Option<crate::messages::CheckpointVote>,
-    pub(crate) heartbeat_at: u64,
+    /// The view and the view-change protocol.
+    pub(crate) views: Views,
+    /// The normal-case log and the committed tip.
+    pub(crate) log: Log,
+    /// Proposals that cannot be judged yet.
+    pub(crate) waiting: Waiting,
+    /// The stable checkpoint, CHECKPOINT votes and divergence.
+    pub(crate) checkpoints: Checkpoints,
+    /// Catch-up: claims and the outstanding request.
+    pub(crate) catch_up: CatchUp,
+    /// Pending transactions and the primary's batch timer.
+    pub(crate) pool: Pool,
+    /// Client transactions to forward.
+    pub(crate) forwarder: Forwarder,
+    /// Payload fetching and serving.
+    pub(crate) fetch: Fetcher,
     /// Signs no proposal, vote, VIEW-CHANGE or NEW-VIEW (a replica that lost its safety state
     /// and has not caught up yet); still follows what the others decide.
     pub(crate) muted: bool,
+    /// The wake-up last asked of the driver.
     pub(crate) timer: Option<u64>,
+    /// Counters.
     pub(crate) stats: Stats,
+    /// Actions of the event being handled.
     pub(crate) out: Vec<Action>,
 }
 
@@ -327,60 +118,20 @@ impl<C: Context> Replica<C> {
             height: recovered.committed_height,
             hash: recovered.committed_hash,
         };
-        let stable = match &recovered.stable {
-            Some(c) if c.height <= committed.height => Tip {
-                height: c.height,
-                hash: c.block_hash,
-            },
-            _ => Tip {
-                height: 0,
-                hash: Hash::ZERO,
-            },
-        };
-        let stable_cert = recovered.stable.filter(|c| c.height == stable.height);
         let (view, installed) = restored.view.unwrap_or((0, true));
         let mut r = Replica {
-            mempool: Mempool::new(cfg.mempool),
             n,
             f,
             q,
             now: 0,
-            view,
-            changing: !installed,
-            vc_deadline: None,
-            vc_resend_at: 0,
-            backoff: 0,
-            view_changes: BTreeMap::new(),
-            new_view: None,
-            answered_laggard: BTreeMap::new(),
-            future: BTreeMap::new(),
-            committed,
-            stable,
-            stable_cert,
-            log: BTreeMap::new(),
-            next_height: committed.height + 1,
-            in_flight: HashSet::new(),
-            forward: Vec::new(),
-            forward_bytes: 0,
-            forward_deadline: None,
-            batch_deadline: None,
-            progress_deadline: None,
-            executed: BTreeMap::new(),
-            last_executed: committed.height,
-            safety_gc_through: 0,
-            checkpoints: BTreeMap::new(),
-            claims: vec![0; n],
-            last_target: 0,
-            behind_since: None,
-            sync_deadline: None,
-            sync_attempt: 0,
-            sync_asked: None,
-            fetch_at: 0,
-            fetch_attempt: 0,
-            served_blocks: BTreeMap::new(),
-            diverged: None,
-            my_checkpoint: None,
-            heartbeat_at: 0,
+            views: Views::new(view, installed),
+            log: Log::new(committed),
+            waiting: Waiting::default(),
+            checkpoints: Checkpoints::new(recovered.stable, committed.height),
+            catch_up: CatchUp::new(n, cfg.me, committed.height),
+            pool: Pool::new(Mempool::new(cfg.mempool)),
+            forwarder: Forwarder::default(),
+            fetch: Fetcher::default(),
             muted: false,
             timer: None,
             stats: Stats::default(),
@@ -388,7 +139,6 @@ impl<C: Context> Replica<C> {
             cfg,
             ctx,
         };
-        r.claims[r.cfg.me as usize] = committed.height;
         r.restore(restored, installed);
         if committed.height > 0 {
             r.resign_checkpoint(committed, recovered.committed_root);
@@ -447,19 +197,19 @@ impl<C: Context> Replica<C> {
     }
     /// The current view (while a view change is under way, the view being started).
     pub fn view(&self) -> u64 {
-        self.view
+        self.views.current
     }
     /// Whether a view change is under way.
     pub fn in_view_change(&self) -> bool {
-        self.changing
+        self.views.changing
     }
     /// The primary of the current view.
     pub fn primary(&self) -> u32 {
-        self.cfg.validators.primary(self.view)
+        self.cfg.validators.primary(self.views.current)
     }
     /// Height of the last delivered block.
     pub fn committed_height(&self) -> u64 {
-        self.committed.height
+        self.log.committed.height
     }
     /// A height at least one honest validator has executed: the (f+1)-th highest height
     /// validators have signed a checkpoint for (or our stable checkpoint, if higher).
@@ -470,12 +220,12 @@ impl<C: Context> Replica<C> {
     /// The highest height each validator (by index) has shown a signed CHECKPOINT for; a
     /// byzantine validator can only inflate its own entry.
     pub fn claims(&self) -> &[u64] {
-        &self.claims
+        &self.catch_up.claims
     }
 
     /// Height of the last stable checkpoint (the highest execution certificate).
     pub fn stable_height(&self) -> u64 {
-        self.stable.height
+        self.checkpoints.stable.height
     }
     /// Mutes or unmutes the replica: a muted replica proposes nothing, signs no PREPARE, COMMIT,
     /// VIEW-CHANGE or NEW-VIEW, and starts no view change; it still delivers the blocks a quorum
@@ -492,21 +242,21 @@ impl<C: Context> Replica<C> {
     /// The validator our outstanding catch-up request went to, if one is outstanding: the only
     /// one whose answer (even an empty one: "pruned") counts.
     pub fn sync_peer(&self) -> Option<u32> {
-        self.sync_asked.map(|(peer, _, _)| peer)
+        self.catch_up.asked.map(|(peer, _, _)| peer)
     }
 
     /// Proposals waiting for their view or for a block below them.
     pub fn waiting_proposals(&self) -> usize {
-        self.future.len()
+        self.waiting.len()
     }
 
     /// Pending transactions.
     pub fn mempool_len(&self) -> usize {
-        self.mempool.len()
+        self.pool.mempool.len()
     }
     /// The height at which our root differed from the certified one, if it did.
     pub fn diverged_at(&self) -> Option<u64> {
-        self.diverged
+        self.checkpoints.diverged
     }
     /// Counters.
     pub fn stats(&self) -> &Stats {
@@ -522,22 +272,23 @@ impl<C: Context> Replica<C> {
         format!(
             "view {}{} rejected {} committed {} stable {} next {} mempool {} in-flight {} backoff {} \
              deadlines progress {:?} batch {:?} vc {:?} sync {:?}/{:?} claims {:?} slots {:?}",
-            self.view,
-            if self.changing { " (changing)" } else { "" },
+            self.views.current,
+            if self.views.changing { " (changing)" } else { "" },
             self.stats.rejected_messages,
-            self.committed.height,
-            self.stable.height,
-            self.next_height,
-            self.mempool.len(),
-            self.in_flight.len(),
-            self.backoff,
-            self.progress_deadline,
-            self.batch_deadline,
-            self.vc_deadline,
-            self.behind_since,
-            self.sync_deadline,
-            self.claims,
+            self.log.committed.height,
+            self.checkpoints.stable.height,
+            self.log.next_height,
+            self.pool.mempool.len(),
+            self.pool.in_flight.len(),
+            self.views.backoff,
+            self.views.progress_deadline,
+            self.pool.batch_deadline,
+            self.views.new_view_deadline,
+            self.catch_up.behind_since,
+            self.catch_up.deadline,
+            self.catch_up.claims,
             self.log
+                .slots
                 .iter()
                 .map(|(h, s)| {
                     (
@@ -554,6 +305,7 @@ impl<C: Context> Replica<C> {
 
     // ----- dispatch -----
 
+    /// A network message from validator `from`: decoded and handed to its handler.
     pub(crate) fn on_bytes(&mut self, from: u32, bytes: &[u8]) -> Result<(), Reject> {
         if from as usize >= self.n || from == self.cfg.me {
             return Err("sender is not another validator");
@@ -574,30 +326,30 @@ impl<C: Context> Replica<C> {
         }
     }
 
+    /// The timer fired: flush forwarded transactions, heartbeat our CHECKPOINT, and give up on
+    /// a view (or re-send our VIEW-CHANGE) whose time is up.
     pub(crate) fn on_timer(&mut self) {
-        if self.forward_deadline.is_some_and(|d| d <= self.now) {
+        if self.forwarder.due(self.now) {
             self.flush_forward();
         }
-        if self.heartbeat_at <= self.now {
-            if let Some(vote) = self.my_checkpoint.clone() {
-                self.broadcast(Message::Checkpoint(vote));
-            }
-            self.heartbeat_at = self.now + self.heartbeat_period();
+        let period = self.heartbeat_period();
+        if let Some(vote) = self.checkpoints.heartbeat(self.now, period) {
+            self.broadcast(Message::Checkpoint(vote));
         }
-        if self.changing {
-            if self.vc_deadline.is_some_and(|d| d <= self.now) {
-                self.start_view_change(self.view + 1);
-            } else if self.vc_resend_at <= self.now {
+        if self.views.changing {
+            if self.views.new_view_deadline.is_some_and(|d| d <= self.now) {
+                self.start_view_change(self.views.current + 1);
+            } else if self.views.resend_at <= self.now {
                 // Re-send our VIEW-CHANGE, rebuilt from what we know now (it may have been
                 // lost, or we restarted); replicas already past this view answer with their
                 // NEW-VIEW.
                 self.send_view_change();
             }
-        } else if self.progress_deadline.is_some_and(|d| d <= self.now) {
+        } else if self.views.progress_deadline.is_some_and(|d| d <= self.now) {
             if self.muted {
-                self.progress_deadline = None;
+                self.views.progress_deadline = None;
             } else {
-                self.start_view_change(self.view + 1);
+                self.start_view_change(self.views.current + 1);
             }
         }
     }
@@ -607,27 +359,26 @@ impl<C: Context> Replica<C> {
         self.propose();
         self.maybe_sync();
         self.maybe_fetch();
-        if self.changing {
-            self.progress_deadline = None;
-            self.batch_deadline = None;
+        if self.views.changing {
+            self.views.progress_deadline = None;
+            self.pool.batch_deadline = None;
         } else {
-            if self.progress_deadline.is_none() && self.has_pending_work() {
-                self.progress_deadline = Some(self.now + self.timeout());
+            if self.views.progress_deadline.is_none() && self.has_pending_work() {
+                self.views.progress_deadline = Some(self.now + self.timeout());
             }
-            if self.is_primary() && self.unproposed() > 0 && self.batch_deadline.is_none() {
-                self.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
+            if self.is_primary() && self.pool.unproposed() > 0 && self.pool.batch_deadline.is_none()
+            {
+                self.pool.batch_deadline = Some(self.now + self.cfg.block_interval_ms);
             }
         }
         let next = [
-            self.forward_deadline,
+            self.forwarder.deadline,
             // A due batch that could not be cut waits for the event that unblocks it.
-            self.batch_deadline.filter(|d| *d > self.now),
-            self.progress_deadline,
-            self.vc_deadline.filter(|_| self.changing),
-            self.changing.then_some(self.vc_resend_at),
-            self.sync_wake(),
+            self.pool.batch_deadline.filter(|d| *d > self.now),
+            self.views.wake(),
+            self.catch_up.wake(&self.cfg),
             self.fetch_wake(),
-            self.my_checkpoint.as_ref().map(|_| self.heartbeat_at),
+            self.checkpoints.wake(),
         ]
         .into_iter()
         .flatten()
@@ -643,41 +394,38 @@ impl<C: Context> Replica<C> {
         }
     }
 
+    /// The current view timeout (doubled per view change without delivery, capped).
     pub(crate) fn timeout(&self) -> u64 {
-        self.cfg
-            .view_timeout_ms
-            .saturating_mul(1u64 << self.backoff.min(MAX_BACKOFF))
-            .min(self.cfg.max_view_timeout_ms)
+        self.views.timeout(&self.cfg)
     }
 
+    /// How often our latest CHECKPOINT is re-sent.
     pub(crate) fn heartbeat_period(&self) -> u64 {
         self.cfg.view_timeout_ms.saturating_mul(2)
     }
 
+    /// Whether we are the primary of an installed view.
     pub(crate) fn is_primary(&self) -> bool {
-        !self.changing && self.primary() == self.cfg.me
+        !self.views.changing && self.primary() == self.cfg.me
     }
 
+    /// Whether something waits to be ordered: pending transactions or undecided blocks of
+    /// this view.
     pub(crate) fn has_pending_work(&self) -> bool {
-        !self.mempool.is_empty()
-            || self
-                .log
-                .range(self.committed.height + 1..)
-                .any(|(_, s)| s.accepted.is_some_and(|a| a.0 == self.view))
+        !self.pool.mempool.is_empty() || self.log.has_undecided_work(self.views.current)
     }
 
-    pub(crate) fn unproposed(&self) -> usize {
-        self.mempool.len().saturating_sub(self.in_flight.len())
-    }
-
+    /// Emits safety writes (durable before any later action).
     pub(crate) fn persist(&mut self, writes: Vec<SafetyWrite>) {
         self.out.push(Action::Persist(writes));
     }
 
+    /// Emits a message to every other validator.
     pub(crate) fn broadcast(&mut self, message: Message) {
         self.out.push(Action::Broadcast(message));
     }
 
+    /// Our PREPARE or COMMIT for (view, height, hash).
     pub(crate) fn sign_vote(&self, phase: Phase, view: u64, height: u64, hash: Hash) -> Vote {
         let msg = vote_bytes(phase, &self.cfg.chain_id, view, height, &hash);
         Vote {

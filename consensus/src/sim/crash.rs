@@ -2,7 +2,8 @@
 //! (a random prefix, right after the k-th `Persist`, or while a view change is handled), and
 //! restarts from exactly what was persisted and stored.
 
-use super::{checks, new_replica, Sim};
+use super::context::new_replica;
+use super::{checks, Sim};
 use crate::messages::Message;
 use crate::replica::{Action, Recovered};
 use crate::sim::CrashPoint;

@@ -1,10 +1,79 @@
 //! The report of a finished run: counters, the first violation, why liveness failed, the fault
 //! schedule and the trace.
 
-use super::{Node, Sim, SimReport};
+use super::{FaultProfile, Node, Sim};
 use crate::messages::Message;
 
+/// What a run did and whether it kept every invariant.
+#[derive(Debug, Clone)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// The fault profile.
+    pub profile: FaultProfile,
+    /// Number of validators.
+    pub validators: u32,
+    /// Highest height delivered by an honest replica.
+    pub committed_blocks: u64,
+    /// Distinct transactions delivered by some honest replica.
+    pub committed_txs: usize,
+    /// View changes started or joined, summed over replicas.
+    pub view_changes: u64,
+    /// Messages sent.
+    pub messages: u64,
+    /// Messages honest replicas dropped as invalid.
+    pub rejected_messages: u64,
+    /// The first safety violation, if any.
+    pub violation: Option<String>,
+    /// Why liveness failed, if it did.
+    pub liveness_failure: Option<String>,
+    /// The fault schedule.
+    pub schedule: Vec<String>,
+    /// The last events before the end of the run (or the violation).
+    pub trace: Vec<String>,
+    /// Virtual time at the end, in ms.
+    pub end_ms: u64,
+}
+
+impl SimReport {
+    /// Whether the run kept safety and liveness.
+    pub fn passed(&self) -> bool {
+        self.violation.is_none() && self.liveness_failure.is_none()
+    }
+
+    /// A human explanation of a failing run: seed, schedule, violation and the events before it.
+    pub fn explain(&self) -> String {
+        let mut s = format!(
+            "seed {} profile {} validators {}: ",
+            self.seed,
+            self.profile.name(),
+            self.validators
+        );
+        match (&self.violation, &self.liveness_failure) {
+            (Some(v), _) => s += &format!("SAFETY VIOLATION: {v}\n"),
+            (None, Some(l)) => s += &format!("LIVENESS FAILURE: {l}\n"),
+            _ => s += "passed\n",
+        }
+        s += "fault schedule:\n";
+        for f in &self.schedule {
+            s += &format!("  {f}\n");
+        }
+        s += &format!("last {} events:\n", self.trace.len());
+        for t in &self.trace {
+            s += &format!("  {t}\n");
+        }
+        s += &format!(
+            "re-run: lanes sim --seeds 1 --seed {} --validators {} --faults {}\n",
+            self.seed,
+            self.validators,
+            self.profile.name()
+        );
+        s
+    }
+}
+
 impl Sim {
+    /// The report of the run so far.
     pub(super) fn report(&self) -> SimReport {
         let honest: Vec<&Node> = self.honest_nodes().collect();
         SimReport {
@@ -37,6 +106,7 @@ impl Sim {
         }
     }
 
+    /// Why liveness failed: what each honest node delivered and its state.
     fn liveness_failure(&self) -> Option<String> {
         if self.violation.is_some() || self.done() {
             return None;
@@ -62,6 +132,7 @@ impl Sim {
         ))
     }
 
+    /// The fault schedule, one line per fault.
     fn describe_schedule(&self) -> Vec<String> {
         let s = &self.schedule;
         let twins = s.twins.iter().enumerate().map(|(i, v)| {
@@ -84,6 +155,7 @@ impl Sim {
             .collect()
     }
 
+    /// One trace entry, formatted.
     fn format_trace(&self, e: &super::TraceEntry) -> String {
         match e.what {
             "recv" => format!(
