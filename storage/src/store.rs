@@ -15,7 +15,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 
 /// Column family names, one per concern.
 pub mod cf {
-    /// Schema version, chain identity, head, consensus position.
+    /// Schema version, chain identity, head, block floor, voting hold.
     pub const META: &str = "meta";
     /// height (u64 BE) -> encoded `Block`.
     pub const BLOCKS: &str = "blocks";
@@ -54,7 +54,8 @@ const META_SCHEMA: &[u8] = b"schema_version";
 const META_CHAIN: &[u8] = b"chain_id";
 const META_GENESIS: &[u8] = b"genesis_hash";
 const META_HEAD: &[u8] = b"head";
-const META_CONSENSUS: &[u8] = b"consensus_position";
+// `consensus_position` is no longer written or read. No node ever wrote it (only storage
+// tests did); a database that holds it still opens and reads: an unknown meta key is ignored.
 const META_FLOOR: &[u8] = b"block_floor";
 const META_VOTING_HOLD: &[u8] = b"voting_hold";
 const CERT_COMMIT: u8 = 0;
@@ -127,8 +128,6 @@ pub struct BlockCommit<'a> {
     pub tree_writes: &'a [Write],
     /// State root after the block.
     pub state_root: Hash,
-    /// The consensus driver's position after this block, if it keeps one.
-    pub consensus_position: Option<&'a [u8]>,
 }
 
 /// The database of one validator (or a read-only view of it).
@@ -470,8 +469,7 @@ impl Store {
     }
 
     /// Writes everything one block changes (block, commit certificate, receipts, transaction
-    /// index, state and tree changes, new head and consensus position) in ONE synced atomic
-    /// batch. The block must extend the current head.
+    /// index, state and tree changes, new head) in ONE synced atomic batch. The block must extend the current head.
     pub fn commit_block(&self, c: &BlockCommit<'_>) -> Result<(), StorageError> {
         let block_hash = c.block.hash();
         let height = c.block.height();
@@ -540,9 +538,6 @@ impl Store {
             state_root: c.state_root,
         };
         batch.put_cf(meta, META_HEAD, new_head.to_bytes());
-        if let Some(pos) = c.consensus_position {
-            batch.put_cf(meta, META_CONSENSUS, pos);
-        }
         self.write(batch, true)
     }
 
@@ -860,11 +855,6 @@ impl Store {
         batch.put_cf(meta, META_HEAD, head.to_bytes());
         batch.put_cf(meta, META_FLOOR, (cert.height + 1).to_bytes());
         self.write(batch, true)
-    }
-
-    /// The consensus position written with the last committed block.
-    pub fn consensus_position(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        self.get(cf::META, META_CONSENSUS)
     }
 }
 
