@@ -219,7 +219,6 @@ pub fn execute_and_store(
             state_writes: &state_writes(&out.writes),
             tree_writes: &tree_writes(&out.new_nodes),
             state_root: out.state_root,
-            consensus_position: None,
         })
         .context("storing a committed block")?;
     Ok(Executed {

@@ -173,6 +173,32 @@ fn corrupt_records_are_reported_not_panicked_on() {
     assert!(err.to_string().contains("corrupt head"), "{err}");
 }
 
+/// Earlier builds could write a `consensus_position` meta key with each block (only these tests
+/// ever did); nothing reads it any more, and a database that holds it still opens and commits.
+#[test]
+fn a_database_with_the_retired_consensus_position_key_still_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    common::commit_next(&store);
+    drop(store);
+    {
+        let db = raw_db(dir.path());
+        db.put_cf(
+            db.cf_handle(cf::META).unwrap(),
+            b"consensus_position",
+            1u64.to_be_bytes(),
+        )
+        .unwrap();
+    }
+    let store = Store::open(dir.path(), &common::identity()).unwrap();
+    assert_eq!(common::assert_complete_prefix(&store), 1);
+    common::commit_next(&store);
+    assert_eq!(common::assert_complete_prefix(&store), 2);
+    drop(store);
+    let reader = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(common::assert_complete_prefix(&reader), 2);
+}
+
 #[test]
 fn damaged_database_files_give_an_error() {
     let dir = tempfile::tempdir().unwrap();

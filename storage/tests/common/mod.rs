@@ -25,7 +25,6 @@ pub struct Fixture {
     pub state: Vec<(Bytes, Option<Bytes>)>,
     pub tree: Vec<(Bytes, Option<Bytes>)>,
     pub root: Hash,
-    pub position: Vec<u8>,
 }
 
 pub fn state_key(height: u64) -> Vec<u8> {
@@ -96,12 +95,11 @@ pub fn fixture(height: u64, parent: Hash) -> Fixture {
         state,
         tree,
         root: root(height),
-        position: height.to_be_bytes().to_vec(),
     }
 }
 
 impl Fixture {
-    /// The commit of this block, with its height as the consensus position.
+    /// The commit of this block.
     pub fn commit(&self) -> BlockCommit<'_> {
         BlockCommit {
             block: &self.block,
@@ -110,7 +108,6 @@ impl Fixture {
             state_writes: &self.state,
             tree_writes: &self.tree,
             state_root: self.root,
-            consensus_position: Some(&self.position),
         }
     }
 }
@@ -140,7 +137,8 @@ pub fn open_with_genesis(dir: &std::path::Path) -> Store {
     store
 }
 
-/// Checks that the store holds exactly blocks 1..=head, each complete, and nothing above.
+/// Checks that the store holds exactly blocks 1..=head, each complete (with its state root),
+/// and nothing of the block above: what the crash test needs after every kill.
 pub fn assert_complete_prefix(store: &Store) -> u64 {
     let head = store.head().unwrap().expect("genesis written");
     let mut parent = Hash::ZERO;
@@ -182,6 +180,7 @@ pub fn assert_complete_prefix(store: &Store) -> u64 {
             store.tree_get(&tree_key(h)).unwrap().is_some(),
             "tree node of block {h}"
         );
+        assert_eq!(store.state_root(h).unwrap(), Some(root(h)), "root {h}");
         parent = block.hash();
     }
     assert_eq!(head.block_hash, parent);
@@ -208,10 +207,22 @@ pub fn assert_complete_prefix(store: &Store) -> u64 {
         store.receipt(next, 0).unwrap().is_none(),
         "partial receipt {next}"
     );
-    if head.height > 0 {
-        assert_eq!(
-            store.consensus_position().unwrap(),
-            Some(head.height.to_be_bytes().to_vec())
+    assert!(
+        store.state_root(next).unwrap().is_none(),
+        "partial root {next}"
+    );
+    let above = fixture(next, parent);
+    assert!(
+        store.block_height(&above.block.hash()).unwrap().is_none(),
+        "partial hash index {next}"
+    );
+    for tx in &above.block.txs {
+        assert!(
+            store
+                .tx_location(&lanes_types::tx_hash(tx))
+                .unwrap()
+                .is_none(),
+            "partial tx index {next}"
         );
     }
     head.height
