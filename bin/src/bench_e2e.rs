@@ -7,13 +7,13 @@ use crate::config::Home;
 use crate::load::LoadGen;
 use crate::localnet;
 use anyhow::{bail, Context, Result};
+use lanes_api::Client;
 use lanes_cluster::Cluster;
 use lanes_executor::tx::SignedTransaction;
 use lanes_types::codec::Encode;
 use lanes_types::{tx_hash, Hash, SecretKey};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,6 +62,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// How long a request to a node may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Accounts the temporary localnet funds: senders keep their own nonce sequence, so more of
 /// them means more parallel submission.
 const BENCH_ACCOUNTS: usize = 64;
@@ -85,7 +88,7 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     localnet::ctrlc_flag(stop.clone())?;
     let mut cluster = None;
-    let (apis, keys, chain_id, min_fee) = if args.nodes.is_empty() {
+    let (clients, keys, chain_id, min_fee) = if args.nodes.is_empty() {
         if args.validators < 4 {
             bail!(
                 "PBFT needs at least 4 validators (3f+1); got {}",
@@ -100,25 +103,23 @@ pub fn run(args: E2eBenchArgs) -> Result<()> {
         nodes.wait_healthy(Duration::from_secs(60))?;
         let keys = localnet::dev_keys(nodes.dir())?;
         let (chain_id, min_fee) = (genesis.chain_id.clone(), genesis.params.min_fee);
-        (nodes.apis(), keys, chain_id, min_fee)
+        (nodes.clients().to_vec(), keys, chain_id, min_fee)
     } else {
-        let apis = args
-            .nodes
-            .iter()
-            .map(|u| {
-                let hostport = u.trim_start_matches("http://").trim_end_matches('/');
-                hostport
-                    .parse::<SocketAddr>()
-                    .with_context(|| format!("bad node URL {u:?} (http://host:port)"))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let proto = Client::with_timeout(&args.nodes[0], HTTP_TIMEOUT);
+        let clients: Vec<Client> = args.nodes.iter().map(|u| proto.at(u)).collect();
         let keys = localnet::dev_keys(&args.network_dir)?;
-        let s = status(&localnet::http_agent(), apis[0])
-            .with_context(|| format!("node unreachable at {}", apis[0]))?;
-        let chain_id = s["chain_id"].as_str().unwrap_or("").to_string();
-        (apis, keys, chain_id, s["min_fee"].as_u64().unwrap_or(1))
+        let s = clients[0].status()?;
+        (clients, keys, s.chain_id, s.min_fee)
     };
-    let result = bench(&args, rate, swaps, &apis, keys, (&chain_id, min_fee), &stop);
+    let result = bench(
+        &args,
+        rate,
+        swaps,
+        &clients,
+        keys,
+        (&chain_id, min_fee),
+        &stop,
+    );
     if let Some(nodes) = &mut cluster {
         nodes.stop_all();
     }
@@ -138,20 +139,19 @@ fn bench(
     args: &E2eBenchArgs,
     rate: Option<u64>,
     swaps: bool,
-    apis: &[SocketAddr],
+    clients: &[Client],
     keys: Vec<SecretKey>,
     (chain_id, min_fee): (&str, u64),
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
-    let http = localnet::http_agent();
     let nonces: Vec<u64> = keys
         .iter()
-        .map(|k| localnet::account_nonce(&http, apis[0], k))
-        .collect();
+        .map(|k| localnet::account_nonce(&clients[0], k))
+        .collect::<Result<_, _>>()?;
     let mut gen = LoadGen::new(chain_id, keys.clone(), min_fee, nonces);
     if swaps {
         for tx in gen.setup_txs() {
-            let _ = localnet::post_tx(&http, apis[0], &tx.to_bytes());
+            let _ = clients[0].submit(&tx.to_bytes());
         }
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -178,13 +178,13 @@ fn bench(
         submitted: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
     });
-    let start_height = status(&http, apis[0])?["height"].as_u64().unwrap_or(0);
+    let start_height = clients[0].status()?.height;
     let done_submitting = Arc::new(AtomicBool::new(false));
     // The watcher: every committed block's transactions, matched to their submission time.
     let watcher = {
         let (tracker, done, stop) = (tracker.clone(), done_submitting.clone(), stop.clone());
-        let api = apis[0];
-        std::thread::spawn(move || watch(api, start_height, &tracker, &done, &stop))
+        let api = clients[0].clone();
+        std::thread::spawn(move || watch(&api, start_height, &tracker, &done, &stop))
     };
     let bar = (!args.json).then(|| {
         let b = indicatif::ProgressBar::new(total as u64);
@@ -205,10 +205,10 @@ fn bench(
         lanes[s % threads].push((s, txs));
     }
     for lane in lanes {
-        let (tracker, stop, apis) = (tracker.clone(), stop.clone(), apis.to_vec());
+        let (tracker, stop, clients) = (tracker.clone(), stop.clone(), clients.to_vec());
         let duration = args.duration;
         handles.push(std::thread::spawn(move || {
-            submit_lane(lane, &apis, per_thread_rate, duration, &tracker, &stop)
+            submit_lane(lane, &clients, per_thread_rate, duration, &tracker, &stop)
         }));
     }
     while handles.iter().any(|h| !h.is_finished()) {
@@ -245,10 +245,10 @@ fn bench(
             lat[((lat.len() - 1) as f64 * p).round() as usize]
         }
     };
-    let roots_agree = roots_agree(&http, apis);
+    let roots_agree = roots_agree(clients);
     let out = json!({
         "workload": args.workload,
-        "validators": apis.len(),
+        "validators": clients.len(),
         "rate": rate,
         "duration_s": args.duration.as_secs_f64(),
         "submitted": submitted,
@@ -278,11 +278,6 @@ fn bench(
     Ok(())
 }
 
-fn status(http: &ureq::Agent, api: SocketAddr) -> Result<Value> {
-    let mut r = http.get(format!("http://{api}/status")).call()?;
-    Ok(r.body_mut().read_json()?)
-}
-
 /// Most transactions in one `POST /txs` of the benchmark.
 const MAX_BATCH: usize = 512;
 
@@ -291,19 +286,18 @@ const MAX_BATCH: usize = 512;
 /// `duration` or the budget ends.
 fn submit_lane(
     lane: Vec<(usize, Vec<SignedTransaction>)>,
-    apis: &[SocketAddr],
+    clients: &[Client],
     rate: Option<f64>,
     duration: Duration,
     tracker: &Tracker,
     stop: &AtomicBool,
 ) {
-    let http = localnet::http_agent();
     let batch_max = rate.map_or(MAX_BATCH, |r| ((r * 0.02) as usize).clamp(1, MAX_BATCH));
     // Per node, its senders' queues, each in reverse so pop() gives nonce order.
-    let mut by_node: Vec<Vec<Vec<SignedTransaction>>> = vec![Vec::new(); apis.len()];
+    let mut by_node: Vec<Vec<Vec<SignedTransaction>>> = vec![Vec::new(); clients.len()];
     for (sender, mut txs) in lane {
         txs.reverse();
-        by_node[sender % apis.len()].push(txs);
+        by_node[sender % clients.len()].push(txs);
     }
     let start = Instant::now();
     let mut sent = 0u64;
@@ -329,9 +323,9 @@ fn submit_lane(
             if let Ok(mut m) = tracker.submitted_at.lock() {
                 m.extend(raws.iter().map(|raw| (tx_hash(raw), at)));
             }
-            let (ok, refused) = match localnet::post_txs(&http, apis[node], &raws) {
+            let (ok, refused) = match clients[node].submit_batch(&raws) {
                 Ok(answers) => {
-                    let ok = answers.iter().filter(|a| a.is_ok()).count() as u64;
+                    let ok = answers.iter().filter(|a| a.result().is_ok()).count() as u64;
                     (ok, answers.len() as u64 - ok)
                 }
                 Err(_) => (0, raws.len() as u64),
@@ -368,14 +362,7 @@ fn take_round_robin(queues: &mut [Vec<SignedTransaction>], max: usize) -> Vec<Si
 
 /// Follows committed blocks from `start_height` and records each submitted transaction's
 /// latency; after submission ends, waits up to 10 s for the stragglers.
-fn watch(
-    api: SocketAddr,
-    start_height: u64,
-    tracker: &Tracker,
-    done: &AtomicBool,
-    stop: &AtomicBool,
-) {
-    let http = localnet::http_agent();
+fn watch(api: &Client, start_height: u64, tracker: &Tracker, done: &AtomicBool, stop: &AtomicBool) {
     let mut next = start_height + 1;
     let mut quiet_since: Option<Instant> = None;
     loop {
@@ -383,32 +370,27 @@ fn watch(
             return;
         }
         let mut progressed = false;
-        if let Ok(mut r) = http.get(format!("http://{api}/block/{next}")).call() {
-            if r.status().as_u16() == 200 {
-                if let Ok(b) = r.body_mut().read_json::<Value>() {
-                    let now = Instant::now();
-                    let mut sub = tracker
-                        .submitted_at
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    let mut lat = tracker
-                        .latencies_ms
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
-                    for t in b["transactions"].as_array().into_iter().flatten() {
-                        let Some(h) = t["hash"].as_str().and_then(|h| h.parse::<Hash>().ok())
-                        else {
-                            continue;
-                        };
-                        if let Some(at) = sub.remove(&h) {
-                            lat.push(now.duration_since(at).as_secs_f64() * 1e3);
-                            tracker.committed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    next += 1;
-                    progressed = true;
+        if let Ok(b) = api.block(next) {
+            let now = Instant::now();
+            let mut sub = tracker
+                .submitted_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let mut lat = tracker
+                .latencies_ms
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            for t in &b.transactions {
+                let Ok(h) = t.hash.parse::<Hash>() else {
+                    continue;
+                };
+                if let Some(at) = sub.remove(&h) {
+                    lat.push(now.duration_since(at).as_secs_f64() * 1e3);
+                    tracker.committed.fetch_add(1, Ordering::Relaxed);
                 }
             }
+            next += 1;
+            progressed = true;
         }
         if done.load(Ordering::Relaxed) {
             let pending = tracker.submitted_at.lock().map(|m| m.len()).unwrap_or(0);
@@ -424,26 +406,21 @@ fn watch(
 }
 
 /// Whether every node reports the same block hash and root at the lowest common height.
-fn roots_agree(http: &ureq::Agent, apis: &[SocketAddr]) -> bool {
+fn roots_agree(clients: &[Client]) -> bool {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let heights: Vec<u64> = apis
+        let heights: Vec<u64> = clients
             .iter()
-            .filter_map(|a| status(http, *a).ok()?["height"].as_u64())
+            .filter_map(|c| Some(c.status().ok()?.height))
             .collect();
-        if heights.len() == apis.len() && heights.windows(2).all(|w| w[0] == w[1]) {
+        if heights.len() == clients.len() && heights.windows(2).all(|w| w[0] == w[1]) {
             let h = heights[0];
-            let blocks: Vec<Value> = apis
+            let blocks: Vec<(String, Option<String>)> = clients
                 .iter()
-                .filter_map(|a| {
-                    let mut r = http.get(format!("http://{a}/block/{h}")).call().ok()?;
-                    r.body_mut().read_json::<Value>().ok()
-                })
+                .filter_map(|c| c.block(h).ok())
+                .map(|b| (b.summary.hash, b.summary.state_root))
                 .collect();
-            return blocks.len() == apis.len()
-                && blocks.windows(2).all(|w| {
-                    w[0]["hash"] == w[1]["hash"] && w[0]["state_root"] == w[1]["state_root"]
-                });
+            return blocks.len() == clients.len() && blocks.windows(2).all(|w| w[0] == w[1]);
         }
         if Instant::now() > deadline {
             return false;

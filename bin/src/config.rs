@@ -194,7 +194,7 @@ pub fn read_key(path: &Path) -> Result<SecretKey> {
 /// (mode 0600). Replaces an existing file.
 pub fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let hex: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
+    let hex = lanes_types::to_hex(key.seed());
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

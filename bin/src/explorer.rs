@@ -1,16 +1,18 @@
-//! The block explorer: read-only commands over a node's HTTP API. Human output is aligned
-//! tables with short hashes; `--json` prints the node's complete JSON. `lanes proof --verify` is
+//! The block explorer: read-only commands over a node's HTTP API (through the typed
+//! [`lanes_api::Client`]). Human output is aligned tables with short hashes; `--json` prints
+//! the node's answer as JSON. `lanes proof --verify` is
 //! a light client: it checks the execution certificate's quorum against the genesis validator
 //! set and the Merkle proof against the certified root.
 
 use anyhow::{bail, Context, Result};
+use lanes_api::{BlocksQuery, Client, StateProof};
 use lanes_executor::state::{Key, Value};
 use lanes_executor::{verify_proof, Proof};
 use lanes_types::codec::{Decode, Encode};
-use lanes_types::{Address, CheckpointCertificate, Genesis};
+use lanes_types::{parse_hex, to_hex, Address, CheckpointCertificate, Genesis};
+use serde::Serialize;
 use serde_json::Value as Json;
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The default node: validator 0 of `lanes localnet`.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:7100";
@@ -99,57 +101,17 @@ pub enum ExplorerCommand {
     },
 }
 
-struct Client {
-    base: String,
-    http: ureq::Agent,
-}
-
-impl Client {
-    fn new(node: &str) -> Client {
-        Client {
-            base: node.trim_end_matches('/').to_string(),
-            http: ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(10)))
-                .http_status_as_error(false)
-                .build()
-                .into(),
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Json> {
-        let url = format!("{}{}", self.base, path);
-        let mut resp = self
-            .http
-            .get(&url)
-            .call()
-            .with_context(|| format!("node unreachable at {}", self.base))?;
-        let status = resp.status().as_u16();
-        let body: Json = resp
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("{url} did not answer JSON"))?;
-        if status >= 400 {
-            bail!("{}", body["error"].as_str().unwrap_or("request failed"));
-        }
-        Ok(body)
-    }
-}
-
-fn short(s: &Json) -> String {
-    let s = s.as_str().unwrap_or("-");
+/// The first 12 characters of a hash, for tables.
+fn short(s: &str) -> String {
     s.chars().take(12).collect()
 }
 
-/// A JSON value as plain text (strings without quotes), so table widths apply.
-fn plain(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Null => "-".into(),
-        other => other.to_string(),
-    }
+/// An optional value as table text (`-` when absent).
+fn or_dash(v: Option<impl ToString>) -> String {
+    v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
-fn print_json(v: &Json) -> Result<()> {
+fn print_json(v: &impl Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -169,250 +131,260 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
     };
     let c = Client::new(&opts.node);
     match cmd {
-        ExplorerCommand::Status { .. } => {
-            let s = c.get("/status")?;
-            if opts.json {
-                return print_json(&s);
-            }
-            for (k, v) in s.as_object().into_iter().flatten() {
-                let v = match v {
-                    Json::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                println!("{k:<18} {v}");
-            }
-        }
-        ExplorerCommand::Blocks { from, limit, .. } => {
-            let path = match from {
-                Some(f) => format!("/blocks?from={f}&limit={limit}"),
-                None => format!("/blocks?limit={limit}"),
-            };
-            let blocks = c.get(&path)?;
-            if opts.json {
-                return print_json(&blocks);
-            }
-            println!(
-                "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}  {:>8}  certified",
-                "height", "hash", "txs", "root", "view", "proposer"
-            );
-            for b in blocks.as_array().into_iter().flatten() {
-                println!(
-                    "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}  {:>8}  {}",
-                    plain(&b["height"]),
-                    short(&b["hash"]),
-                    plain(&b["txs"]),
-                    short(&b["state_root"]),
-                    plain(&b["view"]),
-                    plain(&b["proposer"]),
-                    if b["certified"] == true {
-                        "yes"
-                    } else {
-                        "pending"
-                    }
-                );
-            }
-        }
-        ExplorerCommand::Block { id, .. } => {
-            let b = c.get(&format!("/block/{id}"))?;
-            if opts.json {
-                return print_json(&b);
-            }
-            for k in [
-                "height",
-                "hash",
-                "parent",
-                "state_root",
-                "view",
-                "proposer",
-                "timestamp_ms",
-                "txs",
-                "certified",
-            ] {
-                println!("{k:<14} {}", plain(&b[k]));
-            }
-            for t in b["transactions"].as_array().into_iter().flatten() {
-                println!(
-                    "  {}  {}",
-                    short(&t["hash"]),
-                    t["tx"]["op"].as_str().unwrap_or("?")
-                );
-            }
-        }
-        ExplorerCommand::Tx { hash, .. } => {
-            let t = c.get(&format!("/tx/{hash}"))?;
-            if opts.json {
-                return print_json(&t);
-            }
-            println!("hash       {}", t["hash"].as_str().unwrap_or(""));
-            println!(
-                "block      {} (index {})",
-                plain(&t["height"]),
-                plain(&t["index"])
-            );
-            println!("certified  {}", plain(&t["certified"]));
-            println!("sender     {}", t["tx"]["sender"].as_str().unwrap_or("?"));
-            println!("nonce      {}", plain(&t["tx"]["nonce"]));
-            println!("operation  {}", t["tx"]["op"].as_str().unwrap_or("?"));
-            println!(
-                "status     {}",
-                t["receipt"]["status"].as_str().unwrap_or("?")
-            );
-            println!("fee paid   {}", plain(&t["receipt"]["fee_paid"]));
-        }
-        ExplorerCommand::Account { address, .. } => {
-            let a = c.get(&format!("/account/{address}"))?;
-            if opts.json {
-                return print_json(&a);
-            }
-            println!("address  {}", a["address"].as_str().unwrap_or(""));
-            println!("nonce    {}", plain(&a["nonce"]));
-            println!("{:>6}  {:<8}  {:>20}", "asset", "symbol", "balance");
-            for b in a["balances"].as_array().into_iter().flatten() {
-                println!(
-                    "{:>6}  {:<8}  {:>20}",
-                    plain(&b["asset"]),
-                    b["symbol"].as_str().unwrap_or(""),
-                    b["amount"]
-                );
-            }
-            for s in a["stakes"].as_array().into_iter().flatten() {
-                println!("stake    {} with {}", s["amount"], short(&s["validator"]));
-            }
-            for p in a["positions"].as_array().into_iter().flatten() {
-                println!(
-                    "lending  asset {} supplied {} borrowed {}",
-                    plain(&p["asset"]),
-                    p["supplied"],
-                    p["borrowed"]
-                );
-            }
-        }
-        ExplorerCommand::Pool { id, .. } => {
-            let p = c.get(&format!("/pool/{id}"))?;
-            if opts.json {
-                return print_json(&p);
-            }
-            for k in [
-                "id",
-                "asset_a",
-                "asset_b",
-                "reserve_a",
-                "reserve_b",
-                "shares",
-            ] {
-                println!("{k:<10} {}", plain(&p[k]));
-            }
-        }
-        ExplorerCommand::Validators { .. } => {
-            let v = c.get("/validators")?;
-            if opts.json {
-                return print_json(&v);
-            }
-            println!(
-                "{:>5}  {:<14}  {:<22}  {:<12}  connected",
-                "index", "name", "address", "key"
-            );
-            for x in v.as_array().into_iter().flatten() {
-                let conn = if x["self"] == true {
-                    "self".to_string()
-                } else {
-                    x["connected"].to_string()
-                };
-                println!(
-                    "{:>5}  {:<14}  {:<22}  {:<12}  {}",
-                    plain(&x["index"]),
-                    x["name"].as_str().unwrap_or(""),
-                    x["address"].as_str().unwrap_or(""),
-                    short(&x["public_key"]),
-                    conn
-                );
-            }
-        }
-        ExplorerCommand::Follow { .. } => follow(&c, opts.json)?,
+        ExplorerCommand::Status { .. } => status(&c, opts.json),
+        ExplorerCommand::Blocks { from, limit, .. } => blocks(&c, from, limit, opts.json),
+        ExplorerCommand::Block { id, .. } => block(&c, &id, opts.json),
+        ExplorerCommand::Tx { hash, .. } => tx(&c, &hash, opts.json),
+        ExplorerCommand::Account { address, .. } => account(&c, &address, opts.json),
+        ExplorerCommand::Pool { id, .. } => pool(&c, id, opts.json),
+        ExplorerCommand::Validators { .. } => validators(&c, opts.json),
+        ExplorerCommand::Follow { .. } => follow(&c, opts.json),
         ExplorerCommand::Proof {
             key,
             verify,
             genesis,
             ..
-        } => {
-            let p = c.get(&format!("/proof/{key}"))?;
-            if !verify {
-                return if opts.json {
-                    print_json(&p)
-                } else {
-                    println!(
-                        "height {} root {}",
-                        plain(&p["height"]),
-                        p["state_root"].as_str().unwrap_or("")
-                    );
-                    println!("proof  {}", p["proof"].as_str().unwrap_or(""));
-                    Ok(())
-                };
-            }
-            let genesis = Genesis::load(&genesis)
-                .with_context(|| format!("loading the trusted genesis {}", genesis.display()))?;
-            let verdict = verify_proof_response(&p, &genesis, &key);
-            if opts.json {
-                let mut out = p.clone();
-                out["verified"] = Json::Bool(verdict.is_ok());
-                if let Err(e) = &verdict {
-                    out["reason"] = Json::String(format!("{e:#}"));
-                }
-                print_json(&out)?;
-            }
-            match verdict {
-                Ok(summary) => {
-                    if !opts.json {
-                        println!("verified: {summary}");
-                    }
-                }
-                Err(e) => bail!("NOT verified: {e:#}"),
-            }
+        } => proof(&c, &key, verify.then_some(genesis), opts.json),
+    }
+}
+
+/// `lanes status`: every field, in name order.
+fn status(c: &Client, json: bool) -> Result<()> {
+    let s = c.status()?;
+    if json {
+        return print_json(&s);
+    }
+    if let Json::Object(fields) = serde_json::to_value(&s)? {
+        for (k, v) in fields {
+            let v = match v {
+                Json::String(s) => s,
+                other => other.to_string(),
+            };
+            println!("{k:<18} {v}");
         }
     }
     Ok(())
 }
 
-fn unhex(s: &Json, what: &str) -> Result<Vec<u8>> {
-    let s = s
-        .as_str()
-        .with_context(|| format!("no {what} in the answer"))?;
-    if s.len() % 2 != 0 {
-        bail!("{what} is not hex");
+/// `lanes blocks`.
+fn blocks(c: &Client, from: Option<u64>, limit: usize, json: bool) -> Result<()> {
+    let blocks = c.blocks(BlocksQuery {
+        from,
+        limit: Some(limit),
+    })?;
+    if json {
+        return print_json(&blocks);
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).with_context(|| format!("{what} is not hex")))
-        .collect()
+    println!(
+        "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}  {:>8}  certified",
+        "height", "hash", "txs", "root", "view", "proposer"
+    );
+    for b in &blocks {
+        println!(
+            "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}  {:>8}  {}",
+            b.height,
+            short(&b.hash),
+            b.txs,
+            short(b.state_root.as_deref().unwrap_or("-")),
+            b.view,
+            b.proposer,
+            if b.certified { "yes" } else { "pending" }
+        );
+    }
+    Ok(())
+}
+
+/// `lanes block ID`.
+fn block(c: &Client, id: &str, json: bool) -> Result<()> {
+    let b = c.block(id)?;
+    if json {
+        return print_json(&b);
+    }
+    let s = &b.summary;
+    let rows = [
+        ("height", s.height.to_string()),
+        ("hash", s.hash.clone()),
+        ("parent", s.parent.clone()),
+        ("state_root", or_dash(s.state_root.as_ref())),
+        ("view", s.view.to_string()),
+        ("proposer", s.proposer.to_string()),
+        ("timestamp_ms", s.timestamp_ms.to_string()),
+        ("txs", s.txs.to_string()),
+        ("certified", s.certified.to_string()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<14} {v}");
+    }
+    for t in &b.transactions {
+        println!("  {}  {}", short(&t.hash), t.tx.op().unwrap_or("?"));
+    }
+    Ok(())
+}
+
+/// `lanes tx HASH`.
+fn tx(c: &Client, hash: &str, json: bool) -> Result<()> {
+    let t = c.tx(hash)?;
+    if json {
+        return print_json(&t);
+    }
+    let decoded = t.tx.decoded.as_ref();
+    let receipt = t.receipt.as_ref();
+    println!("hash       {}", t.hash);
+    println!("block      {} (index {})", t.height, t.index);
+    println!("certified  {}", t.certified);
+    println!("sender     {}", decoded.map_or("?", |d| d.sender.as_str()));
+    println!("nonce      {}", or_dash(decoded.map(|d| d.nonce)));
+    println!("operation  {}", t.tx.op().unwrap_or("?"));
+    println!("status     {}", receipt.map_or("?", |r| r.status.as_str()));
+    println!("fee paid   {}", or_dash(receipt.map(|r| r.fee_paid)));
+    Ok(())
+}
+
+/// `lanes account ADDRESS`.
+fn account(c: &Client, address: &str, json: bool) -> Result<()> {
+    let a = c.account(address)?;
+    if json {
+        return print_json(&a);
+    }
+    println!("address  {}", a.address);
+    println!("nonce    {}", a.nonce);
+    println!("{:>6}  {:<8}  {:>20}", "asset", "symbol", "balance");
+    for b in &a.balances {
+        println!("{:>6}  {:<8}  {:>20}", b.asset, b.symbol, b.amount);
+    }
+    for s in &a.stakes {
+        println!("stake    {} with {}", s.amount, short(&s.validator));
+    }
+    for p in &a.positions {
+        println!(
+            "lending  asset {} supplied {} borrowed {}",
+            p.asset, p.supplied, p.borrowed
+        );
+    }
+    Ok(())
+}
+
+/// `lanes pool ID`.
+fn pool(c: &Client, id: u32, json: bool) -> Result<()> {
+    let p = c.pool(id)?;
+    if json {
+        return print_json(&p);
+    }
+    let rows = [
+        ("id", u64::from(p.id)),
+        ("asset_a", p.asset_a.into()),
+        ("asset_b", p.asset_b.into()),
+        ("reserve_a", p.reserve_a),
+        ("reserve_b", p.reserve_b),
+        ("shares", p.shares),
+    ];
+    for (k, v) in rows {
+        println!("{k:<10} {v}");
+    }
+    Ok(())
+}
+
+/// `lanes validators`.
+fn validators(c: &Client, json: bool) -> Result<()> {
+    let vs = c.validators()?;
+    if json {
+        return print_json(&vs);
+    }
+    println!(
+        "{:>5}  {:<14}  {:<22}  {:<12}  connected",
+        "index", "name", "address", "key"
+    );
+    for v in &vs {
+        let conn = match (v.is_self, v.connected) {
+            (true, _) => "self".to_string(),
+            (false, connected) => or_dash(connected),
+        };
+        println!(
+            "{:>5}  {:<14}  {:<22}  {:<12}  {}",
+            v.index,
+            v.name,
+            v.address,
+            short(&v.public_key),
+            conn
+        );
+    }
+    Ok(())
+}
+
+/// A `/proof` answer with the light client's verdict (`lanes proof --verify --json`).
+#[derive(Serialize)]
+struct Verdict<'a> {
+    #[serde(flatten)]
+    proof: &'a StateProof,
+    verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// `lanes proof KEY [--verify]`: with a trusted `genesis`, the light-client check.
+fn proof(c: &Client, key: &str, genesis: Option<PathBuf>, json: bool) -> Result<()> {
+    let p = c.proof(key)?;
+    let Some(genesis) = genesis else {
+        if json {
+            return print_json(&p);
+        }
+        println!("height {} root {}", p.height, p.state_root);
+        println!("proof  {}", p.proof);
+        return Ok(());
+    };
+    let genesis = Genesis::load(&genesis)
+        .with_context(|| format!("loading the trusted genesis {}", genesis.display()))?;
+    let verdict = verify_proof_response(&p, &genesis, key);
+    if json {
+        print_json(&Verdict {
+            proof: &p,
+            verified: verdict.is_ok(),
+            reason: verdict.as_ref().err().map(|e| format!("{e:#}")),
+        })?;
+    }
+    match verdict {
+        Ok(summary) => {
+            if !json {
+                println!("verified: {summary}");
+            }
+            Ok(())
+        }
+        Err(e) => bail!("NOT verified: {e:#}"),
+    }
+}
+
+fn unhex(s: &str, what: &str) -> Result<Vec<u8>> {
+    parse_hex(s).with_context(|| format!("{what} is not hex"))
 }
 
 /// The light-client check of a `/proof` answer.
-fn verify_proof_response(p: &Json, genesis: &Genesis, asked: &str) -> Result<String> {
-    let cert = CheckpointCertificate::from_bytes(&unhex(&p["certificate"], "certificate")?)
+fn verify_proof_response(p: &StateProof, genesis: &Genesis, asked: &str) -> Result<String> {
+    let cert = CheckpointCertificate::from_bytes(&unhex(&p.certificate, "certificate")?)
         .context("the certificate does not decode")?;
     cert.verify(&genesis.chain_id, &genesis.validator_set())
         .context("the execution certificate is not signed by a quorum of the genesis validators")?;
-    let key_bytes = unhex(&p["key"], "key")?;
-    let key = Key::from_bytes(&key_bytes).context("the key does not decode")?;
+    let key = Key::from_bytes(&unhex(&p.key, "key")?).context("the key does not decode")?;
     let expected = match asked.parse::<Address>() {
         Ok(addr) => Key::Balance(addr, 0),
-        Err(_) => Key::from_bytes(&unhex(&Json::String(asked.into()), "key")?)?,
+        Err(_) => Key::from_bytes(&unhex(asked, "key")?)?,
     };
     if key != expected {
         bail!("the node proved another key than the one asked");
     }
-    let value = match &p["value"] {
-        Json::Null => None,
-        v => Some(Value::from_bytes(&unhex(v, "value")?).context("the value does not decode")?),
+    let value = match &p.value {
+        None => None,
+        Some(v) => {
+            Some(Value::from_bytes(&unhex(v, "value")?).context("the value does not decode")?)
+        }
     };
     let proof =
-        Proof::from_bytes(&unhex(&p["proof"], "proof")?).context("the proof does not decode")?;
+        Proof::from_bytes(&unhex(&p.proof, "proof")?).context("the proof does not decode")?;
     if !verify_proof(cert.state_root, &key, value.as_ref(), &proof) {
         bail!("the Merkle proof does not lead to the certified root");
     }
     let what = match &value {
         Some(Value::U64(v)) => format!("value {v}"),
-        Some(v) => format!("value {}", hex_of(&v.to_bytes())),
+        Some(v) => format!("value {}", to_hex(v.to_bytes())),
         None => "absent (exclusion proof)".into(),
     };
     Ok(format!(
@@ -424,46 +396,27 @@ fn verify_proof_response(p: &Json, genesis: &Genesis, asked: &str) -> Result<Str
     ))
 }
 
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `lanes follow`: reads the node's server-sent events and prints each block.
 fn follow(c: &Client, json: bool) -> Result<()> {
-    use std::io::BufRead;
-    let url = format!("{}/events", c.base);
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(None)
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let resp = agent
-        .get(&url)
-        .call()
-        .with_context(|| format!("node unreachable at {}", c.base))?;
-    let reader = std::io::BufReader::new(resp.into_body().into_reader());
+    let events = c.events()?;
     if !json {
         println!(
             "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}",
             "height", "hash", "txs", "root", "view"
         );
     }
-    for line in reader.lines() {
-        let line = line.context("the event stream broke")?;
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let b: Json = serde_json::from_str(data.trim()).unwrap_or(Json::Null);
+    for b in events {
+        let b = b?;
         if json {
-            println!("{b}");
+            println!("{}", serde_json::to_string(&b)?);
         } else {
             println!(
                 "{:>8}  {:<12}  {:>5}  {:<12}  {:>4}",
-                plain(&b["height"]),
-                short(&b["hash"]),
-                plain(&b["txs"]),
-                short(&b["state_root"]),
-                b["view"]
+                b.height,
+                short(&b.hash),
+                b.txs,
+                short(&b.state_root),
+                b.view
             );
         }
     }

@@ -7,11 +7,10 @@ use crate::config::Home;
 use crate::load::LoadGen;
 use crate::testnet;
 use anyhow::{bail, Context, Result};
+use lanes_api::{ApiError, BlocksQuery, Client};
 use lanes_cluster::{Cluster, NodeSpec};
 use lanes_types::codec::Encode;
 use lanes_types::SecretKey;
-use serde_json::Value;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -107,18 +106,12 @@ pub fn lanes_exe() -> Result<PathBuf> {
     std::env::current_exe().context("locating the lanes binary")
 }
 
-/// An HTTP client for the local APIs.
-pub fn http_agent() -> ureq::Agent {
-    lanes_cluster::http_agent(Duration::from_secs(3))
-}
-
 fn supervise(
     args: &LocalnetArgs,
     homes: &[Home],
     nodes: &mut Cluster,
     stop: &Arc<AtomicBool>,
 ) -> Result<()> {
-    let http = http_agent();
     nodes.wait_healthy(Duration::from_secs(60))?;
     if stop.load(Ordering::Relaxed) {
         return Ok(());
@@ -136,68 +129,54 @@ fn supervise(
         "explore with e.g. `lanes status --node http://{}`; Ctrl-C stops everything",
         nodes.api(0)
     );
-    let apis = nodes.apis();
+    let clients = nodes.clients().to_vec();
     if !args.no_load {
         let dev = dev_keys(&args.dir)?;
         let genesis = homes[0].genesis.clone();
-        let (stop, http, apis, rate) = (stop.clone(), http.clone(), apis.clone(), args.rate);
+        let (stop, clients, rate) = (stop.clone(), clients.clone(), args.rate);
         std::thread::spawn(move || {
-            if let Err(e) = run_load(&genesis, dev, &apis, rate, &http, &stop) {
+            if let Err(e) = run_load(&genesis, dev, &clients, rate, &stop) {
                 eprintln!("built-in load stopped: {e:#}");
             }
         });
     }
-    follow(&http, &apis, nodes, stop)
+    follow(&clients, nodes, stop)
 }
 
 /// Prints a line per committed block until Ctrl-C; reports a validator that exits.
-fn follow(
-    http: &ureq::Agent,
-    apis: &[SocketAddr],
-    nodes: &mut Cluster,
-    stop: &AtomicBool,
-) -> Result<()> {
+fn follow(clients: &[Client], nodes: &mut Cluster, stop: &AtomicBool) -> Result<()> {
     println!(
         "{:>8}  {:>5}  {:<10}  {:<9}  {:>4}  time",
         "height", "txs", "root", "certified", "view"
     );
-    // Start a few blocks back from the head (the whole history can be long on a resumed chain).
-    let head = http
-        .get(format!("http://{}/status", apis[0]))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-        .and_then(|v| v["height"].as_u64())
-        .unwrap_or(0);
+    // Start a few blocks back from the head (the whole history can be long on a resumed
+    // chain); from the first block if node 0 does not answer.
+    let head = clients[0].status().map_or(0, |s| s.height);
     let mut next = head.saturating_sub(4).max(1);
     let mut source = 0usize;
     while !stop.load(Ordering::Relaxed) {
         nodes.ensure_running()?;
-        let url = format!("http://{}/blocks?from={next}&limit=100", apis[source]);
-        match http.get(&url).call() {
-            Ok(mut r) if r.status().as_u16() == 200 => {
-                let blocks: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-                for b in blocks.as_array().into_iter().flatten() {
-                    let height = b["height"].as_u64().unwrap_or(0);
-                    let root = b["state_root"].as_str().unwrap_or("");
-                    let ts = b["timestamp_ms"].as_u64().unwrap_or(0);
+        let query = BlocksQuery {
+            from: Some(next),
+            limit: Some(100),
+        };
+        match clients[source].blocks(query) {
+            Ok(blocks) => {
+                for b in blocks {
+                    let root = b.state_root.as_deref().unwrap_or("");
                     println!(
                         "{:>8}  {:>5}  {:<10}  {:<9}  {:>4}  {}",
-                        height,
-                        b["txs"].as_u64().unwrap_or(0),
+                        b.height,
+                        b.txs,
                         &root[..root.len().min(10)],
-                        if b["certified"].as_bool() == Some(true) {
-                            "yes"
-                        } else {
-                            "pending"
-                        },
-                        b["view"].as_u64().unwrap_or(0),
-                        clock_time(ts),
+                        if b.certified { "yes" } else { "pending" },
+                        b.view,
+                        clock_time(b.timestamp_ms),
                     );
-                    next = height + 1;
+                    next = b.height + 1;
                 }
             }
-            _ => source = (source + 1) % apis.len(),
+            Err(_) => source = (source + 1) % clients.len(),
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -231,70 +210,24 @@ pub fn dev_keys(dir: &Path) -> Result<Vec<SecretKey>> {
     Ok(keys)
 }
 
-pub fn account_nonce(http: &ureq::Agent, api: SocketAddr, key: &SecretKey) -> u64 {
-    let url = format!("http://{api}/account/{}", key.public_key().address());
-    http.get(&url)
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-        .and_then(|v| v["nonce"].as_u64())
-        .unwrap_or(0)
-}
-
-pub fn post_tx(http: &ureq::Agent, api: SocketAddr, raw: &[u8]) -> Result<(), String> {
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    match http
-        .post(format!("http://{api}/tx"))
-        .send_json(serde_json::json!({ "tx": hex }))
-    {
-        Ok(r) if r.status().as_u16() == 200 => Ok(()),
-        Ok(mut r) => Err(r.body_mut().read_to_string().unwrap_or_default()),
-        Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Submits transactions in one `POST /txs`; one answer per transaction (its hash, or why the
-/// node refused it), or an error for the whole request.
-pub fn post_txs(
-    http: &ureq::Agent,
-    api: SocketAddr,
-    raws: &[Vec<u8>],
-) -> Result<Vec<Result<(), String>>, String> {
-    let txs: Vec<String> = raws
-        .iter()
-        .map(|raw| raw.iter().map(|b| format!("{b:02x}")).collect())
-        .collect();
-    let mut r = http
-        .post(format!("http://{api}/txs"))
-        .send_json(serde_json::json!({ "txs": txs }))
-        .map_err(|e| e.to_string())?;
-    if r.status().as_u16() != 200 {
-        return Err(r.body_mut().read_to_string().unwrap_or_default());
-    }
-    let answers: Vec<serde_json::Value> = r.body_mut().read_json().map_err(|e| e.to_string())?;
-    Ok(answers
-        .into_iter()
-        .map(|a| match a.get("error") {
-            Some(e) => Err(e.as_str().unwrap_or("refused").to_string()),
-            None => Ok(()),
-        })
-        .collect())
+/// The next nonce of `key`'s account, as the node at `api` knows it.
+pub fn account_nonce(api: &Client, key: &SecretKey) -> Result<u64, ApiError> {
+    Ok(api.account(key.public_key().address())?.nonce)
 }
 
 /// The built-in load: pool setup once, then transfers and swaps at `rate` per second.
 fn run_load(
     genesis: &lanes_types::Genesis,
     keys: Vec<SecretKey>,
-    apis: &[SocketAddr],
+    clients: &[Client],
     rate: u64,
-    http: &ureq::Agent,
     stop: &AtomicBool,
 ) -> Result<()> {
-    let nonces = keys
+    let nonces: Vec<u64> = keys
         .iter()
-        .map(|k| account_nonce(http, apis[0], k))
-        .collect();
-    let fresh = keys.iter().all(|k| account_nonce(http, apis[0], k) == 0);
+        .map(|k| account_nonce(&clients[0], k))
+        .collect::<Result<_, _>>()?;
+    let fresh = nonces.iter().all(|&n| n == 0);
     let mut gen = LoadGen::new(
         &genesis.chain_id,
         keys.clone(),
@@ -303,7 +236,7 @@ fn run_load(
     );
     if fresh {
         for tx in gen.setup_txs() {
-            let _ = post_tx(http, apis[0], &tx.to_bytes());
+            let _ = clients[0].submit(&tx.to_bytes());
         }
         std::thread::sleep(Duration::from_secs(2));
     }
@@ -313,13 +246,15 @@ fn run_load(
     while !stop.load(Ordering::Relaxed) {
         let start = Instant::now();
         for tx in gen.next_batch(per_tick, !fresh || n > 0) {
-            let api = apis[n % apis.len()];
+            let api = &clients[n % clients.len()];
             n += 1;
-            if let Err(e) = post_tx(http, api, &tx.to_bytes()) {
-                if e.contains("nonce") {
+            if let Err(e) = api.submit(&tx.to_bytes()) {
+                if e.message().is_some_and(|m| m.contains("nonce")) {
                     // Re-sync every sender from the chain.
                     for (i, k) in keys.iter().enumerate() {
-                        gen.set_nonce(i, account_nonce(http, api, k));
+                        if let Ok(nonce) = account_nonce(api, k) {
+                            gen.set_nonce(i, nonce);
+                        }
                     }
                     break;
                 }

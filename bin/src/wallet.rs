@@ -4,10 +4,11 @@
 use crate::config::{read_key, write_key};
 use crate::explorer::DEFAULT_NODE;
 use anyhow::{bail, Context, Result};
+use lanes_api::{Client, TxInfo};
 use lanes_executor::tx::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::{Address, SecretKey};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -81,12 +82,26 @@ fn find_key(name: &str, opts: &KeystoreOpts) -> Result<SecretKey> {
     )
 }
 
-fn key_json(name: &str, key: &SecretKey) -> Value {
-    json!({
-        "name": name,
-        "address": key.public_key().address().to_string(),
-        "public_key": key.public_key().to_string(),
-    })
+/// A key as `lanes keys ... --json` prints it.
+#[derive(Serialize)]
+struct KeyRow {
+    name: String,
+    address: String,
+    public_key: String,
+    /// `keystore` or `dev` (in `lanes keys list`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+}
+
+impl KeyRow {
+    fn new(name: &str, key: &SecretKey, kind: Option<&'static str>) -> KeyRow {
+        KeyRow {
+            name: name.into(),
+            address: key.public_key().address().to_string(),
+            public_key: key.public_key().to_string(),
+            kind,
+        }
+    }
 }
 
 fn list_dir(dir: &Path) -> Vec<(String, PathBuf)> {
@@ -132,11 +147,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             for (dir, kind) in [(&opts.keystore, "keystore"), (&opts.dev_keys, "dev")] {
                 for (name, path) in list_dir(dir) {
                     match read_key(&path) {
-                        Ok(key) => {
-                            let mut j = key_json(&name, &key);
-                            j["kind"] = json!(kind);
-                            rows.push(j);
-                        }
+                        Ok(key) => rows.push(KeyRow::new(&name, &key, Some(kind))),
                         Err(e) => eprintln!("skipping {}: {e:#}", path.display()),
                     }
                 }
@@ -146,12 +157,8 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
             } else {
                 println!("{:<16}  {:<8}  address", "name", "kind");
                 for r in &rows {
-                    println!(
-                        "{:<16}  {:<8}  {}",
-                        r["name"].as_str().unwrap_or(""),
-                        r["kind"].as_str().unwrap_or(""),
-                        r["address"].as_str().unwrap_or("")
-                    );
+                    let kind = r.kind.unwrap_or_default();
+                    println!("{:<16}  {:<8}  {}", r.name, kind, r.address);
                 }
             }
             Ok(())
@@ -161,7 +168,7 @@ pub fn keys(cmd: KeysCommand) -> Result<()> {
 
 fn print_key(name: &str, key: &SecretKey, json: bool) -> Result<()> {
     if json {
-        println!("{}", key_json(name, key));
+        println!("{}", serde_json::to_string(&KeyRow::new(name, key, None))?);
     } else {
         println!("name        {name}");
         println!("address     {}", key.public_key().address());
@@ -476,106 +483,80 @@ impl SendCommand {
     }
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(Duration::from_secs(10)))
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn get(http: &ureq::Agent, base: &str, path: &str) -> Result<(u16, Value)> {
-    let mut r = http
-        .get(format!("{base}{path}"))
-        .call()
-        .with_context(|| format!("node unreachable at {base}"))?;
-    let status = r.status().as_u16();
-    Ok((status, r.body_mut().read_json().unwrap_or(Value::Null)))
-}
-
 /// Runs `lanes send ...`.
 pub fn send(cmd: SendCommand) -> Result<()> {
     let (op, opts) = cmd.into_parts()?;
     let key = find_key(&opts.from, &opts.keystore)?;
-    let base = opts.node.trim_end_matches('/').to_string();
-    let http = agent();
-    let (_, status) = get(&http, &base, "/status")?;
-    let chain_id = status["chain_id"]
-        .as_str()
-        .context("the node did not report its chain id")?
-        .to_string();
-    let sender = key.public_key().address();
+    let node = Client::new(&opts.node);
+    let status = node.status()?;
     let nonce = match opts.nonce {
         Some(n) => n,
-        None => get(&http, &base, &format!("/account/{sender}"))?.1["nonce"]
-            .as_u64()
-            .unwrap_or(0),
+        None => node.account(key.public_key().address())?.nonce,
     };
-    let fee = opts
-        .fee
-        .unwrap_or_else(|| status["min_fee"].as_u64().unwrap_or(1));
     let name = op.name();
     let raw = Transaction {
-        chain_id,
+        chain_id: status.chain_id,
         sender: key.public_key(),
         nonce,
-        fee,
+        fee: opts.fee.unwrap_or(status.min_fee),
         op,
     }
     .sign(&key)
     .to_bytes();
-    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
-    let mut r = http
-        .post(format!("{base}/tx"))
-        .send_json(json!({ "tx": hex }))
-        .with_context(|| format!("node unreachable at {base}"))?;
-    let code = r.status().as_u16();
-    let body: Value = r.body_mut().read_json().unwrap_or(Value::Null);
-    if code >= 400 {
-        bail!(
-            "rejected: {}",
-            body["error"].as_str().unwrap_or("unknown error")
-        );
-    }
-    let hash = body["hash"].as_str().unwrap_or("").to_string();
+    let hash = match node.submit(&raw) {
+        Ok(s) => s.hash,
+        Err(e) => match e.message() {
+            Some(why) => bail!("rejected: {why}"),
+            None => return Err(e.into()),
+        },
+    };
     if opts.no_wait {
         if opts.keystore.json {
-            println!("{}", json!({ "hash": hash, "op": name, "nonce": nonce }));
+            let out = serde_json::json!({ "hash": hash, "op": name, "nonce": nonce });
+            println!("{out}");
         } else {
             println!("submitted {name} {hash} (nonce {nonce})");
         }
         return Ok(());
     }
+    let tx = wait_committed(&node, &hash)?;
+    print_committed(&tx, name, opts.keystore.json)
+}
+
+/// Waits up to 30 s for `hash` to be in a committed block.
+fn wait_committed(node: &Client, hash: &str) -> Result<TxInfo> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let (code, tx) = get(&http, &base, &format!("/tx/{hash}"))?;
-        if code == 200 {
-            if opts.keystore.json {
-                println!("{}", serde_json::to_string_pretty(&tx)?);
-            } else {
-                println!("{name} {hash}");
-                println!(
-                    "  block {} (index {}), {}",
-                    tx["height"],
-                    tx["index"],
-                    tx["receipt"]["status"].as_str().unwrap_or("?")
-                );
-                println!(
-                    "  fee paid {}, outputs {}",
-                    tx["receipt"]["fee_paid"], tx["receipt"]["outputs"]
-                );
-            }
-            if tx["receipt"]["success"] != true {
-                bail!(
-                    "{name} committed but did not succeed: {}",
-                    tx["receipt"]["status"].as_str().unwrap_or("?")
-                );
-            }
-            return Ok(());
+        match node.tx(hash) {
+            Ok(tx) => return Ok(tx),
+            Err(e) if e.status().is_some() => {} // not committed yet (404), or busy
+            Err(e) => return Err(e.into()),
         }
         if Instant::now() > deadline {
             bail!("{hash} was accepted but not committed within 30 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Prints a committed transaction; an error if it did not succeed.
+fn print_committed(tx: &TxInfo, name: &str, json: bool) -> Result<()> {
+    let status = tx
+        .receipt
+        .as_ref()
+        .map_or("no receipt", |r| r.status.as_str());
+    if json {
+        println!("{}", serde_json::to_string_pretty(tx)?);
+    } else {
+        println!("{name} {}", tx.hash);
+        println!("  block {} (index {}), {status}", tx.height, tx.index);
+        if let Some(r) = &tx.receipt {
+            let outputs = serde_json::to_string(&r.outputs)?;
+            println!("  fee paid {}, outputs {outputs}", r.fee_paid);
+        }
+    }
+    if !tx.receipt.as_ref().is_some_and(|r| r.success) {
+        bail!("{name} committed but did not succeed: {status}");
+    }
+    Ok(())
 }

@@ -3,17 +3,17 @@
 //! `lanes localnet`, `lanes bench`, `lanes chaos` and the end-to-end tests all start, stop and
 //! fault their validators through a [`Cluster`]: start a node (its stderr appended to a log
 //! file), kill -9 it, pause it (SIGSTOP/SIGCONT), wipe its data directory, stop everything
-//! (SIGTERM, then SIGKILL), wait until the running nodes answer `/health`, read a node's API, and
-//! free loopback ports for a new network. Every node still running is killed when the
-//! cluster is dropped.
+//! (SIGTERM, then SIGKILL), wait until the running nodes answer `/health`, talk to a node's API
+//! (a typed [`lanes_api::Client`] per node), and free loopback ports for a new network. Every
+//! node still running is killed when the cluster is dropped.
 //!
-//! The crate drives the `lanes` binary as a process and depends on none of the lanes crates,
-//! so the binary and the tests crate can both use it. A node is what its [`NodeSpec`] says:
+//! The crate drives the `lanes` binary as a process and depends on no lanes crate but the light
+//! `lanes-api`, so the binary and the tests crate can both use it. A node is what its [`NodeSpec`] says:
 //! a `lanes node --home DIR` of a home directory (what `lanes testnet` writes; see
 //! [`Cluster::testnet`] for a temporary one), or any command line the caller builds.
 
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use lanes_api::Client;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -79,7 +79,8 @@ pub struct Cluster {
     dir: PathBuf,
     nodes: Vec<Node>,
     env: Vec<(String, String)>,
-    http: ureq::Agent,
+    /// One API client per node, by index.
+    clients: Vec<Client>,
     stop: Option<Arc<AtomicBool>>,
     /// A temporary network directory, deleted after the nodes are killed.
     _temp: Option<tempfile::TempDir>,
@@ -89,6 +90,7 @@ impl Cluster {
     /// A cluster of `specs` (none started yet) run with `binary`; `dir` is the network's
     /// directory (genesis, homes, dev keys).
     pub fn new(binary: PathBuf, dir: &Path, specs: Vec<NodeSpec>) -> Cluster {
+        let clients = clients(&specs, Duration::from_secs(3));
         Cluster {
             binary,
             dir: dir.to_path_buf(),
@@ -101,7 +103,7 @@ impl Cluster {
                 })
                 .collect(),
             env: Vec::new(),
-            http: http_agent(Duration::from_secs(3)),
+            clients,
             stop: None,
             _temp: None,
         }
@@ -162,7 +164,8 @@ impl Cluster {
 
     /// HTTP requests to the nodes give up after `timeout` (default 3 s).
     pub fn with_http_timeout(mut self, timeout: Duration) -> Cluster {
-        self.http = http_agent(timeout);
+        let specs: Vec<NodeSpec> = self.nodes.iter().map(|n| n.spec.clone()).collect();
+        self.clients = clients(&specs, timeout);
         self
     }
 
@@ -346,12 +349,7 @@ impl Cluster {
                     return Ok(());
                 }
                 self.ensure_running()?;
-                let healthy = self
-                    .http
-                    .get(self.url(i, "/health"))
-                    .call()
-                    .is_ok_and(|r| r.status().as_u16() == 200);
-                if healthy {
+                if self.clients[i].health().is_ok() {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -374,47 +372,19 @@ impl Cluster {
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
-    /// The HTTP client the cluster talks to its nodes with.
-    pub fn http(&self) -> &ureq::Agent {
-        &self.http
+    /// Node `i`'s API (requests give up after the cluster's HTTP timeout).
+    pub fn client(&self, i: usize) -> &Client {
+        &self.clients[i]
     }
 
-    /// `http://API/path` of node `i`.
-    pub fn url(&self, i: usize, path: &str) -> String {
-        format!("http://{}{path}", self.api(i))
-    }
-
-    /// GET a JSON document from node `i`; a 4xx or 5xx answer is an error.
-    pub fn get(&self, i: usize, path: &str) -> Result<Value> {
-        let resp = self.http.get(self.url(i, path)).call()?;
-        json_answer(&format!("GET {path}"), resp)
-    }
-
-    /// POSTs `body` as-is to `path` on node `i`; a 4xx or 5xx answer is an error.
-    pub fn post(&self, i: usize, path: &str, body: &str) -> Result<Value> {
-        let resp = self.http.post(self.url(i, path)).send(body)?;
-        json_answer(&format!("POST {path}"), resp)
-    }
-
-    /// POSTs `body` as JSON to `path` on node `i`; a 4xx or 5xx answer is an error.
-    pub fn post_json(&self, i: usize, path: &str, body: &Value) -> Result<Value> {
-        let resp = self.http.post(self.url(i, path)).send_json(body)?;
-        json_answer(&format!("POST {path}"), resp)
-    }
-
-    /// GET a text document (e.g. `/metrics`) from node `i`.
-    pub fn get_text(&self, i: usize, path: &str) -> Result<String> {
-        Ok(self
-            .http
-            .get(self.url(i, path))
-            .call()?
-            .body_mut()
-            .read_to_string()?)
+    /// Every node's API, by index.
+    pub fn clients(&self) -> &[Client] {
+        &self.clients
     }
 
     /// The executed height node `i` reports in `/status`.
     pub fn height(&self, i: usize) -> Result<u64> {
-        Ok(self.get(i, "/status")?["height"].as_u64().unwrap_or(0))
+        Ok(self.clients[i].status()?.height)
     }
 }
 
@@ -424,25 +394,13 @@ impl Drop for Cluster {
     }
 }
 
-/// The JSON body of an answer to `what`, or an error with the status and body if it is a 4xx
-/// or 5xx.
-fn json_answer(what: &str, mut resp: ureq::http::Response<ureq::Body>) -> Result<Value> {
-    let status = resp.status().as_u16();
-    let body: Value = resp.body_mut().read_json()?;
-    if status >= 400 {
-        bail!("{what}: {status} {body}");
-    }
-    Ok(body)
-}
-
-/// An HTTP client for local APIs: requests give up after `timeout`, and a 4xx or 5xx answer is
-/// an answer (not an error).
-pub fn http_agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into()
+/// A client per node, sharing one connection pool, giving up after `timeout`.
+fn clients(specs: &[NodeSpec], timeout: Duration) -> Vec<Client> {
+    let Some(first) = specs.first() else {
+        return Vec::new();
+    };
+    let proto = Client::with_timeout(&first.api.to_string(), timeout);
+    specs.iter().map(|s| proto.at(&s.api.to_string())).collect()
 }
 
 /// A first port `P` with `P..P+n` (UDP: the validators' QUIC) and `P+100..P+100+n` (TCP: their

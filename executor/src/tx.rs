@@ -559,7 +559,7 @@ mod tests {
         ];
         let got: Vec<String> = ops
             .iter()
-            .map(|op| op.to_bytes().iter().map(|b| format!("{b:02x}")).collect())
+            .map(|op| lanes_types::to_hex(op.to_bytes()))
             .collect();
         assert_eq!(got, EXPECTED);
         for op in &ops {

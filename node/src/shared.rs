@@ -6,7 +6,6 @@ use lanes_consensus::AdmitError;
 use lanes_net::NetHandle;
 use lanes_storage::Store;
 use lanes_types::{Bytes, Genesis, Hash};
-use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
@@ -42,8 +41,9 @@ pub enum Input {
     Shutdown,
 }
 
-/// The consensus and execution state shown by `/status` (updated by the owning threads).
-#[derive(Debug, Clone, Default, Serialize)]
+/// The consensus and execution state shown by `/status` (updated by the owning threads; the
+/// API answers it as a [`lanes_api::Status`]).
+#[derive(Debug, Clone, Default)]
 pub struct StatusSnapshot {
     /// Current view.
     pub view: u64,
@@ -67,30 +67,11 @@ pub struct StatusSnapshot {
     pub state_sync: Option<String>,
     /// Whether this validator votes, or holds its votes (a new or wiped database) while it
     /// asks how far the chain went or until it has executed a height.
-    #[serde(skip)]
     pub voting_hold: Hold,
 }
 
-/// A committed block as followers see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct BlockEvent {
-    /// Height.
-    pub height: u64,
-    /// Block hash.
-    pub hash: String,
-    /// Transactions in it.
-    pub txs: usize,
-    /// Transactions that succeeded.
-    pub ok_txs: usize,
-    /// State root after it.
-    pub state_root: String,
-    /// Proposer's timestamp.
-    pub timestamp_ms: u64,
-    /// View it was committed in.
-    pub view: u64,
-    /// Execution time, milliseconds.
-    pub exec_ms: f64,
-}
+/// A committed block as followers see it (`GET /events`).
+pub use lanes_api::BlockEvent;
 
 /// Prometheus counters and gauges.
 #[derive(Debug, Default)]

@@ -3,13 +3,15 @@
 //! This library holds what those tests share: a [`Cluster`] of `lanes node` processes on
 //! loopback with a fresh genesis and funded dev accounts (the processes themselves are a
 //! [`lanes_cluster::Cluster`], which it dereferences to: start, kill -9, wipe, logs, health,
-//! GETs), and helpers to sign and submit transactions and to run the `lanes` binary.
+//! a typed API client per node), and helpers to sign and submit transactions and to run the
+//! `lanes` binary.
 
 use anyhow::{bail, Result};
+use lanes_api::{BlocksQuery, TxInfo};
 use lanes_executor::tx::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::genesis::{GenesisAsset, GenesisBalance};
-use lanes_types::{Address, Genesis, ProtocolParams, SecretKey, ValidatorInfo};
+use lanes_types::{to_hex, Address, Genesis, ProtocolParams, SecretKey, ValidatorInfo};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -88,8 +90,7 @@ impl Cluster {
         let mut specs = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let key_path = dir.path().join(format!("validator-{i}.key"));
-            let seed: String = key.seed().iter().map(|b| format!("{b:02x}")).collect();
-            std::fs::write(&key_path, seed)?;
+            std::fs::write(&key_path, to_hex(key.seed()))?;
             let api: SocketAddr = format!("127.0.0.1:{}", port(i, 100)).parse()?;
             let data = dir.path().join(format!("data-{i}"));
             let args = [
@@ -165,34 +166,31 @@ impl Cluster {
     pub fn heads(&self) -> Result<Vec<(u64, String, String)>> {
         (0..self.len())
             .map(|i| {
-                let s = self.get(i, "/status")?;
-                Ok((
-                    s["height"].as_u64().unwrap_or(0),
-                    s["block_hash"].as_str().unwrap_or("").to_string(),
-                    s["state_root"].as_str().unwrap_or("").to_string(),
-                ))
+                let s = self.client(i).status()?;
+                Ok((s.height, s.block_hash, s.state_root))
             })
             .collect()
     }
 
-    /// (hash, state root) of every block `1..=height` as node `i` reports them.
+    /// (hash, state root) of every block `1..=height` as node `i` reports them (a root the
+    /// node has not stored is empty).
     pub fn chain(&self, i: usize, height: u64) -> Result<Vec<(String, String)>> {
         let mut out = Vec::new();
         let mut from = 1;
         while from <= height {
-            let page = self.get(i, &format!("/blocks?from={from}&limit=100"))?;
-            let page = page.as_array().cloned().unwrap_or_default();
+            let query = BlocksQuery {
+                from: Some(from),
+                limit: Some(100),
+            };
+            let page = self.client(i).blocks(query)?;
             if page.is_empty() {
                 bail!("node {i} has no block at {from}");
             }
             for b in page {
-                if b["height"].as_u64().unwrap_or(0) > height {
+                if b.height > height {
                     break;
                 }
-                out.push((
-                    b["hash"].as_str().unwrap_or("").to_string(),
-                    b["state_root"].as_str().unwrap_or("").to_string(),
-                ));
+                out.push((b.hash, b.state_root.unwrap_or_default()));
                 from += 1;
             }
         }
@@ -201,22 +199,15 @@ impl Cluster {
 
     /// Submits a transaction to node `i`; returns its hash.
     pub fn submit(&self, i: usize, tx: &[u8]) -> Result<String> {
-        let hex: String = tx.iter().map(|b| format!("{b:02x}")).collect();
-        let body = self.post_json(i, "/tx", &serde_json::json!({ "tx": hex }))?;
-        Ok(body["hash"].as_str().unwrap_or_default().to_string())
-    }
-
-    /// POSTs `body` as-is to node `i`'s `/tx`.
-    pub fn submit_raw(&self, i: usize, body: &str) -> Result<Value> {
-        self.post(i, "/tx", body)
+        Ok(self.client(i).submit(tx)?.hash)
     }
 
     /// Waits until node `i` reports the transaction in a committed block.
-    pub fn wait_tx(&self, i: usize, hash: &str, timeout: Duration) -> Result<Value> {
+    pub fn wait_tx(&self, i: usize, hash: &str, timeout: Duration) -> Result<TxInfo> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(v) = self.get(i, &format!("/tx/{hash}")) {
-                return Ok(v);
+            if let Ok(tx) = self.client(i).tx(hash) {
+                return Ok(tx);
             }
             if Instant::now() > deadline {
                 bail!("tx {hash} not committed at node {i}:\n{}", self.log_tail(i));

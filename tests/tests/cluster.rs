@@ -1,6 +1,11 @@
 //! A four-validator cluster of real `lanes node` processes on loopback.
 
+use lanes_api::{
+    Account, ApiError, BlockEvent, BlockInfo, BlockSummary, StateProof, Status, TxAnswer, TxInfo,
+    Validator,
+};
 use lanes_tests::{run_lanes as lanes, Cluster};
+use lanes_types::{parse_hex, to_hex};
 use std::time::Duration;
 
 #[test]
@@ -13,7 +18,7 @@ fn four_nodes_commit_transactions_and_agree() {
     }
     for h in &hashes {
         let v = c.wait_tx(0, h, Duration::from_secs(20)).expect("committed");
-        assert_eq!(v["receipt"]["success"], true, "{v}");
+        assert!(v.receipt.as_ref().is_some_and(|r| r.success), "{v:?}");
     }
     // Every node reaches the same height with the same root.
     let target = c.height(0).unwrap();
@@ -28,16 +33,12 @@ fn four_nodes_commit_transactions_and_agree() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let b = c.get(i, &format!("/block/{target}")).unwrap();
-        roots.push(b["state_root"].clone());
+        roots.push(c.client(i).block(target).unwrap().summary.state_root);
     }
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
     // A balance moved.
-    let acct = c.get(1, &format!("/account/{}", c.address(4))).unwrap();
-    assert!(
-        acct["balances"][0]["amount"].as_u64().unwrap() > 1_000_000_000,
-        "{acct}"
-    );
+    let acct = c.client(1).account(c.address(4)).unwrap();
+    assert!(acct.balance(0) > 1_000_000_000, "{acct:?}");
 }
 
 /// Submits `n` transfers round-robin to the given nodes; returns their hashes.
@@ -90,21 +91,29 @@ fn a_node_killed_with_sigkill_restarts_and_catches_up_and_the_primary_can_fail()
             .expect("restarted node has every earlier block");
     }
     // Now the primary of view 0 dies: a view change elects another and blocks continue.
-    let view = c.get(1, "/status").unwrap()["view"].as_u64().unwrap();
+    let view = c.client(1).status().unwrap().view;
     let primary = (view % 4) as usize;
     c.kill9(primary);
     let others: Vec<usize> = (0..4).filter(|&i| i != primary).collect();
     let late = load(&mut c, 5, &others);
     c.wait_tx(others[0], late.last().unwrap(), Duration::from_secs(30))
         .expect("committed after the primary died");
-    let status = c.get(others[0], "/status").unwrap();
-    assert!(status["view"].as_u64().unwrap() > view, "{status}");
+    let status = c.client(others[0]).status().unwrap();
+    assert!(status.view > view, "{status:?}");
     let h = wait_same_height(&c, &others);
     let roots: Vec<_> = others
         .iter()
-        .map(|&i| c.get(i, &format!("/block/{h}")).unwrap()["state_root"].clone())
+        .map(|&i| c.client(i).block(h).unwrap().summary.state_root)
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]), "{roots:?}");
+}
+
+/// The message of an error answer with `status` (the node's `{"error": ...}` text).
+fn refused(e: ApiError, status: u16) -> String {
+    assert_eq!(e.status(), Some(status), "{e}");
+    let message = e.message().unwrap_or_default();
+    assert!(!message.is_empty() && !message.starts_with('{'), "{e}");
+    message.to_string()
 }
 
 #[test]
@@ -114,76 +123,52 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
     let hash = c.submit(0, &tx).unwrap();
     c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
     // The same transaction again is refused, whichever node gets it.
-    let again = c.submit(1, &tx).unwrap_err().to_string();
-    assert!(again.contains("400"), "{again}");
+    let again = c.client(1).submit(&tx).unwrap_err();
+    assert_eq!(again.status(), Some(400), "{again}");
     // Garbage, wrong chain, bad hex: 400 with a JSON error; unknown things: 404.
     for body in ["zz", "00", "{\"tx\": \"abc\"}"] {
-        let err = c.submit_raw(2, body).unwrap_err().to_string();
-        assert!(
-            err.contains("400") && err.contains("error"),
-            "{body}: {err}"
-        );
+        refused(c.client(2).submit_body(body).unwrap_err(), 400);
     }
     // A batch answers each transaction on its own: accepted, undecodable, badly signed.
     let good = c.transfer(0, 6, 1);
     let mut forged = c.transfer(1, 6, 1);
     let at = forged.len() - 40; // inside the signature's R half
     forged[at] ^= 1;
-    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
-    let batch = serde_json::json!({ "txs": [hex(&good), "zz", hex(&forged)] }).to_string();
-    let answers = c.post(1, "/txs", &batch).unwrap();
-    assert!(answers[0]["hash"].is_string(), "{answers}");
-    assert!(answers[1]["error"].is_string(), "{answers}");
-    assert!(
-        answers[2]["error"]
-            .as_str()
-            .unwrap_or("")
-            .contains("signature"),
-        "{answers}"
-    );
-    c.wait_tx(
-        0,
-        answers[0]["hash"].as_str().unwrap(),
-        Duration::from_secs(20),
-    )
-    .unwrap();
+    let batch = lanes_api::SubmitBatch {
+        txs: vec![to_hex(&good), "zz".into(), to_hex(&forged)],
+    };
+    let answers = c
+        .client(1)
+        .submit_batch_body(&serde_json::to_string(&batch).unwrap())
+        .unwrap();
+    let hash = match &answers[..] {
+        [TxAnswer::Accepted { hash }, TxAnswer::Refused { .. }, TxAnswer::Refused { error }]
+            if error.contains("signature") =>
+        {
+            hash.clone()
+        }
+        _ => panic!("{answers:?}"),
+    };
+    c.wait_tx(0, &hash, Duration::from_secs(20)).unwrap();
     for body in ["[]", "{\"txs\": 5}", "not json"] {
-        let err = c.post(1, "/txs", body).unwrap_err().to_string();
-        assert!(
-            err.contains("400") && err.contains("error"),
-            "{body}: {err}"
-        );
+        refused(c.client(1).submit_batch_body(body).unwrap_err(), 400);
     }
-    let missing = c
-        .get(0, &format!("/tx/{}", "ab".repeat(32)))
-        .unwrap_err()
-        .to_string();
-    assert!(missing.contains("404"), "{missing}");
-    let bad_hash = c.get(0, "/tx/nothex").unwrap_err().to_string();
-    assert!(bad_hash.contains("400"), "{bad_hash}");
-    assert!(c
-        .get(0, "/block/999999")
-        .unwrap_err()
-        .to_string()
-        .contains("404"));
-    assert!(c
-        .get(0, "/account/xyz")
-        .unwrap_err()
-        .to_string()
-        .contains("400"));
-    assert!(c
-        .get(0, "/no/such/thing")
-        .unwrap_err()
-        .to_string()
-        .contains("404"));
+    let api = c.client(0);
+    refused(api.tx("ab".repeat(32)).unwrap_err(), 404);
+    refused(api.tx("nothex").unwrap_err(), 400);
+    refused(api.block(999_999).unwrap_err(), 404);
+    refused(api.account("xyz").unwrap_err(), 400);
+    refused(
+        api.get::<serde_json::Value>("/no/such/thing").unwrap_err(),
+        404,
+    );
     // Status and validators.
-    let status = c.get(3, "/status").unwrap();
-    assert_eq!(status["chain_id"], "lanes-e2e");
-    assert_eq!(status["peers"], 3, "{status}");
-    let vals = c.get(3, "/validators").unwrap();
-    assert_eq!(vals.as_array().unwrap().len(), 4);
+    let status = c.client(3).status().unwrap();
+    assert_eq!(status.chain_id, "lanes-e2e");
+    assert_eq!(status.peers, 3, "{status:?}");
+    assert_eq!(c.client(3).validators().unwrap().len(), 4);
     // Metrics in Prometheus text.
-    let metrics = c.get_text(0, "/metrics").unwrap();
+    let metrics = api.metrics().unwrap();
     assert!(
         metrics.contains("lanes_height ") && metrics.contains("lanes_committed_txs_total 2"),
         "{metrics}"
@@ -192,7 +177,7 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
     let addr = c.address(5).to_string();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let proof = loop {
-        match c.get(0, &format!("/proof/{addr}")) {
+        match api.proof(&addr) {
             Ok(p) => break p,
             Err(e) => {
                 assert!(std::time::Instant::now() < deadline, "{e}");
@@ -203,26 +188,14 @@ fn the_api_answers_bad_requests_with_json_errors_and_serves_metrics_and_proofs()
     // Verify it as a light client would: the certificate against genesis, the proof against
     // the certified root.
     use lanes_types::codec::Decode;
-    let unhex = |s: &str| -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    };
-    let cert = lanes_types::CheckpointCertificate::from_bytes(&unhex(
-        proof["certificate"].as_str().unwrap(),
-    ))
-    .unwrap();
+    let unhex = |s: &str| parse_hex(s).unwrap();
+    let cert = lanes_types::CheckpointCertificate::from_bytes(&unhex(&proof.certificate)).unwrap();
     cert.verify(&c.genesis.chain_id, &c.genesis.validator_set())
         .expect("certificate signed by a quorum");
     let key = lanes_executor::Key::Balance(c.address(5), 0);
-    let value =
-        lanes_executor::Value::from_bytes(&unhex(proof["value"].as_str().unwrap())).unwrap();
-    let p = lanes_executor::Proof::from_bytes(&unhex(proof["proof"].as_str().unwrap())).unwrap();
-    assert_eq!(
-        cert.state_root.to_string(),
-        proof["state_root"].as_str().unwrap()
-    );
+    let value = lanes_executor::Value::from_bytes(&unhex(proof.value.as_deref().unwrap())).unwrap();
+    let p = lanes_executor::Proof::from_bytes(&unhex(&proof.proof)).unwrap();
+    assert_eq!(cert.state_root.to_string(), proof.state_root);
     assert!(lanes_executor::verify_proof(
         cert.state_root,
         &key,
@@ -259,16 +232,15 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
     };
     let status = ok(&["status", "--node", &node]);
     assert!(status.contains("lanes-e2e"), "{status}");
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["status", "--node", &node, "--json"])).unwrap();
-    assert!(v["height"].as_u64().unwrap() >= 1);
+    let v: Status = serde_json::from_str(&ok(&["status", "--node", &node, "--json"])).unwrap();
+    assert!(v.height >= 1);
     let blocks = ok(&["blocks", "--node", &node]);
     assert!(blocks.lines().count() >= 2, "{blocks}");
     let tx_out = ok(&["tx", &hash, "--node", &node]);
     assert!(tx_out.contains("Success"), "{tx_out}");
     let h = ok(&["tx", &hash, "--node", &node, "--json"]);
-    let h: serde_json::Value = serde_json::from_str(&h).unwrap();
-    let height = h["height"].as_u64().unwrap().to_string();
+    let h: TxInfo = serde_json::from_str(&h).unwrap();
+    let height = h.height.to_string();
     assert!(ok(&["block", &height, "--node", &node]).contains(&hash[..12]));
     let addr = c.address(6).to_string();
     assert!(ok(&["account", &addr, "--node", &node]).contains("1000000042"));
@@ -315,19 +287,20 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOT verified"));
-    // Every read command's --json output is one JSON document.
-    for args in [
-        &["blocks", "--node", &node, "--json"][..],
-        &["block", &height, "--node", &node, "--json"],
-        &["account", &addr, "--node", &node, "--json"],
-        &["validators", "--node", &node, "--json"],
-        &["proof", &addr, "--node", &node, "--json"],
-    ] {
-        let out = ok(args);
-        let v: serde_json::Value =
-            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out}"));
-        assert!(!v.is_null(), "{args:?}");
+    // Every read command's --json output is the endpoint's JSON document.
+    fn decodes<T: serde::de::DeserializeOwned>(out: String) -> T {
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
     }
+    let blocks: Vec<BlockSummary> = decodes(ok(&["blocks", "--node", &node, "--json"]));
+    assert!(!blocks.is_empty());
+    let block: BlockInfo = decodes(ok(&["block", &height, "--node", &node, "--json"]));
+    assert!(block.transactions.iter().any(|t| t.hash == hash));
+    let account: Account = decodes(ok(&["account", &addr, "--node", &node, "--json"]));
+    assert_eq!(account.balance(0), 1_000_000_042);
+    let vals: Vec<Validator> = decodes(ok(&["validators", "--node", &node, "--json"]));
+    assert_eq!(vals.len(), 4);
+    let proof: StateProof = decodes(ok(&["proof", &addr, "--node", &node, "--json"]));
+    assert!(proof.value.is_some());
     // follow prints each new block as it commits, a line each (JSON lines with --json).
     for json in [false, true] {
         let mut args = vec!["follow", "--node", &node];
@@ -352,8 +325,8 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
         let _ = child.kill();
         let _ = child.wait();
         if json {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
-            assert!(v["height"].as_u64().unwrap() > 1, "{line}");
+            let v: BlockEvent = serde_json::from_str(&line).expect("a block event");
+            assert!(v.height > 1, "{line}");
         }
     }
     // Errors: one line on stderr and a non-zero exit.

@@ -18,11 +18,8 @@ fn commit_one_by_one(c: &mut Cluster, n: usize) {
 }
 
 fn metric(c: &Cluster, node: usize, name: &str) -> f64 {
-    let text = c.get_text(node, "/metrics").expect("metrics");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+    let text = c.client(node).metrics().expect("metrics");
+    lanes_api::metric(&text, name).unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
 
 #[test]
@@ -35,14 +32,13 @@ fn a_node_whose_missing_blocks_were_pruned_rejoins_by_state_transfer() {
     let ahead = c.height(0).unwrap();
     assert!(ahead >= down_at + 40, "{down_at} -> {ahead}");
     // The others pruned what node 3 misses.
-    let status = c.get(0, "/status").unwrap();
-    let lowest = status["lowest_block"].as_u64().unwrap();
+    let lowest = c.client(0).status().unwrap().lowest_block;
     assert!(
         lowest > down_at + 1,
         "lowest block {lowest}, node 3 stopped at {down_at}"
     );
-    let gone = c.get(0, "/block/1").unwrap_err().to_string();
-    assert!(gone.contains("404"), "{gone}");
+    let gone = c.client(0).block(1).unwrap_err();
+    assert_eq!(gone.status(), Some(404), "{gone}");
 
     c.spawn(3).unwrap();
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -57,8 +53,7 @@ fn a_node_whose_missing_blocks_were_pruned_rejoins_by_state_transfer() {
     }
     assert_eq!(metric(&c, 3, "lanes_state_syncs_total"), 1.0);
     // Its installed head is the others' block and root at that height ...
-    let st3 = c.get(3, "/status").unwrap();
-    assert!(st3["lowest_block"].as_u64().unwrap() > down_at + 1);
+    assert!(c.client(3).status().unwrap().lowest_block > down_at + 1);
     // ... and it follows new blocks with the same hashes and roots, accepting transactions.
     let tx = c.transfer(4, 7, 2);
     let hash = c.submit(3, &tx).unwrap();
@@ -73,10 +68,7 @@ fn a_node_whose_missing_blocks_were_pruned_rejoins_by_state_transfer() {
         assert!(Instant::now() < deadline, "heads differ: {heads:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let balance = |node: usize| {
-        let addr = c.address(7).to_string();
-        c.get(node, &format!("/account/{addr}")).unwrap()
-    };
+    let balance = |node: usize| c.client(node).account(c.address(7)).unwrap();
     assert_eq!(balance(3), balance(0));
 }
 
@@ -85,7 +77,7 @@ fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
     let mut c = Cluster::start(4).expect("cluster starts");
     // A new network decides at once that there is nothing to hold.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !(0..4).all(|i| c.get(i, "/status").unwrap()["voting"] == true) {
+    while !(0..4).all(|i| c.client(i).status().unwrap().voting) {
         assert!(
             Instant::now() < deadline,
             "a new network never started voting"
@@ -101,14 +93,14 @@ fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
     // It learns how far the chain went and holds its votes past the window above it.
     let deadline = Instant::now() + Duration::from_secs(20);
     let until = loop {
-        let st = c.get(1, "/status").unwrap();
-        assert_eq!(st["voting"], false, "{st}");
-        if let Some(until) = st["voting_hold_until"].as_u64() {
+        let st = c.client(1).status().unwrap();
+        assert!(!st.voting, "{st:?}");
+        if let Some(until) = st.voting_hold_until {
             break until;
         }
         assert!(
             Instant::now() < deadline,
-            "the hold was never decided: {st}"
+            "the hold was never decided: {st:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -117,14 +109,14 @@ fn a_node_restarted_with_its_data_wiped_holds_its_votes_until_it_caught_up() {
     commit_one_by_one(&mut c, (until - reached) as usize + 2);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let st = c.get(1, "/status").unwrap();
-        if st["voting"] == true {
-            assert!(st["height"].as_u64().unwrap() >= until, "{st}");
+        let st = c.client(1).status().unwrap();
+        if st.voting {
+            assert!(st.height >= until, "{st:?}");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "never voted again: {st}\n{}",
+            "never voted again: {st:?}\n{}",
             c.log_tail(1)
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -177,7 +169,7 @@ fn a_node_whose_state_diverged_raises_the_alarm_and_restores_the_certified_state
     loop {
         let restored = metric(&c, 2, "lanes_divergence_alarms_total") >= 1.0
             && metric(&c, 2, "lanes_state_syncs_total") >= 1.0
-            && c.get(2, "/status").unwrap()["diverged_at"].is_null();
+            && c.client(2).status().unwrap().diverged_at.is_none();
         if restored {
             break;
         }
@@ -197,6 +189,6 @@ fn a_node_whose_state_diverged_raises_the_alarm_and_restores_the_certified_state
         assert!(Instant::now() < deadline, "heads differ: {:?}", c.heads());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let account = |node: usize| c.get(node, &format!("/account/{}", c.address(6))).unwrap();
+    let account = |node: usize| c.client(node).account(c.address(6)).unwrap();
     assert_eq!(account(2), account(0));
 }

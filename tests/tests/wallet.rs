@@ -18,11 +18,7 @@ fn keys_and_send_every_operation_kind_with_receipts() {
     let ks = store.path().to_str().unwrap();
     let node = format!("http://{}", c.api(0));
     // A funded account in the keystore (the harness's account 0, also the oracle).
-    let seed: String = c.accounts[0]
-        .seed()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let seed = lanes_types::to_hex(c.accounts[0].seed());
     std::fs::write(store.path().join("alice.key"), seed + "\n").unwrap();
 
     let new = lanes(&["keys", "new", "bob", "--keystore", ks, "--json"]);
@@ -162,10 +158,10 @@ fn keys_and_send_every_operation_kind_with_receipts() {
         "{}",
         stdout(&pool)
     );
-    let pool_json: serde_json::Value =
+    let pool_json: lanes_api::Pool =
         serde_json::from_str(&stdout(&lanes(&["pool", "0", "--node", &node, "--json"])))
-            .expect("pool --json is JSON");
-    assert!(pool_json.is_object(), "{pool_json}");
+            .expect("pool --json is the pool's JSON");
+    assert_eq!((pool_json.id, pool_json.asset_b), (0, 1), "{pool_json:?}");
     let missing = lanes(&["pool", "99", "--node", &node]);
     assert!(!missing.status.success());
     assert_eq!(
@@ -175,9 +171,6 @@ fn keys_and_send_every_operation_kind_with_receipts() {
         stderr(&missing)
     );
     // Bob received his 500 (and maybe the --no-wait 1).
-    let acct = c.get(0, &format!("/account/{bob_addr}")).unwrap();
-    assert!(
-        acct["balances"][0]["amount"].as_u64().unwrap() >= 500,
-        "{acct}"
-    );
+    let acct = c.client(0).account(&bob_addr).unwrap();
+    assert!(acct.balance(0) >= 500, "{acct:?}");
 }

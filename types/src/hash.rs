@@ -1,4 +1,8 @@
-//! SHA-256 hashes: the identity of blocks, transactions and state.
+//! SHA-256 hashes: the identity of blocks, transactions and state; and lanes' hex rule.
+//!
+//! **Hex** (hashes, keys, addresses, encoded objects, key files, the API): lanes emits
+//! lowercase hex without a `0x` prefix ([`to_hex`], the `Display` impls) and accepts hex with
+//! or without a `0x` prefix, in either case ([`parse_hex`], [`parse_hex_array`], `FromStr`).
 
 use crate::codec::{Decode, DecodeError, Encode, Reader};
 use sha2::{Digest, Sha256};
@@ -76,9 +80,24 @@ pub enum ParseHexError {
     BadHex(String),
 }
 
+/// Hex of `bytes` as lanes emits it: lowercase, no `0x` prefix.
+pub fn to_hex(bytes: impl AsRef<[u8]>) -> String {
+    hex::encode(bytes)
+}
+
+/// Parses hex of any even length, with an optional `0x` prefix.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, ParseHexError> {
+    hex::decode(strip_0x(s)).map_err(|e| ParseHexError::BadHex(e.to_string()))
+}
+
+/// `s` without its `0x` prefix, if it has one.
+fn strip_0x(s: &str) -> &str {
+    s.strip_prefix("0x").unwrap_or(s)
+}
+
 /// Parses exactly `N` bytes of hex, with an optional `0x` prefix.
 pub fn parse_hex_array<const N: usize>(s: &str) -> Result<[u8; N], ParseHexError> {
-    let s = s.strip_prefix("0x").unwrap_or(s);
+    let s = strip_0x(s);
     if s.len() != 2 * N {
         return Err(ParseHexError::BadLength {
             expected: 2 * N,
@@ -157,6 +176,17 @@ mod tests {
             "zz".repeat(32).parse::<Hash>(),
             Err(ParseHexError::BadHex(_))
         ));
+    }
+
+    #[test]
+    fn hex_of_any_length_follows_the_same_rule() {
+        assert_eq!(to_hex([0x0a, 0xff]), "0aff");
+        for s in ["0aff", "0x0aff", "0AFF", "0x0aFF"] {
+            assert_eq!(parse_hex(s).unwrap(), [0x0a, 0xff], "{s}");
+        }
+        assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
+        assert!(matches!(parse_hex("abc"), Err(ParseHexError::BadHex(_))));
+        assert!(matches!(parse_hex("zz"), Err(ParseHexError::BadHex(_))));
     }
 
     #[test]

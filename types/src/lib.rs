@@ -29,5 +29,5 @@ pub use genesis::{
     certified_block_overhead, Genesis, GenesisAsset, GenesisBalance, GenesisError, ProtocolParams,
     MAX_FRAME_BYTES,
 };
-pub use hash::{Hash, ParseHexError};
+pub use hash::{parse_hex, parse_hex_array, to_hex, Hash, ParseHexError};
 pub use validator::{QuorumError, ValidatorInfo, ValidatorSet, ValidatorSignature};

@@ -64,8 +64,8 @@ impl ChaosCluster {
     }
 
     /// `/status` of node `i`, if it answers.
-    pub fn status(&self, i: usize) -> Option<serde_json::Value> {
-        self.nodes.get(i, "/status").ok()
+    pub fn status(&self, i: usize) -> Option<lanes_api::Status> {
+        self.nodes.client(i).status().ok()
     }
 
     /// The highest executed height among the nodes that answer.

@@ -9,12 +9,12 @@
 //! within 10 s of the last fault healing.
 
 use crate::localnet;
+use lanes_api::{Account, BlockInfo, Client, Status};
 use lanes_executor::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::{tx_hash, Address, Hash, SecretKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +54,11 @@ impl Workload {
         let stop = Arc::new(AtomicBool::new(false));
         let history = Arc::new(Mutex::new(History::default()));
         let (s, h) = (stop.clone(), history.clone());
-        let thread = std::thread::spawn(move || run(&apis, keys, &chain_id, seed, &s, &h));
+        let clients: Vec<Client> = apis
+            .iter()
+            .map(|a| Client::with_timeout(&a.to_string(), Duration::from_millis(800)))
+            .collect();
+        let thread = std::thread::spawn(move || run(&clients, keys, &chain_id, seed, &s, &h));
         Workload {
             stop,
             history,
@@ -86,29 +90,28 @@ impl Drop for Workload {
     }
 }
 
-fn agent() -> ureq::Agent {
-    lanes_cluster::http_agent(Duration::from_millis(800))
+/// The highest next nonce of `key` any node reports, if one answers.
+fn highest_nonce(apis: &[Client], key: &SecretKey) -> Option<u64> {
+    apis.iter()
+        .filter_map(|a| localnet::account_nonce(a, key).ok())
+        .max()
 }
 
 fn run(
-    apis: &[SocketAddr],
+    apis: &[Client],
     keys: Vec<SecretKey>,
     chain_id: &str,
     seed: u64,
     stop: &AtomicBool,
     history: &Mutex<History>,
 ) {
-    let http = agent();
     let mut rng = StdRng::seed_from_u64(seed);
     let addresses: Vec<Address> = keys.iter().map(|k| k.public_key().address()).collect();
     let mut senders: Vec<Sender> = keys
         .into_iter()
         .map(|key| {
-            let nonce = apis
-                .iter()
-                .map(|a| localnet::account_nonce(&http, *a, &key))
-                .max()
-                .unwrap_or(0);
+            // A new network's accounts start at 0.
+            let nonce = highest_nonce(apis, &key).unwrap_or(0);
             Sender {
                 key,
                 nonce,
@@ -139,7 +142,7 @@ fn run(
                     .sign(&s.key);
                     let raw = stx.to_bytes();
                     let node = rng.gen_range(0..apis.len());
-                    if localnet::post_tx(&http, apis[node], &raw).is_ok() {
+                    if apis[node].submit(&raw).is_ok() {
                         s.pending = Some((tx_hash(&raw), Instant::now(), node));
                         history.lock().unwrap_or_else(|e| e.into_inner()).submitted += 1;
                     }
@@ -150,8 +153,7 @@ fn run(
                     } else {
                         rng.gen_range(0..apis.len())
                     };
-                    let answer = get(&http, apis[ask], &format!("/tx/{hash}"));
-                    if answer.as_ref().is_some_and(|t| t["certified"] == true) {
+                    if apis[ask].tx(hash).is_ok_and(|t| t.certified) {
                         history
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())
@@ -161,25 +163,13 @@ fn run(
                         s.pending = None;
                     } else if since.elapsed() > GIVE_UP {
                         s.pending = None;
-                        s.nonce = apis
-                            .iter()
-                            .map(|a| localnet::account_nonce(&http, *a, &s.key))
-                            .max()
-                            .unwrap_or(s.nonce);
+                        s.nonce = highest_nonce(apis, &s.key).unwrap_or(s.nonce);
                     }
                 }
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn get(http: &ureq::Agent, api: SocketAddr, path: &str) -> Option<Value> {
-    let mut r = http.get(format!("http://{api}{path}")).call().ok()?;
-    if r.status().as_u16() != 200 {
-        return None;
-    }
-    r.body_mut().read_json().ok()
 }
 
 /// The checker's findings.
@@ -203,15 +193,26 @@ impl Verdict {
     }
 }
 
-/// Read access to the nodes' APIs (the live cluster, or canned answers in tests).
+/// What the checker reads of the nodes (the live cluster, or canned answers in tests); `None`
+/// when the node does not answer.
 pub trait NodeApi {
-    /// The JSON answer of node `i` to `GET path`, if 200.
-    fn get(&self, i: usize, path: &str) -> Option<Value>;
+    /// Node `i`'s `/status`.
+    fn status(&self, i: usize) -> Option<Status>;
+    /// Node `i`'s block at `height`.
+    fn block(&self, i: usize, height: u64) -> Option<BlockInfo>;
+    /// Node `i`'s view of account `address`.
+    fn account(&self, i: usize, address: &Address) -> Option<Account>;
 }
 
 impl NodeApi for lanes_cluster::Cluster {
-    fn get(&self, i: usize, path: &str) -> Option<Value> {
-        lanes_cluster::Cluster::get(self, i, path).ok()
+    fn status(&self, i: usize) -> Option<Status> {
+        self.client(i).status().ok()
+    }
+    fn block(&self, i: usize, height: u64) -> Option<BlockInfo> {
+        self.client(i).block(height).ok()
+    }
+    fn account(&self, i: usize, address: &Address) -> Option<Account> {
+        self.client(i).account(address).ok()
     }
 }
 
@@ -228,12 +229,8 @@ pub fn check(
     let heights: Vec<(usize, u64, u64)> = honest
         .iter()
         .filter_map(|&i| {
-            let s = cluster.get(i, "/status")?;
-            Some((
-                i,
-                s["height"].as_u64()?,
-                s["lowest_block"].as_u64().unwrap_or(1),
-            ))
+            let s = cluster.status(i)?;
+            Some((i, s.height, s.lowest_block))
         })
         .collect();
     if heights.len() != honest.len() {
@@ -244,25 +241,17 @@ pub fn check(
     v.height = top;
     // The chain of the node that holds the most of it, with every transaction's position.
     let (full, _, full_low) = *heights.iter().min_by_key(|h| h.2).expect("honest nodes");
-    let mut chain: HashMap<u64, (String, String)> = HashMap::new();
+    let mut chain: HashMap<u64, (String, Option<String>)> = HashMap::new();
     let mut seen: HashMap<String, u32> = HashMap::new();
     for h in full_low..=top {
-        let Some(b) = cluster.get(full, &format!("/block/{h}")) else {
+        let Some(b) = cluster.block(full, h) else {
             v.fail(format!("node {full} cannot serve block {h}"));
             return v;
         };
-        for t in b["transactions"].as_array().into_iter().flatten() {
-            *seen
-                .entry(t["hash"].as_str().unwrap_or("").to_string())
-                .or_default() += 1;
+        for t in b.transactions {
+            *seen.entry(t.hash).or_default() += 1;
         }
-        chain.insert(
-            h,
-            (
-                b["hash"].as_str().unwrap_or("").into(),
-                b["state_root"].as_str().unwrap_or("").into(),
-            ),
-        );
+        chain.insert(h, (b.summary.hash, b.summary.state_root));
     }
     // Agreement: every honest node's blocks and roots at every height both hold.
     for &(i, _, low) in &heights {
@@ -270,13 +259,10 @@ pub fn check(
             continue;
         }
         for h in low.max(full_low)..=top {
-            let Some(b) = cluster.get(i, &format!("/block/{h}")) else {
+            let Some(b) = cluster.block(i, h) else {
                 continue; // pruned or installed by state transfer
             };
-            let mine = (
-                b["hash"].as_str().unwrap_or("").to_string(),
-                b["state_root"].as_str().unwrap_or("").to_string(),
-            );
+            let mine = (b.summary.hash, b.summary.state_root);
             if chain.get(&h) != Some(&mine) {
                 v.diverged = true;
                 v.fail(format!("nodes {full} and {i} differ at height {h}"));
@@ -303,17 +289,7 @@ pub fn check(
     // Supply of the native asset.
     let total: Option<u64> = holders
         .iter()
-        .map(|a| {
-            let acct = cluster.get(full, &format!("/account/{a}"))?;
-            Some(
-                acct["balances"]
-                    .as_array()?
-                    .iter()
-                    .filter(|b| b["asset"] == 0)
-                    .filter_map(|b| b["amount"].as_u64())
-                    .sum::<u64>(),
-            )
-        })
+        .map(|a| Some(cluster.account(full, a)?.balance(0)))
         .sum();
     match total {
         Some(t) if t == supply => {}
@@ -326,15 +302,29 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use lanes_api::{Balance, BlockSummary, BlockTx, TxView};
     use std::collections::BTreeMap;
 
-    /// Canned API answers: path -> JSON, per node.
-    struct Canned(Vec<BTreeMap<String, Value>>);
+    /// Canned answers of one node.
+    #[derive(Default)]
+    struct Node {
+        status: Option<Status>,
+        blocks: BTreeMap<u64, BlockInfo>,
+        accounts: BTreeMap<Address, Account>,
+    }
+
+    /// Canned answers, per node.
+    struct Canned(Vec<Node>);
 
     impl NodeApi for Canned {
-        fn get(&self, i: usize, path: &str) -> Option<Value> {
-            self.0.get(i)?.get(path).cloned()
+        fn status(&self, i: usize) -> Option<Status> {
+            self.0.get(i)?.status.clone()
+        }
+        fn block(&self, i: usize, height: u64) -> Option<BlockInfo> {
+            self.0.get(i)?.blocks.get(&height).cloned()
+        }
+        fn account(&self, i: usize, address: &Address) -> Option<Account> {
+            self.0.get(i)?.accounts.get(address).cloned()
         }
     }
 
@@ -344,27 +334,52 @@ mod tests {
             .address()
     }
 
+    /// A block with `hash`, `root` and transactions of `txs` hashes.
+    fn block(hash: &str, root: &str, txs: &[&str]) -> BlockInfo {
+        let tx = |h: &&str| BlockTx {
+            hash: h.to_string(),
+            tx: TxView {
+                decoded: None,
+                raw: String::new(),
+            },
+        };
+        BlockInfo {
+            summary: BlockSummary {
+                hash: hash.into(),
+                state_root: Some(root.into()),
+                ..BlockSummary::default()
+            },
+            transactions: txs.iter().map(tx).collect(),
+            ..BlockInfo::default()
+        }
+    }
+
     /// Two nodes with the same two blocks; block 2 holds `txs`; both holders own 50.
     fn cluster(txs: &[&str]) -> Canned {
         let node = || {
-            let mut m = BTreeMap::new();
-            m.insert("/status".into(), json!({"height": 2, "lowest_block": 1}));
-            m.insert(
-                "/block/1".into(),
-                json!({"hash": "b1", "state_root": "r1", "transactions": []}),
-            );
-            let t: Vec<Value> = txs.iter().map(|h| json!({"hash": h})).collect();
-            m.insert(
-                "/block/2".into(),
-                json!({"hash": "b2", "state_root": "r2", "transactions": t}),
-            );
+            let mut n = Node {
+                status: Some(Status {
+                    height: 2,
+                    lowest_block: 1,
+                    ..Status::default()
+                }),
+                ..Node::default()
+            };
+            n.blocks.insert(1, block("b1", "r1", &[]));
+            n.blocks.insert(2, block("b2", "r2", txs));
             for k in 0..2 {
-                m.insert(
-                    format!("/account/{}", holder(k)),
-                    json!({"balances": [{"asset": 0, "amount": 50}, {"asset": 1, "amount": 7}]}),
-                );
+                let balance = |asset, amount| Balance {
+                    asset,
+                    symbol: String::new(),
+                    amount,
+                };
+                let account = Account {
+                    balances: vec![balance(0, 50), balance(1, 7)],
+                    ..Account::default()
+                };
+                n.accounts.insert(holder(k), account);
             }
-            m
+            n
         };
         Canned(vec![node(), node()])
     }
@@ -425,10 +440,7 @@ mod tests {
     #[test]
     fn diverging_roots_fail() {
         let mut c = cluster(&[]);
-        c.0[1].insert(
-            "/block/2".into(),
-            json!({"hash": "b2", "state_root": "other", "transactions": []}),
-        );
+        c.0[1].blocks.insert(2, block("b2", "other", &[]));
         let v = check(&c, &[0, 1], &acked(&[]), &[holder(0), holder(1)], 100);
         assert!(v.diverged);
         assert!(v.violation.unwrap().contains("differ at height 2"));
@@ -444,7 +456,7 @@ mod tests {
     #[test]
     fn a_silent_honest_node_fails() {
         let mut c = cluster(&[]);
-        c.0[1].clear();
+        c.0[1] = Node::default();
         let v = check(&c, &[0, 1], &acked(&[]), &[holder(0), holder(1)], 100);
         assert!(v.violation.unwrap().contains("does not answer"));
     }

@@ -259,7 +259,8 @@ fn inject(
     };
     match name {
         "minority-partition" | "primary-partitioned" => {
-            let primary = c.status(0).and_then(|s| s["primary"].as_u64()).unwrap_or(0) as u32;
+            // The primary of view 0 if node 0 does not answer.
+            let primary = c.status(0).map_or(0, |s| s.primary);
             let victim = if name == "primary-partitioned" {
                 primary
             } else {
@@ -408,11 +409,8 @@ fn rejected_handshakes(c: &ChaosCluster) -> u64 {
 
 /// A counter from node `i`'s `/metrics` (0 if it does not answer).
 fn metric(c: &ChaosCluster, i: usize, name: &str) -> u64 {
-    let text = c.get_text(i, "/metrics").unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
+    let text = c.client(i).metrics().unwrap_or_default();
+    lanes_api::metric(&text, name).map_or(0, |v| v as u64)
 }
 
 /// Undoes every fault: proxy healed, every node running and continued.
@@ -564,7 +562,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     }
     let view_changes = honest
         .iter()
-        .filter_map(|&i| c.status(i)?["view"].as_u64())
+        .filter_map(|&i| Some(c.status(i)?.view))
         .max()
         .unwrap_or(0);
     Ok(Report {

@@ -1,0 +1,160 @@
+//! `GET /metrics`: the Prometheus text format, from one table of series.
+
+use super::AppState;
+use crate::shared::{Metrics, StatusSnapshot};
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use std::sync::atomic::AtomicU64;
+
+/// What the series are read from, taken once per scrape.
+struct Scrape<'a> {
+    status: &'a StatusSnapshot,
+    m: &'a Metrics,
+    /// Validators connected over QUIC.
+    peers: usize,
+    /// QUIC handshakes refused.
+    rejected_handshakes: u64,
+}
+
+/// One exported series: its name, Prometheus type, help text and value.
+struct Series {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    read: fn(&Scrape<'_>) -> f64,
+}
+
+const fn gauge(name: &'static str, help: &'static str, read: fn(&Scrape<'_>) -> f64) -> Series {
+    Series {
+        name,
+        kind: "gauge",
+        help,
+        read,
+    }
+}
+
+const fn counter(name: &'static str, help: &'static str, read: fn(&Scrape<'_>) -> f64) -> Series {
+    Series {
+        name,
+        kind: "counter",
+        help,
+        read,
+    }
+}
+
+fn get(counter: &AtomicU64) -> f64 {
+    Metrics::get(counter) as f64
+}
+
+/// Every series `/metrics` exposes, in order.
+const SERIES: &[Series] = &[
+    gauge("lanes_height", "Height of the last stored block.", |s| {
+        s.status.height as f64
+    }),
+    gauge(
+        "lanes_certified_height",
+        "Highest height with an execution certificate.",
+        |s| s.status.certified_height as f64,
+    ),
+    gauge("lanes_view", "Current PBFT view.", |s| s.status.view as f64),
+    counter(
+        "lanes_view_changes_total",
+        "View changes started or joined.",
+        |s| get(&s.m.view_changes),
+    ),
+    counter(
+        "lanes_committed_blocks_total",
+        "Blocks executed and stored.",
+        |s| get(&s.m.committed_blocks),
+    ),
+    counter(
+        "lanes_committed_txs_total",
+        "Transactions in stored blocks.",
+        |s| get(&s.m.committed_txs),
+    ),
+    gauge("lanes_mempool_txs", "Pending transactions.", |s| {
+        s.status.mempool as f64
+    }),
+    gauge(
+        "lanes_block_exec_seconds_last",
+        "Execution time of the last block.",
+        |s| get(&s.m.last_exec_us) / 1e6,
+    ),
+    counter(
+        "lanes_block_exec_seconds_total",
+        "Total block execution time.",
+        |s| get(&s.m.exec_us_total) / 1e6,
+    ),
+    gauge("lanes_quic_peers", "Validators connected over QUIC.", |s| {
+        s.peers as f64
+    }),
+    counter(
+        "lanes_divergence_alarms_total",
+        "Certified roots that differed from ours.",
+        |s| get(&s.m.divergence_alarms),
+    ),
+    counter(
+        "lanes_equivocation_alarms_total",
+        "Validators seen signing two different blocks for one view and height.",
+        |s| get(&s.m.equivocation_alarms),
+    ),
+    counter(
+        "lanes_state_syncs_total",
+        "Certified state snapshots installed from peers.",
+        |s| get(&s.m.state_syncs),
+    ),
+    counter(
+        "lanes_rejected_messages_total",
+        "Invalid messages dropped (by consensus or by the node).",
+        |s| get(&s.m.rejected_messages),
+    ),
+    counter(
+        "lanes_unsendable_messages_total",
+        "Messages this node could not send: larger than a network frame, or refused by the network.",
+        |s| get(&s.m.unsendable_messages),
+    ),
+    counter(
+        "lanes_rejected_txs_total",
+        "Transactions refused by the API.",
+        |s| get(&s.m.rejected_txs),
+    ),
+    counter(
+        "lanes_dropped_inputs_total",
+        "Messages dropped because consensus was busy.",
+        |s| get(&s.m.dropped_inputs),
+    ),
+    counter(
+        "lanes_rejected_handshakes_total",
+        "QUIC handshakes refused.",
+        |s| s.rejected_handshakes as f64,
+    ),
+];
+
+/// `GET /metrics`: every series of [`SERIES`] with its help and type lines.
+pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let status = s.status();
+    let net = s.net.status();
+    let scrape = Scrape {
+        status: &status,
+        m: &s.metrics,
+        peers: net
+            .peers
+            .iter()
+            .filter(|p| p.connected_out || p.connected_in)
+            .count(),
+        rejected_handshakes: net.rejected_handshakes,
+    };
+    let mut body = String::new();
+    for Series {
+        name,
+        kind,
+        help,
+        read,
+    } in SERIES
+    {
+        let value = read(&scrape);
+        body += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}

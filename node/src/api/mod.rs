@@ -1,0 +1,79 @@
+//! The node's HTTP JSON API (axum). Every body is a `lanes_api` type; every error is a 4xx/5xx
+//! with `{"error": "..."}` ([`lanes_api::ErrorBody`]); nothing a client sends can crash the node.
+//!
+//! `submit.rs` takes transactions (`POST /tx`, `POST /txs`), `read.rs` answers the reads of
+//! the node, the chain and the state, `events.rs` streams blocks (`GET /events`) and
+//! `metrics.rs` exposes the Prometheus counters (`GET /metrics`).
+
+mod events;
+mod metrics;
+mod read;
+mod submit;
+
+use super::shared::Shared;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use lanes_api::ErrorBody;
+use lanes_types::{Address, Hash};
+use std::sync::Arc;
+
+type AppState = Arc<Shared>;
+
+/// An API error: the status and the message of its `{"error": ...}` body.
+pub struct HttpError(StatusCode, String);
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+/// A handler's JSON answer or its error.
+type ApiResult<T> = Result<Json<T>, HttpError>;
+
+fn bad(msg: impl Into<String>) -> HttpError {
+    HttpError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn not_found(msg: impl Into<String>) -> HttpError {
+    HttpError(StatusCode::NOT_FOUND, msg.into())
+}
+
+fn unavailable(msg: impl Into<String>) -> HttpError {
+    HttpError(StatusCode::SERVICE_UNAVAILABLE, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> HttpError {
+    HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn parse_hash(s: &str) -> Result<Hash, HttpError> {
+    s.parse().map_err(|e| bad(format!("bad hash {s:?}: {e}")))
+}
+
+fn parse_address(s: &str) -> Result<Address, HttpError> {
+    s.parse()
+        .map_err(|e| bad(format!("bad address {s:?}: {e:?}")))
+}
+
+/// The router for one node.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(read::health))
+        .route("/status", get(read::status))
+        .route("/validators", get(read::validators))
+        .route("/tx", post(submit::submit))
+        .route("/txs", post(submit::submit_batch))
+        .route("/tx/{hash}", get(read::tx))
+        .route("/blocks", get(read::blocks))
+        .route("/block/{id}", get(read::block))
+        .route("/account/{address}", get(read::account))
+        .route("/pool/{id}", get(read::pool))
+        .route("/proof/{key}", get(read::proof))
+        .route("/events", get(events::events))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async { not_found("no such endpoint") })
+        .with_state(state)
+}
