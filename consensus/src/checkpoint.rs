@@ -1,9 +1,10 @@
 //! CHECKPOINT votes, execution certificates, divergence and the stable checkpoint.
 //!
-//! After executing a block a replica signs CHECKPOINT(height, block hash, state root) over the
-//! root it computed itself and nothing else. A quorum of matching votes is the block's execution
-//! certificate; the highest one is the stable checkpoint: the log below it is forgotten and the
-//! window of heights in flight moves up. If the quorum's root differs from ours we raise
+//! After executing a block a replica signs CHECKPOINT(height, block hash, state root, receipts
+//! root) over the roots it computed itself and nothing else. A quorum of matching votes is the
+//! block's execution certificate; the highest one is the stable checkpoint: the log below it is
+//! forgotten and the window of heights in flight moves up. If the quorum's roots differ from
+//! ours (either of them) we raise
 //! [`Alarm::Divergence`] and stop signing checkpoints. Catch-up, which learns from checkpoints
 //! that the replica is behind, is in `catch_up.rs`.
 
@@ -12,7 +13,7 @@ use crate::log::Tip;
 use crate::messages::{CheckpointVote, Message};
 use crate::replica::{Action, Alarm, Reject, Replica};
 use lanes_types::cert::checkpoint_message;
-use lanes_types::{CheckpointCertificate, Hash, ValidatorSignature};
+use lanes_types::{CheckpointCertificate, ExecRoots, Hash, ValidatorSignature};
 use std::collections::BTreeMap;
 
 /// The checkpoint state: the stable checkpoint, the CHECKPOINT votes above it, our executed
@@ -31,13 +32,13 @@ pub(crate) struct Checkpoints {
     pub stable_cert: Option<CheckpointCertificate>,
     /// CHECKPOINT votes per height above the stable checkpoint, one per validator.
     pub votes: BTreeMap<u64, BTreeMap<u32, CheckpointVote>>,
-    /// Our (block hash, state root) per executed height above the stable checkpoint.
-    pub executed: BTreeMap<u64, (Hash, Hash)>,
+    /// Our (block hash, roots) per executed height above the stable checkpoint.
+    pub executed: BTreeMap<u64, (Hash, ExecRoots)>,
     /// The highest height executed here.
     pub last_executed: u64,
     /// Height through which persisted vote records were deleted.
     pub safety_gc_through: u64,
-    /// The height at which our root differed from the certified one, if it did.
+    /// The height at which our roots differed from the certified ones, if they did.
     pub diverged: Option<u64>,
     /// Our latest CHECKPOINT, re-sent every few timeouts so that a replica that missed it
     /// (restarted, partitioned) learns it is behind even when the chain is idle.
@@ -81,33 +82,39 @@ impl Checkpoints {
         self.votes.entry(height).or_default().insert(me, vote);
     }
 
-    /// The execution certificate at `h` once `q` votes agree on (block hash, root).
+    /// The execution certificate at `h` once `q` votes agree on (block hash, roots).
     pub fn certificate(&self, h: u64, q: usize) -> Option<CheckpointCertificate> {
         let votes = self.votes.get(&h)?;
-        let mut tally: BTreeMap<(Hash, Hash), Vec<ValidatorSignature>> = BTreeMap::new();
+        let mut tally: BTreeMap<(Hash, ExecRoots), Vec<ValidatorSignature>> = BTreeMap::new();
         for (validator, v) in votes {
             tally
-                .entry((v.block_hash, v.state_root))
+                .entry((v.block_hash, v.roots()))
                 .or_default()
                 .push(ValidatorSignature {
                     validator: *validator,
                     signature: v.signature,
                 });
         }
-        let ((block_hash, state_root), signatures) =
+        let ((block_hash, roots), signatures) =
             tally.into_iter().find(|(_, sigs)| sigs.len() >= q)?;
         Some(CheckpointCertificate {
             height: h,
             block_hash,
-            state_root,
+            state_root: roots.state_root,
+            receipts_root: roots.receipts_root,
             signatures,
         })
     }
 
-    /// `Signing -> Diverged`: whether `cert` certifies another (block hash, root) than ours
+    /// `Signing -> Diverged`: whether `cert` certifies another (block hash, roots) than ours
     /// while we had not diverged yet.
-    pub fn diverges(&mut self, cert: &CheckpointCertificate, block_hash: Hash, root: Hash) -> bool {
-        if (block_hash, root) == (cert.block_hash, cert.state_root) || self.diverged.is_some() {
+    pub fn diverges(
+        &mut self,
+        cert: &CheckpointCertificate,
+        block_hash: Hash,
+        roots: ExecRoots,
+    ) -> bool {
+        if (block_hash, roots) == (cert.block_hash, cert.roots()) || self.diverged.is_some() {
             return false;
         }
         self.diverged = Some(cert.height);
@@ -155,9 +162,9 @@ impl Checkpoints {
 }
 
 impl<C: Context> Replica<C> {
-    /// The node executed and stored block `height`: check our root against a certificate we
+    /// The node executed and stored block `height`: check our roots against a certificate we
     /// hold, then sign our CHECKPOINT (unless diverged).
-    pub(crate) fn on_executed(&mut self, height: u64, block_hash: Hash, state_root: Hash) {
+    pub(crate) fn on_executed(&mut self, height: u64, block_hash: Hash, roots: ExecRoots) {
         if self.checkpoints.executed.contains_key(&height) {
             return;
         }
@@ -166,21 +173,22 @@ impl<C: Context> Replica<C> {
         self.gc_safety();
         let stable_cert = self.checkpoints.stable_cert.as_ref();
         if let Some(cert) = stable_cert.filter(|c| c.height == height).cloned() {
-            self.compare_root(&cert, block_hash, state_root);
+            self.compare_roots(&cert, block_hash, roots);
         }
         if height <= self.checkpoints.stable.height {
             return;
         }
         let cp = &mut self.checkpoints;
-        cp.executed.insert(height, (block_hash, state_root));
+        cp.executed.insert(height, (block_hash, roots));
         if cp.diverged.is_some() {
             return;
         }
-        let msg = checkpoint_message(&self.cfg.chain_id, height, &block_hash, &state_root);
+        let msg = checkpoint_message(&self.cfg.chain_id, height, &block_hash, &roots);
         let vote = CheckpointVote {
             height,
             block_hash,
-            state_root,
+            state_root: roots.state_root,
+            receipts_root: roots.receipts_root,
             validator: self.cfg.me,
             signature: self.ctx.sign(&msg),
         };
@@ -205,7 +213,7 @@ impl<C: Context> Replica<C> {
         if !stored && h <= self.catch_up.claims[from as usize] {
             return Ok(());
         }
-        let msg = checkpoint_message(&self.cfg.chain_id, h, &vote.block_hash, &vote.state_root);
+        let msg = checkpoint_message(&self.cfg.chain_id, h, &vote.block_hash, &vote.roots());
         if !self.ctx.verify(from, &msg, &vote.signature) {
             return Err("bad checkpoint signature");
         }
@@ -221,27 +229,27 @@ impl<C: Context> Replica<C> {
         Ok(())
     }
 
-    /// Forms the execution certificate at `h` once a quorum agrees on (block hash, root).
+    /// Forms the execution certificate at `h` once a quorum agrees on (block hash, roots).
     fn check_stable(&mut self, h: u64) {
         if let Some(cert) = self.checkpoints.certificate(h, self.q) {
             self.on_certified(cert);
         }
     }
 
-    /// Raises [`Alarm::Divergence`] (once) if `cert` certifies another root than ours.
-    fn compare_root(&mut self, cert: &CheckpointCertificate, block_hash: Hash, root: Hash) {
-        if self.checkpoints.diverges(cert, block_hash, root) {
+    /// Raises [`Alarm::Divergence`] (once) if `cert` certifies other roots than ours.
+    fn compare_roots(&mut self, cert: &CheckpointCertificate, block_hash: Hash, roots: ExecRoots) {
+        if self.checkpoints.diverges(cert, block_hash, roots) {
             tracing::error!(
                 replica = self.cfg.me,
                 height = cert.height,
-                ours = %root,
-                certified = %cert.state_root,
-                "state divergence: a quorum certified another root"
+                ours = %roots,
+                certified = %cert.roots(),
+                "divergence: a quorum certified another result"
             );
             self.out.push(Action::Alarm(Alarm::Divergence {
                 height: cert.height,
-                ours: root,
-                certified: cert.state_root,
+                ours: roots,
+                certified: cert.roots(),
             }));
         }
     }
@@ -251,8 +259,8 @@ impl<C: Context> Replica<C> {
         if cert.height <= self.checkpoints.stable.height {
             return;
         }
-        if let Some(&(hash, root)) = self.checkpoints.executed.get(&cert.height) {
-            self.compare_root(&cert, hash, root);
+        if let Some(&(hash, roots)) = self.checkpoints.executed.get(&cert.height) {
+            self.compare_roots(&cert, hash, roots);
         }
         self.catch_up.claim(self.cfg.me, self.log.committed.height);
         self.out.push(Action::Certified(cert.clone()));
@@ -273,5 +281,46 @@ impl<C: Context> Replica<C> {
         if let Some(height) = self.checkpoints.gc_through() {
             self.persist(vec![crate::safety::SafetyWrite::DeleteThrough { height }]);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cert(height: u64, roots: ExecRoots) -> CheckpointCertificate {
+        CheckpointCertificate {
+            height,
+            block_hash: Hash::digest(b"block"),
+            state_root: roots.state_root,
+            receipts_root: roots.receipts_root,
+            signatures: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn other_receipts_under_the_same_state_root_are_a_divergence() {
+        let ours = ExecRoots {
+            state_root: Hash::digest(b"state"),
+            receipts_root: Hash::digest(b"receipts"),
+        };
+        let block = Hash::digest(b"block");
+        let mut cp = Checkpoints::new(None, 5);
+        assert!(!cp.diverges(&cert(5, ours), block, ours), "the same result");
+        assert_eq!(cp.diverged, None);
+        let other_receipts = ExecRoots {
+            receipts_root: Hash::digest(b"other receipts"),
+            ..ours
+        };
+        assert!(cp.diverges(&cert(5, other_receipts), block, ours));
+        assert_eq!(cp.diverged, Some(5));
+        let other_state = ExecRoots {
+            state_root: Hash::digest(b"other state"),
+            ..ours
+        };
+        assert!(
+            !cp.diverges(&cert(6, other_state), block, ours),
+            "raised once"
+        );
     }
 }

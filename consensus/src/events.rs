@@ -4,7 +4,7 @@
 
 use crate::messages::Message;
 use crate::safety::SafetyWrite;
-use lanes_types::{Block, Bytes, CheckpointCertificate, CommitCertificate, Hash};
+use lanes_types::{Block, Bytes, CheckpointCertificate, CommitCertificate, ExecRoots, Hash};
 
 /// Something that happened to the replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,14 +20,14 @@ pub enum Event {
     ClientTx(Bytes),
     /// A timer set with [`Action::SetTimer`] fired (early or spurious firings are harmless).
     Timer,
-    /// The block at `height` was executed and stored (in one atomic write) with this root.
+    /// The block at `height` was executed and stored (in one atomic write) with these roots.
     Executed {
         /// Height of the block.
         height: u64,
         /// Its hash.
         block_hash: Hash,
-        /// The state root the executor computed.
-        state_root: Hash,
+        /// The state and receipts roots the executor computed.
+        roots: ExecRoots,
     },
 }
 
@@ -53,7 +53,7 @@ pub enum Action {
         /// A quorum's COMMITs for it.
         certificate: CommitCertificate,
     },
-    /// A quorum certified the state root at a height (the execution certificate): store it.
+    /// A quorum certified the roots at a height (the execution certificate): store it.
     Certified(CheckpointCertificate),
     /// Answer validator `to` with [`Message::SyncResponse`] holding committed blocks
     /// `from..=to_height` from storage (those it has).
@@ -77,15 +77,15 @@ pub enum Action {
 /// Loud conditions for logs, metrics and status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Alarm {
-    /// A quorum certified a state root that differs from ours: this replica stops signing
-    /// checkpoints until its state is restored.
+    /// A quorum certified a state root or receipts root that differs from ours: this replica
+    /// stops signing checkpoints until its state is restored.
     Divergence {
         /// Height of the block.
         height: u64,
-        /// Root we computed.
-        ours: Hash,
-        /// Root the quorum certified.
-        certified: Hash,
+        /// Roots we computed.
+        ours: ExecRoots,
+        /// Roots the quorum certified.
+        certified: ExecRoots,
     },
     /// A decided block does not extend our committed chain: more than f validators are faulty.
     /// Delivery stops.
@@ -127,9 +127,9 @@ pub struct Recovered {
     pub committed_height: u64,
     /// Its hash ([`Hash::ZERO`] at genesis).
     pub committed_hash: Hash,
-    /// The state root stored with it (signed again in our CHECKPOINT, so that peers that
+    /// The roots stored with it (signed again in our CHECKPOINT, so that peers that
     /// restarted too learn our height from its heartbeat).
-    pub committed_root: Hash,
+    pub committed_roots: ExecRoots,
     /// The latest execution certificate in storage.
     pub stable: Option<CheckpointCertificate>,
     /// All persisted safety records (key, value).

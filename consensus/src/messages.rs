@@ -59,7 +59,7 @@ pub fn vote_bytes(phase: Phase, chain_id: &str, view: u64, height: u64, hash: &H
 }
 
 /// A signed CHECKPOINT: after executing the block at `height` the voter's state root was
-/// `state_root`.
+/// `state_root` and its receipts root `receipts_root`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointVote {
     /// Height of the executed block.
@@ -68,6 +68,8 @@ pub struct CheckpointVote {
     pub block_hash: Hash,
     /// State root the voter computed.
     pub state_root: Hash,
+    /// Receipts root the voter computed.
+    pub receipts_root: Hash,
     /// Index of the voter.
     pub validator: u32,
     /// Signature over [`lanes_types::cert::checkpoint_message`].
@@ -77,9 +79,20 @@ codec_struct!(CheckpointVote {
     height,
     block_hash,
     state_root,
+    receipts_root,
     validator,
     signature
 });
+
+impl CheckpointVote {
+    /// The roots it signs.
+    pub fn roots(&self) -> lanes_types::ExecRoots {
+        lanes_types::ExecRoots {
+            state_root: self.state_root,
+            receipts_root: self.receipts_root,
+        }
+    }
+}
 
 /// Proof that a quorum PREPAREd the block with this header at (`view`, `header.height`).
 #[derive(Debug, Clone, PartialEq, Eq)]

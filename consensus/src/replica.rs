@@ -141,7 +141,7 @@ impl<C: Context> Replica<C> {
         };
         r.restore(restored, installed);
         if committed.height > 0 {
-            r.resign_checkpoint(committed, recovered.committed_root);
+            r.resign_checkpoint(committed, recovered.committed_roots);
         }
         Ok(r)
     }
@@ -164,8 +164,8 @@ impl<C: Context> Replica<C> {
             Event::Executed {
                 height,
                 block_hash,
-                state_root,
-            } => self.on_executed(height, block_hash, state_root),
+                roots,
+            } => self.on_executed(height, block_hash, roots),
         }
         self.after_event();
         std::mem::take(&mut self.out)

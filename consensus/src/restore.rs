@@ -8,7 +8,8 @@ use crate::replica::Replica;
 use crate::safety;
 use crate::view_change::{plan_new_view, reproposed};
 use lanes_types::cert::checkpoint_message;
-use lanes_types::{Block, Hash};
+use lanes_types::Block;
+use lanes_types::ExecRoots;
 
 impl<C: Context> Replica<C> {
     /// Rebuilds the log above the stable checkpoint from the persisted records: our votes go
@@ -67,16 +68,17 @@ impl<C: Context> Replica<C> {
     /// Signs our CHECKPOINT for the stored head again after a restart: it is what our heartbeat
     /// re-sends, so a peer that missed the last block learns it is behind even on an idle
     /// chain whose other replicas restarted too. Goes out with the first event's actions.
-    pub(crate) fn resign_checkpoint(&mut self, head: Tip, root: Hash) {
+    pub(crate) fn resign_checkpoint(&mut self, head: Tip, roots: ExecRoots) {
         if head.height > self.checkpoints.stable.height {
-            self.on_executed(head.height, head.hash, root);
+            self.on_executed(head.height, head.hash, roots);
             return;
         }
-        let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &root);
+        let msg = checkpoint_message(&self.cfg.chain_id, head.height, &head.hash, &roots);
         self.checkpoints.mine = Some(crate::messages::CheckpointVote {
             height: head.height,
             block_hash: head.hash,
-            state_root: root,
+            state_root: roots.state_root,
+            receipts_root: roots.receipts_root,
             validator: self.cfg.me,
             signature: self.ctx.sign(&msg),
         });

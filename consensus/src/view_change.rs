@@ -355,8 +355,7 @@ impl<C: Context> Replica<C> {
             return Err("bad view change signature");
         }
         if let Some(c) = &vc.stable {
-            let msg =
-                checkpoint_message(&self.cfg.chain_id, c.height, &c.block_hash, &c.state_root);
+            let msg = checkpoint_message(&self.cfg.chain_id, c.height, &c.block_hash, &c.roots());
             if !self.verify_quorum(&msg, &c.signatures) {
                 return Err("bad checkpoint certificate in view change");
             }

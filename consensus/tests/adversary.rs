@@ -6,6 +6,7 @@ mod common;
 
 use common::Cluster;
 use lanes_consensus::messages::{CertifiedBlock, CheckpointVote, Message, Phase, Vote};
+use lanes_consensus::sim::script::test_roots;
 use lanes_consensus::sim::{sim_contexts, sim_replica_config, sim_transaction, SimContext};
 use lanes_consensus::{Action, Config, Context, Event, Recovered, Replica, SafetyWrite};
 use lanes_types::cert::checkpoint_message;
@@ -14,11 +15,6 @@ use lanes_types::{payload_digest, Block, BlockHeader, Hash};
 use std::collections::VecDeque;
 
 const CHAIN: &str = "lanes-sim";
-
-/// The root the test cluster's executor computes for a block.
-fn root_of(block: &Block) -> Hash {
-    Hash::tagged("test-root", &block.hash().0)
-}
 
 /// A vote of `phase` signed by validator `by` with its simulation key.
 fn signed_vote(c: &Cluster, by: u32, phase: Phase, view: u64, block: &Block) -> Vote {
@@ -33,14 +29,15 @@ fn signed_vote(c: &Cluster, by: u32, phase: Phase, view: u64, block: &Block) -> 
     v
 }
 
-/// Validator `by`'s CHECKPOINT for `block`, with the cluster's root.
+/// Validator `by`'s CHECKPOINT for `block`, with the cluster's roots.
 fn checkpoint(c: &Cluster, by: u32, block: &Block) -> CheckpointVote {
-    let root = root_of(block);
-    let msg = checkpoint_message(CHAIN, block.height(), &block.hash(), &root);
+    let roots = test_roots(block);
+    let msg = checkpoint_message(CHAIN, block.height(), &block.hash(), &roots);
     CheckpointVote {
         height: block.height(),
         block_hash: block.hash(),
-        state_root: root,
+        state_root: roots.state_root,
+        receipts_root: roots.receipts_root,
         validator: by,
         signature: c.contexts[by as usize].sign(&msg),
     }

@@ -59,8 +59,9 @@ pub struct BlockOutput {
     pub writes: Vec<Write>,
     /// The state root after the block.
     pub state_root: Hash,
-    /// The Merkle root over the receipts, each naming its transaction
-    /// ([`crate::receipts`]).
+    /// The receipts' Merkle leaves, each naming its transaction ([`crate::receipts`]).
+    pub receipt_leaves: Vec<Hash>,
+    /// The Merkle root over `receipt_leaves`.
     pub receipts_root: Hash,
     /// Tree nodes to persist with the block.
     pub new_nodes: Vec<(Hash, Node)>,
@@ -248,12 +249,14 @@ impl Executor {
             None => self.pool.install(|| smt::tree_updates(&writes)),
         };
         // The receipts root is independent of the tree: both are computed at once.
-        let (tree, receipts_root) = self.pool.install(|| {
+        let (tree, (receipt_leaves, receipts_root)) = self.pool.install(|| {
             rayon::join(
                 || smt::update(nodes, prev_root, &updates),
                 || {
                     let hashes: Vec<Hash> = txs.par_iter().map(SignedTransaction::hash).collect();
-                    crate::receipts::receipts_root(&hashes, &receipts)
+                    let leaves = crate::receipts::receipt_leaves(&hashes, &receipts);
+                    let root = lanes_types::merkle::root(&leaves);
+                    (leaves, root)
                 },
             )
         });
@@ -262,6 +265,7 @@ impl Executor {
             receipts,
             writes,
             state_root: tree.root,
+            receipt_leaves,
             receipts_root,
             new_nodes: tree.new_nodes,
             stats,

@@ -118,12 +118,12 @@ fn execute_block(
         } else {
             shared.store.block(height)?.map(|b| b.hash())
         };
-        if let (Some(stored), Some(root)) = (stored, shared.store.state_root(height)?) {
+        if let (Some(stored), Some(roots)) = (stored, shared.store.roots(height)?) {
             if stored == hash {
                 let _ = shared.inputs.send(Input::Executed {
                     height,
                     block_hash: hash,
-                    state_root: root,
+                    roots,
                 });
             }
         }
@@ -149,14 +149,14 @@ fn execute_block(
     shared.update_status(|s| {
         s.height = height;
         s.block_hash = hash.to_string();
-        s.state_root = done.state_root.to_string();
+        s.state_root = done.roots.state_root.to_string();
     });
     let _ = shared.blocks.send(BlockEvent {
         height,
         hash: hash.to_string(),
         txs: block.txs.len(),
         ok_txs: done.ok_txs,
-        state_root: done.state_root.to_string(),
+        state_root: done.roots.state_root.to_string(),
         timestamp_ms: block.header.timestamp_ms,
         view: certificate.view,
         exec_ms: done.exec_ms,
@@ -164,14 +164,14 @@ fn execute_block(
     tracing::info!(
         height,
         txs = block.txs.len(),
-        root = %done.state_root.short(),
+        root = %done.roots.state_root.short(),
         exec_ms = format!("{:.1}", done.exec_ms),
         "committed"
     );
     let _ = shared.inputs.send(Input::Executed {
         height,
         block_hash: hash,
-        state_root: done.state_root,
+        roots: done.roots,
     });
     Ok(())
 }

@@ -2,14 +2,14 @@
 //! (never in a default build) and switched on by `lanes node --byzantine MODE`.
 //!
 //! The replica itself stays honest: these behaviours rewrite what it sends (and, for a wrong
-//! state root, what the executor reports to it), the way the consensus simulator's byzantine
-//! validators do (`lanes_consensus::sim`). The driver calls [`Byzantine::outgoing`] for every
-//! message and [`Byzantine::root`] for every executed block; nothing else changes.
+//! state or receipts root, what the executor reports to it), the way the consensus simulator's
+//! byzantine validators do (`lanes_consensus::sim`). The driver calls [`Byzantine::outgoing`]
+//! for every message and [`Byzantine::roots`] for every executed block; nothing else changes.
 
 use lanes_consensus::byzantine as evil;
 use lanes_consensus::messages::Message;
 use lanes_types::codec::Encode;
-use lanes_types::{Hash, SecretKey};
+use lanes_types::{ExecRoots, Hash, SecretKey};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -21,6 +21,9 @@ pub enum Mode {
     Equivocate,
     /// Reports (and so signs CHECKPOINTs over) a wrong state root after every block.
     WrongRoot,
+    /// Reports the right state root but a wrong receipts root after every block (as if its
+    /// receipts differed).
+    WrongReceipts,
     /// Sends PREPARE and COMMIT votes for a block that does not exist to the upper half.
     Conflict,
     /// Sends nothing at all (but keeps receiving and executing).
@@ -55,11 +58,19 @@ impl Byzantine {
         }
     }
 
-    /// The root to report for an executed block.
-    pub fn root(&self, root: Hash) -> Hash {
+    /// The roots to report for an executed block.
+    pub fn roots(&self, roots: ExecRoots) -> ExecRoots {
+        let lie = |tag, root: Hash| Hash::tagged(tag, &root.0);
         match self.mode {
-            Mode::WrongRoot => Hash::tagged("lanes/byzantine-wrong-root", &root.0),
-            _ => root,
+            Mode::WrongRoot => ExecRoots {
+                state_root: lie("lanes/byzantine-wrong-root", roots.state_root),
+                ..roots
+            },
+            Mode::WrongReceipts => ExecRoots {
+                receipts_root: lie("lanes/byzantine-wrong-receipts", roots.receipts_root),
+                ..roots
+            },
+            _ => roots,
         }
     }
 
@@ -130,9 +141,17 @@ mod tests {
     fn silent_sends_nothing_and_wrong_root_changes_only_the_root() {
         let m = Message::Prepare(vote(3));
         assert!(byz(Mode::Silent).outgoing(None, &m).is_empty());
-        let root = Hash::tagged("t", b"root");
-        assert_ne!(byz(Mode::WrongRoot).root(root), root);
-        assert_eq!(byz(Mode::Conflict).root(root), root);
+        let roots = ExecRoots {
+            state_root: Hash::tagged("t", b"root"),
+            receipts_root: Hash::tagged("t", b"receipts"),
+        };
+        let wrong = byz(Mode::WrongRoot).roots(roots);
+        assert_ne!(wrong.state_root, roots.state_root);
+        assert_eq!(wrong.receipts_root, roots.receipts_root);
+        let wrong = byz(Mode::WrongReceipts).roots(roots);
+        assert_eq!(wrong.state_root, roots.state_root);
+        assert_ne!(wrong.receipts_root, roots.receipts_root);
+        assert_eq!(byz(Mode::Conflict).roots(roots), roots);
         let out = byz(Mode::WrongRoot).outgoing(None, &m);
         assert_eq!(out.len(), 3, "one copy to each of the 3 others");
         assert!(out.iter().all(|(_, b)| *b == m.to_bytes()));

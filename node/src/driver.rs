@@ -12,7 +12,7 @@ use super::apply::ApplyJob;
 use super::catch_up::serve_sync;
 use super::context::{Clock, NodeContext};
 use super::hold::Hold;
-use super::outbox::{reported_root, send, send_node};
+use super::outbox::{reported_roots, send, send_node};
 use super::protocol::{NodeAction, NodeEvent, NodeProtocol};
 use super::shared::{Input, Metrics, Shared};
 use super::state_sync;
@@ -126,14 +126,14 @@ impl ConsensusDriver {
             Input::Executed {
                 height,
                 block_hash,
-                state_root,
+                roots,
             } => {
                 todo.node = step.node.handle(NodeEvent::Executed(height), now);
-                let state_root = reported_root(shared, state_root);
+                let roots = reported_roots(shared, roots);
                 let event = Event::Executed {
                     height,
                     block_hash,
-                    state_root,
+                    roots,
                 };
                 todo.replica = step.replica.handle(event, now);
             }
@@ -165,7 +165,7 @@ impl ConsensusDriver {
         step.replica = (self.make_replica)(Recovered {
             committed_height: head.height,
             committed_hash: head.block_hash,
-            committed_root: head.state_root,
+            committed_roots: head.roots(),
             stable: Some(certificate),
             safety: shared.store.safety_records()?,
         })?;

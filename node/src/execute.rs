@@ -146,8 +146,8 @@ pub fn ensure_genesis(store: &Store, genesis: &Genesis) -> Result<()> {
 /// What executing one block produced.
 #[derive(Debug)]
 pub struct Executed {
-    /// The state root after the block.
-    pub state_root: Hash,
+    /// The state root after the block and the receipts root.
+    pub roots: lanes_types::ExecRoots,
     /// Successful transactions.
     pub ok_txs: usize,
     /// Execution wall time in milliseconds.
@@ -206,6 +206,10 @@ pub fn execute_and_store(
             )
         })?;
     let receipts: Vec<Bytes> = out.receipts.iter().map(|r| Bytes(r.to_bytes())).collect();
+    let roots = lanes_types::ExecRoots {
+        state_root: out.state_root,
+        receipts_root: out.receipts_root,
+    };
     let ok_txs = out
         .receipts
         .iter()
@@ -218,11 +222,12 @@ pub fn execute_and_store(
             receipts: &receipts,
             state_writes: &state_writes(&out.writes),
             tree_writes: &tree_writes(&out.new_nodes),
-            state_root: out.state_root,
+            receipt_leaves: &out.receipt_leaves,
+            roots,
         })
         .context("storing a committed block")?;
     Ok(Executed {
-        state_root: out.state_root,
+        roots,
         ok_txs,
         exec_ms: start.elapsed().as_secs_f64() * 1e3,
     })

@@ -114,7 +114,7 @@ impl Node {
         let recovered = Recovered {
             committed_height: head.height,
             committed_hash: head.block_hash,
-            committed_root: head.state_root,
+            committed_roots: head.roots(),
             stable: store.latest_checkpoint_certificate()?,
             safety: store.safety_records()?,
         };

@@ -5,7 +5,7 @@
 use super::shared::{Metrics, Shared};
 use super::wire::{self, NodeMessage};
 use lanes_consensus::messages::Message;
-use lanes_types::Hash;
+use lanes_types::ExecRoots;
 
 /// Sends `message` to `to`, or to every other validator: the one place consensus messages
 /// leave the node, so a byzantine test build can rewrite them (`node/byzantine.rs`).
@@ -17,7 +17,12 @@ pub fn send(shared: &Shared, to: Option<u32>, message: &Message) {
             .unwrap_or_else(|e| e.into_inner())
             .outgoing(to, message);
         for (to, bytes) in out {
-            send_wire(shared, Some(to), wire::consensus_raw(&bytes), message.kind());
+            send_wire(
+                shared,
+                Some(to),
+                wire::consensus_raw(&bytes),
+                message.kind(),
+            );
         }
         return;
     }
@@ -73,15 +78,15 @@ fn fits_frame(
     false
 }
 
-/// The state root reported to consensus for an executed block (a byzantine test build may
-/// lie about it).
-pub fn reported_root(shared: &Shared, root: Hash) -> Hash {
+/// The roots reported to consensus for an executed block (a byzantine test build may lie
+/// about them).
+pub fn reported_roots(shared: &Shared, roots: ExecRoots) -> ExecRoots {
     #[cfg(feature = "byzantine")]
     if let Some(b) = &shared.byzantine {
-        return b.lock().unwrap_or_else(|e| e.into_inner()).root(root);
+        return b.lock().unwrap_or_else(|e| e.into_inner()).roots(roots);
     }
     let _ = shared;
-    root
+    roots
 }
 
 #[cfg(test)]

@@ -32,8 +32,8 @@ pub enum Input {
         height: u64,
         /// Its hash.
         block_hash: Hash,
-        /// The root we computed.
-        state_root: Hash,
+        /// The roots we computed.
+        roots: lanes_types::ExecRoots,
     },
     /// The executor installed a state snapshot (its head and certificate), or refused it.
     StateInstalled(Result<(lanes_storage::Head, lanes_types::CheckpointCertificate), String>),

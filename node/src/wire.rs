@@ -203,6 +203,7 @@ mod tests {
                 height: 9,
                 block_hash: Hash::tagged("test", b"block"),
                 state_root: Hash::tagged("test", b"root"),
+                receipts_root: Hash::tagged("test", b"receipts"),
                 signatures: (0..3)
                     .map(|v| ValidatorSignature {
                         validator: v,

@@ -195,7 +195,13 @@ fn four_in_process_validators_certify_a_transfer_and_one_restarts_at_its_height(
         wait_for(node, 30, "the transfer executed", |_| {
             matches!(node.shared().store.tx_location(&hash), Ok(Some(_)))
         });
-        let height = node.shared().store.tx_location(&hash).unwrap().unwrap().height;
+        let height = node
+            .shared()
+            .store
+            .tx_location(&hash)
+            .unwrap()
+            .unwrap()
+            .height;
         wait_for(node, 30, "its block certified", |s| {
             s.certified_height >= height
         });

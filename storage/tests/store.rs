@@ -77,6 +77,7 @@ fn checkpoint_certificates_attach_only_to_their_block() {
         height: 1,
         block_hash,
         state_root: common::root(1),
+        receipts_root: common::roots(1).receipts_root,
         signatures: vec![],
     };
     store.put_checkpoint_certificate(&cert).unwrap();
@@ -301,6 +302,7 @@ fn a_certified_root_that_differs_from_ours_is_a_divergence() {
         height: 1,
         block_hash: store.block(1).unwrap().unwrap().hash(),
         state_root: Hash::digest(b"a root we never computed"),
+        receipts_root: common::roots(1).receipts_root,
         signatures: vec![],
     };
     let err = store.put_checkpoint_certificate(&cert).unwrap_err();
@@ -309,6 +311,26 @@ fn a_certified_root_that_differs_from_ours_is_a_divergence() {
         "{err}"
     );
     assert_eq!(store.checkpoint_certificate(1).unwrap(), None);
+    // The same state under other receipts is a divergence too.
+    let cert = CheckpointCertificate {
+        state_root: common::root(1),
+        receipts_root: Hash::digest(b"receipts we never computed"),
+        ..cert
+    };
+    let err = store.put_checkpoint_certificate(&cert).unwrap_err();
+    assert!(
+        matches!(err, StorageError::Divergence { height: 1, .. }),
+        "{err}"
+    );
+    assert_eq!(store.checkpoint_certificate(1).unwrap(), None);
+    assert_eq!(
+        store
+            .receipt_leaves(1)
+            .unwrap()
+            .map(|l| lanes_types::merkle::root(&l)),
+        Some(common::roots(1).receipts_root),
+        "the stored leaves are the committed receipts root's"
+    );
 }
 
 #[test]
@@ -419,6 +441,7 @@ fn a_state_snapshot_is_consistent_and_installs_in_place_of_the_state() {
         height: head.height,
         block_hash: head.block_hash,
         state_root: head.state_root,
+        receipts_root: head.receipts_root,
         signatures: (0..3)
             .map(|v| ValidatorSignature {
                 validator: v,
@@ -487,6 +510,7 @@ fn a_state_snapshot_at_or_below_the_head_is_refused_and_changes_nothing() {
             height,
             block_hash: Hash::tagged("t", &height.to_be_bytes()),
             state_root: Hash::tagged("r", &height.to_be_bytes()),
+            receipts_root: Hash::tagged("receipts", &height.to_be_bytes()),
             signatures: (0..3)
                 .map(|v| ValidatorSignature {
                     validator: v,
@@ -518,6 +542,7 @@ fn a_state_snapshot_at_or_below_the_head_is_refused_and_changes_nothing() {
         height: head.height,
         block_hash: head.block_hash,
         state_root: head.state_root,
+        receipts_root: head.receipts_root,
         signatures: Vec::new(),
     };
     let refused = store.install_state(&StateInstall {
@@ -546,6 +571,7 @@ fn a_certified_root_at_the_head_repairs_a_diverged_state() {
         height: head.height,
         block_hash: head.block_hash,
         state_root: Hash::tagged("r", b"certified"),
+        receipts_root: head.receipts_root,
         signatures: Vec::new(),
     };
     let state = vec![(b"count".to_vec(), 99u64.to_be_bytes().to_vec())];
@@ -566,4 +592,40 @@ fn a_certified_root_at_the_head_repairs_a_diverged_state() {
         store.state_get(b"count").unwrap(),
         Some(99u64.to_be_bytes().to_vec())
     );
+}
+
+#[test]
+fn certified_receipts_at_the_head_repair_a_diverged_result_and_drop_our_leaves() {
+    use lanes_storage::StateInstall;
+    let dir = tempfile::tempdir().unwrap();
+    let store = common::open_with_genesis(dir.path());
+    for _ in 0..4 {
+        common::commit_next(&store);
+    }
+    let head = store.head().unwrap().unwrap();
+    assert!(store.receipt_leaves(head.height).unwrap().is_some());
+    // Same block and state, other receipts: the quorum's result is not ours.
+    let cert = CheckpointCertificate {
+        height: head.height,
+        block_hash: head.block_hash,
+        state_root: head.state_root,
+        receipts_root: Hash::tagged("r", b"certified receipts"),
+        signatures: Vec::new(),
+    };
+    store
+        .install_state(&StateInstall {
+            certificate: &cert,
+            state: &[],
+            tree: &[],
+        })
+        .unwrap();
+    let repaired = store.head().unwrap().unwrap();
+    assert_eq!(repaired.roots(), cert.roots());
+    assert_eq!(store.roots(head.height).unwrap(), Some(cert.roots()));
+    assert_eq!(
+        store.receipt_leaves(head.height).unwrap(),
+        None,
+        "our receipts' leaves at the repaired height are gone"
+    );
+    assert_eq!(store.block_floor().unwrap(), head.height + 1);
 }

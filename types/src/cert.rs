@@ -52,18 +52,44 @@ pub fn commit_vote_message(chain_id: &str, view: u64, height: u64, block_hash: &
     out
 }
 
+/// What executing a block produced, as a CHECKPOINT signs it: the state root after the block
+/// and the Merkle root over its receipts (`lanes_executor::receipts`). Two replicas agree on a
+/// block's result only when both are equal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ExecRoots {
+    /// State root after the block.
+    pub state_root: Hash,
+    /// Merkle root over the block's receipts, each naming its transaction.
+    pub receipts_root: Hash,
+}
+codec_struct!(ExecRoots {
+    state_root,
+    receipts_root
+});
+
+impl std::fmt::Display for ExecRoots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "state {} receipts {}",
+            self.state_root.short(),
+            self.receipts_root.short()
+        )
+    }
+}
+
 /// The bytes a validator signs in CHECKPOINT: after executing the block at `height` with hash
-/// `block_hash`, the state root it computed was `state_root`.
+/// `block_hash`, it computed `roots` (state root, then receipts root).
 pub fn checkpoint_message(
     chain_id: &str,
     height: u64,
     block_hash: &Hash,
-    state_root: &Hash,
+    roots: &ExecRoots,
 ) -> Vec<u8> {
     let mut out = signed_message("lanes/checkpoint", chain_id);
     height.encode(&mut out);
     block_hash.encode(&mut out);
-    state_root.encode(&mut out);
+    roots.encode(&mut out);
     out
 }
 
@@ -96,7 +122,8 @@ impl CommitCertificate {
 }
 
 /// The execution certificate: a quorum signed that executing the block at `height` gives
-/// `state_root`. Together with a Merkle proof it is all a light client needs.
+/// `state_root` and receipts under `receipts_root`. Together with a Merkle proof (of a state
+/// entry or of a receipt) it is all a light client needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckpointCertificate {
     /// Height of the executed block.
@@ -105,10 +132,12 @@ pub struct CheckpointCertificate {
     pub block_hash: Hash,
     /// State root after executing it.
     pub state_root: Hash,
+    /// Merkle root over its receipts.
+    pub receipts_root: Hash,
     /// CHECKPOINT signatures, strictly ascending by validator index.
     pub signatures: Vec<ValidatorSignature>,
 }
-codec_struct!(CheckpointCertificate { height, block_hash, state_root, signatures } check signers_ascending);
+codec_struct!(CheckpointCertificate { height, block_hash, state_root, receipts_root, signatures } check signers_ascending);
 
 impl HasSignatures for CheckpointCertificate {
     fn signatures(&self) -> &[ValidatorSignature] {
@@ -117,9 +146,17 @@ impl HasSignatures for CheckpointCertificate {
 }
 
 impl CheckpointCertificate {
+    /// The roots it certifies.
+    pub fn roots(&self) -> ExecRoots {
+        ExecRoots {
+            state_root: self.state_root,
+            receipts_root: self.receipts_root,
+        }
+    }
+
     /// Checks the certificate's quorum of signatures against the validator set.
     pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), QuorumError> {
-        let msg = checkpoint_message(chain_id, self.height, &self.block_hash, &self.state_root);
+        let msg = checkpoint_message(chain_id, self.height, &self.block_hash, &self.roots());
         validators.verify_quorum(&msg, &self.signatures)
     }
 }

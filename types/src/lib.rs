@@ -20,7 +20,7 @@ pub mod merkle;
 pub mod validator;
 
 pub use block::{payload_digest, tx_hash, Block, BlockHeader};
-pub use cert::{CheckpointCertificate, CommitCertificate};
+pub use cert::{CheckpointCertificate, CommitCertificate, ExecRoots};
 pub use codec::{Bytes, Decode, DecodeError, Encode};
 pub use crypto::{
     verify_batch, Address, CryptoError, PublicKey, SecretKey, Signature, SignedMessage,

@@ -122,14 +122,22 @@ fn arb_commit_cert() -> impl Strategy<Value = CommitCertificate> {
 }
 
 fn arb_checkpoint_cert() -> impl Strategy<Value = CheckpointCertificate> {
-    (any::<u64>(), arb_hash(), arb_hash(), arb_signer_list()).prop_map(
-        |(height, block_hash, state_root, signatures)| CheckpointCertificate {
-            height,
-            block_hash,
-            state_root,
-            signatures,
-        },
+    (
+        any::<u64>(),
+        arb_hash(),
+        arb_hash(),
+        arb_hash(),
+        arb_signer_list(),
     )
+        .prop_map(
+            |(height, block_hash, state_root, receipts_root, signatures)| CheckpointCertificate {
+                height,
+                block_hash,
+                state_root,
+                receipts_root,
+                signatures,
+            },
+        )
 }
 
 fn arb_balance() -> impl Strategy<Value = GenesisBalance> {
@@ -601,6 +609,7 @@ proptest! {
         let mut expected = k.height.to_be_bytes().to_vec();
         expected.extend_from_slice(&k.block_hash.0);
         expected.extend_from_slice(&k.state_root.0);
+        expected.extend_from_slice(&k.receipts_root.0);
         expected.extend_from_slice(&k.signatures.to_bytes());
         prop_assert_eq!(k.to_bytes(), expected);
     }

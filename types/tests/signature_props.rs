@@ -610,7 +610,7 @@ proptest! {
         block in any::<[u8; 32]>(),
         root in any::<[u8; 32]>(),
         signers in any::<Index>(),
-        field in 0usize..4,
+        field in 0usize..5,
     ) {
         let (keys, vs) = validator_set(n);
         let (block_hash, state_root) = (Hash(block), Hash(root));
@@ -654,13 +654,16 @@ proptest! {
         ]
         .concat();
         prop_assert_eq!(&commit_msg, &expected_commit);
-        let cp_msg = checkpoint_message(chain, height, &block_hash, &state_root);
+        let receipts_root = lanes_types::Hash::tagged("receipts", &state_root.0);
+        let roots = lanes_types::ExecRoots { state_root, receipts_root };
+        let cp_msg = checkpoint_message(chain, height, &block_hash, &roots);
         let expected_checkpoint = [
             "lanes/checkpoint".to_string().to_bytes().as_slice(),
             &chain_enc,
             &height.to_be_bytes(),
             &block_hash.0,
             &state_root.0,
+            &receipts_root.0,
         ]
         .concat();
         prop_assert_eq!(&cp_msg, &expected_checkpoint);
@@ -669,6 +672,7 @@ proptest! {
             height,
             block_hash,
             state_root,
+            receipts_root,
             signatures: (0..count)
                 .map(|i| ValidatorSignature { validator: i as u32, signature: keys[i].sign(&cp_msg) })
                 .collect(),
@@ -680,6 +684,7 @@ proptest! {
             0 => moved.state_root.0[31] ^= 0x80,
             1 => moved.height = height.wrapping_add(1),
             2 => moved.block_hash.0[0] ^= 1,
+            3 => moved.receipts_root.0[7] ^= 4,
             _ => moved_chain.push('2'),
         }
         prop_assert_eq!(moved.verify(&moved_chain, &vs), Err(QuorumError::BadSignatures(all.clone())));

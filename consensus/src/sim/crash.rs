@@ -7,7 +7,7 @@ use super::{checks, Sim};
 use crate::messages::Message;
 use crate::replica::{Action, Recovered};
 use crate::sim::CrashPoint;
-use lanes_types::Hash;
+use lanes_types::{ExecRoots, Hash};
 use rand::Rng;
 
 impl Sim {
@@ -90,7 +90,13 @@ impl Sim {
         let recovered = Recovered {
             committed_height: n.chain.len() as u64,
             committed_hash: n.chain.last().map_or(Hash::ZERO, |c| c.block.hash()),
-            committed_root: n.roots.last().copied().unwrap_or(Hash::ZERO),
+            committed_roots: match n.chain.last() {
+                Some(head) => ExecRoots {
+                    state_root: n.roots[n.chain.len() - 1],
+                    receipts_root: super::sim_receipts_root(&head.block.hash()),
+                },
+                None => ExecRoots::default(),
+            },
             stable: n.stable.clone(),
             safety: n
                 .safety

@@ -3,9 +3,9 @@
 
 use super::context::{new_replica, SimContext};
 use super::network::{Byzantine, Fault};
-use super::{sim_tx, Ev, Node, Sim, TraceEntry, TRACE_LEN};
+use super::{sim_receipts_root, sim_tx, Ev, Node, Sim, TraceEntry, TRACE_LEN};
 use crate::replica::{Event, Recovered};
-use lanes_types::Hash;
+use lanes_types::{ExecRoots, Hash};
 use rand::Rng;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashSet};
@@ -170,12 +170,16 @@ impl Sim {
         if n.byzantine == Some(Byzantine::WrongRoot) {
             state_root = Hash::tagged("lanes/sim-wrong-root", &state_root.0);
         }
+        let roots = ExecRoots {
+            state_root,
+            receipts_root: sim_receipts_root(&block_hash),
+        };
         self.feed(
             node,
             Event::Executed {
                 height,
                 block_hash,
-                state_root,
+                roots,
             },
         );
     }

@@ -215,3 +215,8 @@ pub fn run(cfg: &SimConfig) -> SimReport {
     sim.run_loop();
     sim.report()
 }
+
+/// The receipts root every honest simulated executor computes for the block `block_hash`.
+fn sim_receipts_root(block_hash: &Hash) -> Hash {
+    Hash::tagged("lanes/sim-receipts", &block_hash.0)
+}

@@ -17,7 +17,7 @@ use crate::messages::{CertifiedBlock, CheckpointVote, Message, NewView, Phase, V
 use crate::safety::apply;
 use crate::{Action, Alarm, Event, Recovered, Replica};
 use lanes_types::codec::{Decode, Encode};
-use lanes_types::{Block, CheckpointCertificate, CommitCertificate, Hash, Signature};
+use lanes_types::{Block, CheckpointCertificate, CommitCertificate, ExecRoots, Hash, Signature};
 use std::collections::{BTreeMap, VecDeque};
 
 /// The seed of the cluster's keys and transactions.
@@ -147,11 +147,10 @@ impl Cluster {
         // The executor: a deterministic root per block, fed straight back.
         for a in &actions {
             if let Action::Deliver { block, .. } = a {
-                let root = test_root(block);
                 let ev = Event::Executed {
                     height: block.height(),
                     block_hash: block.hash(),
-                    state_root: root,
+                    roots: test_roots(block),
                 };
                 self.feed(node, ev);
             }
@@ -338,7 +337,9 @@ impl Cluster {
         let recovered = Recovered {
             committed_height: chain.len() as u64,
             committed_hash: chain.last().map_or(Hash::ZERO, |(b, _)| b.hash()),
-            committed_root: chain.last().map_or(Hash::ZERO, |(b, _)| test_root(b)),
+            committed_roots: chain
+                .last()
+                .map_or(ExecRoots::default(), |(b, _)| test_roots(b)),
             stable: self.stable[i].clone(),
             safety: records(&self.persisted[i]),
         };
@@ -424,13 +425,14 @@ impl Cluster {
         validator: u32,
         height: u64,
         block_hash: Hash,
-        state_root: Hash,
+        roots: ExecRoots,
     ) -> CheckpointVote {
-        let msg = lanes_types::cert::checkpoint_message(CHAIN_ID, height, &block_hash, &state_root);
+        let msg = lanes_types::cert::checkpoint_message(CHAIN_ID, height, &block_hash, &roots);
         CheckpointVote {
             height,
             block_hash,
-            state_root,
+            state_root: roots.state_root,
+            receipts_root: roots.receipts_root,
             validator,
             signature: self.sign_as(validator, &msg),
         }
@@ -467,9 +469,12 @@ pub fn all(_: u32, _: u32, _: &Message) -> bool {
     true
 }
 
-/// The state root the cluster's executor computes for a block.
-pub fn test_root(block: &Block) -> Hash {
-    Hash::tagged("test-root", &block.hash().0)
+/// The roots the cluster's executor computes for a block.
+pub fn test_roots(block: &Block) -> ExecRoots {
+    ExecRoots {
+        state_root: Hash::tagged("test-root", &block.hash().0),
+        receipts_root: Hash::tagged("test-receipts", &block.hash().0),
+    }
 }
 
 #[cfg(test)]

@@ -52,5 +52,6 @@ pub fn install(store: &Store, snapshot: &Snapshot, metrics: &Metrics) -> Result<
         height: cert.height,
         block_hash: cert.block_hash,
         state_root: cert.state_root,
+        receipts_root: cert.receipts_root,
     })
 }

@@ -15,11 +15,16 @@ fn genesis(keys: &[SecretKey]) -> Genesis {
 /// An execution certificate of (9, block, root) signed by `signers`.
 fn cert(keys: &[SecretKey], g: &Genesis, signers: &[u32]) -> CheckpointCertificate {
     let (block, root) = (Hash::tagged("t", b"block"), Hash::tagged("t", b"root"));
-    let msg = checkpoint_message(&g.chain_id, 9, &block, &root);
+    let roots = lanes_types::ExecRoots {
+        state_root: root,
+        receipts_root: Hash::tagged("t", b"receipts"),
+    };
+    let msg = checkpoint_message(&g.chain_id, 9, &block, &roots);
     CheckpointCertificate {
         height: 9,
         block_hash: block,
         state_root: root,
+        receipts_root: roots.receipts_root,
         signatures: signers
             .iter()
             .map(|&v| ValidatorSignature {

@@ -7,7 +7,9 @@ use super::layout::{
 use super::{Head, Store, Write};
 use crate::error::StorageError;
 use lanes_types::codec::{Decode, Encode};
-use lanes_types::{codec_struct, Block, Bytes, CheckpointCertificate, CommitCertificate, Hash};
+use lanes_types::{
+    codec_struct, merkle, Block, Bytes, CheckpointCertificate, CommitCertificate, ExecRoots, Hash,
+};
 use rocksdb::WriteBatch;
 
 /// Where a transaction landed.
@@ -33,8 +35,10 @@ pub struct BlockCommit<'a> {
     pub state_writes: &'a [Write],
     /// State-tree node changes.
     pub tree_writes: &'a [Write],
-    /// State root after the block.
-    pub state_root: Hash,
+    /// The receipts' Merkle leaves, one per transaction, in block order.
+    pub receipt_leaves: &'a [Hash],
+    /// State root after the block and the Merkle root over `receipt_leaves`.
+    pub roots: ExecRoots,
 }
 
 impl Store {
@@ -61,9 +65,14 @@ impl Store {
             height: 0,
             block_hash: Hash::ZERO,
             state_root,
+            receipts_root: merkle::root(&[]),
         };
         batch.put_cf(self.handle(cf::META), META_HEAD, head.to_bytes());
-        batch.put_cf(self.handle(cf::ROOTS), height_key(0), state_root.0);
+        batch.put_cf(
+            self.handle(cf::ROOTS),
+            height_key(0),
+            head.roots().to_bytes(),
+        );
         self.write(batch, true)
     }
 
@@ -97,6 +106,11 @@ impl Store {
         }
         if c.receipts.len() != c.block.txs.len() {
             return inconsistent("receipt count differs from transaction count");
+        }
+        if c.receipt_leaves.len() != c.receipts.len()
+            || merkle::root(c.receipt_leaves) != c.roots.receipts_root
+        {
+            return inconsistent("receipt leaves do not match the receipts root");
         }
         if c.block.header.chain_id != self.identity.chain_id {
             return inconsistent("block is for another chain");
@@ -140,19 +154,26 @@ impl Store {
         }
         self.put_writes(&mut batch, cf::STATE, c.state_writes);
         self.put_writes(&mut batch, cf::TREE, c.tree_writes);
-        batch.put_cf(self.handle(cf::ROOTS), height_key(height), c.state_root.0);
+        batch.put_cf(
+            self.handle(cf::ROOTS),
+            height_key(height),
+            c.roots.to_bytes(),
+        );
+        let leaves: Vec<u8> = c.receipt_leaves.iter().flat_map(|h| h.0).collect();
+        batch.put_cf(self.handle(cf::RECEIPT_LEAVES), height_key(height), leaves);
         let new_head = Head {
             height,
             block_hash,
-            state_root: c.state_root,
+            state_root: c.roots.state_root,
+            receipts_root: c.roots.receipts_root,
         };
         batch.put_cf(self.handle(cf::META), META_HEAD, new_head.to_bytes());
         batch
     }
 
     /// Stores the execution certificate of an already committed block. Refuses a certificate
-    /// for another block, and reports [`StorageError::Divergence`] when the quorum's root is not
-    /// the one this replica computed. Not synced: a lost certificate is fetched again from
+    /// for another block, and reports [`StorageError::Divergence`] when the quorum's roots are
+    /// not the ones this replica computed. Not synced: a lost certificate is fetched again from
     /// peers, unlike the block itself.
     pub fn put_checkpoint_certificate(
         &self,
@@ -170,12 +191,12 @@ impl Store {
                 reason: "checkpoint certificate for another block",
             });
         }
-        if let Some(ours) = self.state_root(cert.height)? {
-            if ours != cert.state_root {
+        if let Some(ours) = self.roots(cert.height)? {
+            if ours != cert.roots() {
                 return Err(StorageError::Divergence {
                     height: cert.height,
                     ours: ours.to_string(),
-                    certified: cert.state_root.to_string(),
+                    certified: cert.roots().to_string(),
                 });
             }
         }
@@ -221,11 +242,34 @@ impl Store {
         Ok(out)
     }
 
+    /// The roots this replica computed for the block at `height` (0: genesis state).
+    pub fn roots(&self, height: u64) -> Result<Option<ExecRoots>, StorageError> {
+        self.get_decoded(cf::ROOTS, &height_key(height), || format!("roots {height}"))
+    }
+
     /// The state root this replica computed after the block at `height` (0: genesis state).
     pub fn state_root(&self, height: u64) -> Result<Option<Hash>, StorageError> {
-        self.get_decoded(cf::ROOTS, &height_key(height), || {
-            format!("state root {height}")
-        })
+        Ok(self.roots(height)?.map(|r| r.state_root))
+    }
+
+    /// The receipt leaves of the block at `height`, in block order, as this replica computed
+    /// them.
+    pub fn receipt_leaves(&self, height: u64) -> Result<Option<Vec<Hash>>, StorageError> {
+        let Some(bytes) = self.get(cf::RECEIPT_LEAVES, &height_key(height))? else {
+            return Ok(None);
+        };
+        if bytes.len() % 32 != 0 {
+            return Err(StorageError::Corrupt {
+                path: self.path.clone(),
+                what: format!("receipt leaves {height}"),
+                source: lanes_types::DecodeError::Invalid("not a multiple of 32 bytes"),
+            });
+        }
+        let leaves = bytes
+            .chunks_exact(32)
+            .map(|c| Hash(c.try_into().expect("32 bytes")))
+            .collect();
+        Ok(Some(leaves))
     }
 
     /// The commit certificate of the block at `height`.

@@ -2,7 +2,7 @@
 //! the big-endian key encodings (so iteration follows height).
 
 /// The on-disk schema this build reads and writes. Bump it on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Column family names, one per concern.
 pub mod cf {
@@ -24,8 +24,11 @@ pub mod cf {
     pub const TX_INDEX: &str = "tx_index";
     /// height (u64 BE) ++ index (u32 BE) -> receipt bytes.
     pub const RECEIPTS: &str = "receipts";
-    /// height (u64 BE) -> the state root this replica computed after that block.
+    /// height (u64 BE) -> the roots (state, receipts) this replica computed for that block.
     pub const ROOTS: &str = "roots";
+    /// height (u64 BE) -> the block's receipt leaf hashes, 32 bytes each, in block order (for
+    /// receipt proofs under the certified receipts root).
+    pub const RECEIPT_LEAVES: &str = "receipt_leaves";
     /// Every column family, in the order they are opened.
     pub const ALL: &[&str] = &[
         META,
@@ -38,6 +41,7 @@ pub mod cf {
         TX_INDEX,
         RECEIPTS,
         ROOTS,
+        RECEIPT_LEAVES,
     ];
 }
 

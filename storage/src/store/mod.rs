@@ -32,12 +32,25 @@ pub struct Head {
     pub block_hash: Hash,
     /// The state root after executing it.
     pub state_root: Hash,
+    /// The Merkle root over its receipts (of no receipts at height 0).
+    pub receipts_root: Hash,
 }
 codec_struct!(Head {
     height,
     block_hash,
-    state_root
+    state_root,
+    receipts_root
 });
+
+impl Head {
+    /// The roots it was executed to.
+    pub fn roots(&self) -> lanes_types::ExecRoots {
+        lanes_types::ExecRoots {
+            state_root: self.state_root,
+            receipts_root: self.receipts_root,
+        }
+    }
+}
 
 /// A state or tree write: the key and the new value, or `None` to delete.
 pub type Write = (Bytes, Option<Bytes>);

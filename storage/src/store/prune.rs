@@ -17,8 +17,8 @@ impl Store {
             .unwrap_or(1))
     }
 
-    /// Deletes stored blocks below `below` (bodies, hash index, certificates, receipts and
-    /// transaction index), at most `max_blocks` of them per call, oldest first. Returns the new
+    /// Deletes stored blocks below `below` (bodies, hash index, certificates, receipts, their
+    /// leaves and transaction index), at most `max_blocks` of them per call, oldest first. Returns the new
     /// floor. Never deletes the head. Not synced: a pruning lost in a crash is redone.
     pub fn prune_blocks(&self, below: u64, max_blocks: u64) -> Result<u64, StorageError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -37,6 +37,7 @@ impl Store {
                 }
             }
             batch.delete_cf(self.handle(cf::BLOCKS), height_key(height));
+            batch.delete_cf(self.handle(cf::RECEIPT_LEAVES), height_key(height));
             for kind in [CERT_COMMIT, CERT_CHECKPOINT] {
                 batch.delete_cf(self.handle(cf::CERTIFICATES), cert_key(height, kind));
             }

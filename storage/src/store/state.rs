@@ -60,14 +60,14 @@ impl Store {
     /// are not stored). The caller has checked the certificate's quorum and that `tree` hashes
     /// to its root. Refuses ([`StorageError::StaleSnapshot`]) a certificate below the stored
     /// head, which would roll the node back to heights it may have voted on, and one at the
-    /// head unless it repairs a diverged state (same block, another root).
+    /// head unless it repairs a diverged state (same block, other roots).
     pub fn install_state(&self, s: &StateInstall<'_>) -> Result<(), StorageError> {
         let _guard = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         let cert = s.certificate;
         if let Some(head) = self.head()? {
             let repair = cert.height == head.height
                 && cert.block_hash == head.block_hash
-                && cert.state_root != head.state_root;
+                && cert.roots() != head.roots();
             if cert.height <= head.height && !repair {
                 return Err(StorageError::StaleSnapshot {
                     height: cert.height,
@@ -96,13 +96,18 @@ impl Store {
         batch.put_cf(
             self.handle(cf::ROOTS),
             height_key(cert.height),
-            cert.state_root.0,
+            cert.roots().to_bytes(),
         );
+        // Our own receipt leaves at the snapshot's height (a repaired divergence) are not the
+        // certified ones: they go, and with the block floor above them no receipt at or below
+        // the snapshot's height is served as certified.
+        batch.delete_cf(self.handle(cf::RECEIPT_LEAVES), height_key(cert.height));
         let meta = self.handle(cf::META);
         let head = Head {
             height: cert.height,
             block_hash: cert.block_hash,
             state_root: cert.state_root,
+            receipts_root: cert.receipts_root,
         };
         batch.put_cf(meta, META_HEAD, head.to_bytes());
         batch.put_cf(meta, META_FLOOR, (cert.height + 1).to_bytes());

@@ -4,8 +4,8 @@
 
 use lanes_storage::{BlockCommit, ChainIdentity, Store};
 use lanes_types::{
-    payload_digest, Block, BlockHeader, Bytes, CommitCertificate, Hash, Signature,
-    ValidatorSignature,
+    merkle, payload_digest, Block, BlockHeader, Bytes, CommitCertificate, ExecRoots, Hash,
+    Signature, ValidatorSignature,
 };
 
 pub const CHAIN: &str = "storage-test";
@@ -25,6 +25,7 @@ pub struct Fixture {
     pub state: Vec<(Bytes, Option<Bytes>)>,
     pub tree: Vec<(Bytes, Option<Bytes>)>,
     pub root: Hash,
+    pub leaves: Vec<Hash>,
 }
 
 pub fn state_key(height: u64) -> Vec<u8> {
@@ -37,6 +38,14 @@ pub fn tree_key(height: u64) -> Vec<u8> {
 
 pub fn root(height: u64) -> Hash {
     Hash::tagged("root", &height.to_be_bytes())
+}
+
+/// The roots block `height` commits: [`root`] and the Merkle root of its receipts.
+pub fn roots(height: u64) -> ExecRoots {
+    ExecRoots {
+        state_root: root(height),
+        receipts_root: merkle::root(&fixture(height, Hash::ZERO).leaves),
+    }
 }
 
 pub fn fixture(height: u64, parent: Hash) -> Fixture {
@@ -66,11 +75,12 @@ pub fn fixture(height: u64, parent: Hash) -> Fixture {
             })
             .collect(),
     };
-    let receipts = block
+    let receipts: Vec<Bytes> = block
         .txs
         .iter()
         .map(|t| Bytes([b"ok ".as_slice(), &t.0].concat()))
         .collect();
+    let leaves = receipts.iter().map(|r| merkle::leaf_hash(&r.0)).collect();
     let mut state = vec![
         (
             Bytes(state_key(height)),
@@ -95,6 +105,7 @@ pub fn fixture(height: u64, parent: Hash) -> Fixture {
         state,
         tree,
         root: root(height),
+        leaves,
     }
 }
 
@@ -107,7 +118,11 @@ impl Fixture {
             receipts: &self.receipts,
             state_writes: &self.state,
             tree_writes: &self.tree,
-            state_root: self.root,
+            receipt_leaves: &self.leaves,
+            roots: ExecRoots {
+                state_root: self.root,
+                receipts_root: merkle::root(&self.leaves),
+            },
         }
     }
 }
