@@ -7,7 +7,8 @@ use crate::error::StorageError;
 use lanes_types::codec::Encode;
 use lanes_types::Hash;
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, DB,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, IteratorMode, Options,
+    WriteBatch, DB, DEFAULT_COLUMN_FAMILY_NAME as DEFAULT,
 };
 use std::path::Path;
 use std::sync::Mutex;
@@ -24,53 +25,34 @@ pub struct ChainIdentity {
 impl Store {
     /// Opens (creating if needed) the read-write database of the chain `identity` at `path`.
     /// Fails with a message naming the mismatch if the database belongs to another chain or
-    /// schema, and if another process holds it open.
+    /// schema, if it holds data of another program, and if another process holds it open. A
+    /// creation interrupted by a crash is completed (see `complete_creation` for why that is safe).
     pub fn open(path: &Path, identity: &ChainIdentity) -> Result<Store, StorageError> {
         let path_s = path.display().to_string();
-        let existing = check_column_families(path, &path_s)?;
-        if existing
-            .as_ref()
-            .is_some_and(|cfs| !cfs.iter().any(|c| c == cf::META))
-        {
-            return Err(StorageError::NotALanesDatabase {
-                path: path_s,
-                reason: "a RocksDB database of another program (no meta column family)".into(),
-            });
+        if let Some(existing) = check_column_families(path, &path_s)? {
+            if cf::ALL
+                .iter()
+                .any(|name| !existing.iter().any(|e| e == name))
+            {
+                refuse_foreign_data(path, &path_s, &existing)?;
+            }
         }
-        let db = DB::open_cf_descriptors(&db_options(true), path, cf_descriptors()).map_err(
-            |source| {
-                if source.to_string().to_lowercase().contains("lock") {
-                    StorageError::Locked {
-                        path: path_s.clone(),
-                        source,
-                    }
-                } else {
-                    StorageError::Rocks {
-                        path: path_s.clone(),
-                        context: "open",
-                        source,
-                    }
-                }
-            },
-        )?;
+        let db = open_read_write(path, &path_s)?;
         let store = Store::wrap(db, path_s, false, identity.clone());
         match store.read_identity()? {
-            Some(found) => {
-                if found != *identity {
-                    return Err(StorageError::WrongChain {
-                        path: store.path.clone(),
-                        found_chain: found.chain_id,
-                        found_genesis: found.genesis_hash.to_string(),
-                        expected_chain: identity.chain_id.clone(),
-                        expected_genesis: identity.genesis_hash.to_string(),
-                    });
-                }
+            Some(found) if found != *identity => Err(StorageError::WrongChain {
+                path: store.path.clone(),
+                found_chain: found.chain_id,
+                found_genesis: found.genesis_hash.to_string(),
+                expected_chain: identity.chain_id.clone(),
+                expected_genesis: identity.genesis_hash.to_string(),
+            }),
+            Some(_) => Ok(store),
+            None => {
+                store.complete_creation()?;
+                Ok(store)
             }
-            // A new database, or one whose creation was interrupted before its identity was
-            // written (our column families exist, nothing else does).
-            None => store.write_identity()?,
         }
-        Ok(store)
     }
 
     /// Opens an existing database read-only, without taking its lock: for tools that inspect a
@@ -176,6 +158,30 @@ impl Store {
         }
     }
 
+    /// Records the chain identity in a database that has none: a new one, or one whose
+    /// creation a crash interrupted. Refused if any column family holds data.
+    ///
+    /// Why creation is crash-safe: it is a sequence of steps, each atomic on disk. (1) RocksDB
+    /// writes a MANIFEST and renames `CURRENT` into place; without `CURRENT` there is no
+    /// database and the next open creates it afresh. (2) The open adds our column families one
+    /// by one, one MANIFEST record each (a torn record is dropped on recovery). (3) The
+    /// identity (schema version, chain id, genesis hash) is written in one synced batch, one
+    /// WAL record. No data is written before (3): a [`Store`] exists only after it. So a kill
+    /// leaves no database, or `default` plus some of our families, all empty, without identity,
+    /// or a complete database. `open` completes the middle state by redoing (2) and (3), and a
+    /// kill during that again leaves one of the three. Conversely, a database without identity
+    /// is adopted only when every family, `default` included, is empty: checked here under
+    /// RocksDB's lock, and before families are added by [`refuse_foreign_data`], read-only.
+    fn complete_creation(&self) -> Result<(), StorageError> {
+        let families = std::iter::once(DEFAULT).chain(cf::ALL.iter().copied());
+        if let Some(family) = first_family_with_data(&self.db, families)
+            .map_err(self.rocks("look for data in a database without identity"))?
+        {
+            return Err(foreign_data(&self.path, &family));
+        }
+        self.write_identity()
+    }
+
     fn write_identity(&self) -> Result<(), StorageError> {
         let meta = self.db.cf_handle(cf::META).expect("meta opened");
         let mut batch = WriteBatch::default();
@@ -183,6 +189,79 @@ impl Store {
         batch.put_cf(meta, META_CHAIN, self.identity.chain_id.to_bytes());
         batch.put_cf(meta, META_GENESIS, self.identity.genesis_hash.to_bytes());
         self.write(batch, true)
+    }
+}
+
+/// Opens read-write with every column family, creating the database and missing families.
+fn open_read_write(path: &Path, path_s: &str) -> Result<DB, StorageError> {
+    DB::open_cf_descriptors(&db_options(true), path, cf_descriptors()).map_err(|source| {
+        if source.to_string().to_lowercase().contains("lock") {
+            StorageError::Locked {
+                path: path_s.to_string(),
+                source,
+            }
+        } else {
+            StorageError::Rocks {
+                path: path_s.to_string(),
+                context: "open",
+                source,
+            }
+        }
+    })
+}
+
+/// Before column families are added to an existing database that lacks some of ours: reads
+/// it without writing anything (read-only, no lock) and refuses it if it holds data but no
+/// schema version, so another program's database is never changed.
+fn refuse_foreign_data(path: &Path, path_s: &str, existing: &[String]) -> Result<(), StorageError> {
+    let rocks = |context| {
+        move |source| StorageError::Rocks {
+            path: path_s.to_string(),
+            context,
+            source,
+        }
+    };
+    let db = DB::open_cf_for_read_only(&Options::default(), path, existing, false).map_err(
+        rocks("inspect a database lacking some of our column families"),
+    )?;
+    if let Some(meta) = db.cf_handle(cf::META) {
+        let schema = db.get_cf(meta, META_SCHEMA);
+        if schema.map_err(rocks("read the schema version"))?.is_some() {
+            return Ok(()); // ours; `open` checks the identity
+        }
+    }
+    let families = existing.iter().map(String::as_str);
+    match first_family_with_data(&db, families).map_err(rocks("look for data"))? {
+        Some(family) => Err(foreign_data(path_s, &family)),
+        None => Ok(()),
+    }
+}
+
+/// The first of `families` (those `db` has open) that holds at least one record.
+fn first_family_with_data<'a>(
+    db: &DB,
+    families: impl IntoIterator<Item = &'a str>,
+) -> Result<Option<String>, rocksdb::Error> {
+    for name in families {
+        let Some(handle) = db.cf_handle(name) else {
+            continue;
+        };
+        if let Some(record) = db.iterator_cf(handle, IteratorMode::Start).next() {
+            record?;
+            return Ok(Some(name.to_string()));
+        }
+    }
+    Ok(None)
+}
+
+/// The refusal of a database that holds data but no lanes identity.
+fn foreign_data(path: &str, family: &str) -> StorageError {
+    StorageError::NotALanesDatabase {
+        path: path.to_string(),
+        reason: format!(
+            "a RocksDB database of another program: column family {family:?} holds data but \
+             no lanes chain identity is recorded (lanes records it before anything else)"
+        ),
     }
 }
 
@@ -227,7 +306,7 @@ fn check_column_families(path: &Path, path_s: &str) -> Result<Option<Vec<String>
         return Ok(None); // no database yet
     };
     for name in &existing {
-        if name != "default" && !cf::ALL.contains(&name.as_str()) {
+        if name != DEFAULT && !cf::ALL.contains(&name.as_str()) {
             return Err(StorageError::UnknownColumnFamily {
                 path: path_s.to_string(),
                 name: name.clone(),
