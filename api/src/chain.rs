@@ -3,24 +3,99 @@
 use crate::required;
 use serde::{Deserialize, Serialize};
 
-/// `GET /tx/{hash}`: a committed transaction, where it is, and its receipt.
+/// Where a transaction stands on the node asked, in the order it gets there. "Acknowledged"
+/// means [`TxStatus::Certified`]: a quorum of validators signed the block's result, receipts
+/// included, and the answer carries the certificate and the receipt's proof.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TxStatus {
+    /// In this node's mempool, not yet in a committed block.
+    Pending,
+    /// In a block this node committed and executed; its result is not certified yet.
+    Committed,
+    /// Its block's result (state root and receipts root) is certified by a quorum.
+    Certified,
+}
+
+impl std::fmt::Display for TxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TxStatus::Pending => "pending",
+            TxStatus::Committed => "committed",
+            TxStatus::Certified => "certified",
+        })
+    }
+}
+
+impl std::str::FromStr for TxStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "pending" => Ok(TxStatus::Pending),
+            "committed" => Ok(TxStatus::Committed),
+            "certified" => Ok(TxStatus::Certified),
+            other => Err(format!(
+                "unknown status {other:?} (pending, committed or certified)"
+            )),
+        }
+    }
+}
+
+/// `GET /tx/{hash}`: a transaction's status; once committed, where it is and its receipt; once
+/// certified, the execution certificate and the receipt's Merkle proof under its receipts
+/// root. An unknown transaction is a 404.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxInfo {
     /// Transaction hash (hex).
     pub hash: String,
-    /// Height of its block.
-    pub height: u64,
-    /// Its index in the block.
-    pub index: u32,
-    /// Its block's hash (hex).
-    pub block_hash: String,
-    /// Whether its block has an execution certificate (a quorum signed the resulting state).
-    pub certified: bool,
-    /// The transaction.
-    pub tx: TxView,
-    /// Its receipt (`None` only if the node lost it).
+    /// Where it stands.
+    pub status: TxStatus,
+    /// Height of its block (`None` while pending).
+    #[serde(deserialize_with = "required")]
+    pub height: Option<u64>,
+    /// Its index in the block (`None` while pending).
+    #[serde(deserialize_with = "required")]
+    pub index: Option<u32>,
+    /// Its block's hash, hex (`None` while pending).
+    #[serde(deserialize_with = "required")]
+    pub block_hash: Option<String>,
+    /// The transaction (`None` while pending).
+    #[serde(deserialize_with = "required")]
+    pub tx: Option<TxView>,
+    /// Its receipt (`None` while pending).
     #[serde(deserialize_with = "required")]
     pub receipt: Option<ReceiptView>,
+    /// The execution certificate of its block (`Some` exactly when certified).
+    #[serde(deserialize_with = "required")]
+    pub certificate: Option<ExecutionCertificateInfo>,
+    /// The receipt's proof under the certificate's receipts root (`Some` exactly when
+    /// certified).
+    #[serde(deserialize_with = "required")]
+    pub receipt_proof: Option<ReceiptProof>,
+}
+
+/// A Merkle proof of one receipt (`lanes_types::merkle::Proof`): its leaf is
+/// `H(0x00 || tx hash || encoded receipt)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptProof {
+    /// Position of the receipt in the block.
+    pub index: u64,
+    /// Receipts in the block.
+    pub leaves: u64,
+    /// Sibling roots from the leaf up (hex).
+    pub siblings: Vec<String>,
+}
+
+/// An operation, whole: its name and every field by name (amounts and ids as numbers,
+/// addresses as hex, symbols as strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationView {
+    /// Its short name (`transfer`, `swap`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Its fields, in encoding order.
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A transaction in an answer: its decoded fields and its bytes.
@@ -35,9 +110,9 @@ pub struct TxView {
 }
 
 impl TxView {
-    /// The operation's debug text, if the transaction decodes.
+    /// The operation's name, if the transaction decodes.
     pub fn op(&self) -> Option<&str> {
-        self.decoded.as_ref().map(|d| d.op.as_str())
+        self.decoded.as_ref().map(|d| d.op.kind.as_str())
     }
 }
 
@@ -50,8 +125,8 @@ pub struct DecodedTx {
     pub nonce: u64,
     /// Fee offered (native asset).
     pub fee: u64,
-    /// The operation, as its Rust debug text (e.g. `Transfer { asset: 0, .. }`).
-    pub op: String,
+    /// The operation, whole.
+    pub op: OperationView,
 }
 
 /// [`TxView`] as it arrives: the decoded fields all present or all absent.
@@ -60,7 +135,7 @@ struct TxViewWire {
     sender: Option<String>,
     nonce: Option<u64>,
     fee: Option<u64>,
-    op: Option<String>,
+    op: Option<OperationView>,
     raw: String,
 }
 
@@ -95,6 +170,8 @@ pub struct ReceiptView {
     pub fee_paid: u64,
     /// Operation-specific results (e.g. a swap's amount out).
     pub outputs: Vec<u64>,
+    /// Hex of the canonical encoding, what the receipt's Merkle leaf hashes.
+    pub encoded: String,
 }
 
 /// The query of `GET /blocks`.
@@ -164,11 +241,15 @@ pub struct CommitCertificateInfo {
     pub signers: Vec<u32>,
 }
 
-/// The execution certificate of a block: a quorum's CHECKPOINT signatures on its state root.
+/// The execution certificate of a block: a quorum's CHECKPOINT signatures on its result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecutionCertificateInfo {
+    /// The certified height.
+    pub height: u64,
     /// The certified state root (hex).
     pub state_root: String,
+    /// The certified receipts root (hex).
+    pub receipts_root: String,
     /// Signers' validator indices, ascending.
     pub signers: Vec<u32>,
     /// Hex of the encoded certificate (`lanes_types::CheckpointCertificate`).

@@ -25,7 +25,7 @@ mod submit;
 
 pub use chain::{
     BlockInfo, BlockSummary, BlockTx, BlocksQuery, CommitCertificateInfo, DecodedTx,
-    ExecutionCertificateInfo, ReceiptView, TxInfo, TxView,
+    ExecutionCertificateInfo, OperationView, ReceiptProof, ReceiptView, TxInfo, TxStatus, TxView,
 };
 pub use client::{metric, Client, Events, DEFAULT_TIMEOUT};
 pub use error::{ApiError, ErrorBody};

@@ -98,23 +98,46 @@ fn submissions_and_batch_answers() {
 
 fn tx_body() -> Value {
     json!({
-        "hash": "11".repeat(32), "height": 4, "index": 0, "block_hash": "22".repeat(32),
-        "certified": true,
+        "hash": "11".repeat(32), "status": "certified", "height": 4, "index": 0,
+        "block_hash": "22".repeat(32),
         "tx": {"sender": "33".repeat(20), "nonce": 0, "fee": 1,
-               "op": "Transfer { asset: 0, to: Address(aa), amount: 5 }", "raw": "0011"},
-        "receipt": {"status": "Success", "success": true, "fee_paid": 1, "outputs": []},
+               "op": {"type": "transfer", "asset": 0, "to": "aa".repeat(20), "amount": 5},
+               "raw": "0011"},
+        "receipt": {"status": "Success", "success": true, "fee_paid": 1, "outputs": [],
+                    "encoded": "00"},
+        "certificate": {"height": 4, "state_root": "44".repeat(32),
+                        "receipts_root": "55".repeat(32), "signers": [0, 1, 2],
+                        "encoded": "66"},
+        "receipt_proof": {"index": 0, "leaves": 1, "siblings": []},
     })
 }
 
 #[test]
 fn a_transaction_with_its_receipt() {
     let t: TxInfo = round_trip(tx_body());
+    assert_eq!(t.status, lanes_api::TxStatus::Certified);
     assert!(t.receipt.as_ref().unwrap().success);
-    assert_eq!(t.tx.decoded.as_ref().unwrap().nonce, 0);
-    assert!(t.tx.op().unwrap().starts_with("Transfer"));
-    for broken in without(&tx_body(), "receipt") {
-        refused::<TxInfo>(broken);
+    let tx = t.tx.as_ref().unwrap();
+    assert_eq!(tx.decoded.as_ref().unwrap().nonce, 0);
+    assert_eq!(tx.op(), Some("transfer"));
+    let op = &tx.decoded.as_ref().unwrap().op;
+    assert_eq!(op.fields["to"], json!("aa".repeat(20)), "addresses whole");
+    assert_eq!(op.fields["amount"], json!(5), "amounts as numbers");
+    for field in ["receipt", "status", "certificate", "receipt_proof"] {
+        for broken in without(&tx_body(), field) {
+            refused::<TxInfo>(broken);
+        }
     }
+    let mut unknown = tx_body();
+    unknown["status"] = json!("done");
+    refused::<TxInfo>(unknown);
+    // Pending: nothing but the hash and the status.
+    let pending: TxInfo = round_trip(json!({
+        "hash": "11".repeat(32), "status": "pending", "height": null, "index": null,
+        "block_hash": null, "tx": null, "receipt": null, "certificate": null,
+        "receipt_proof": null,
+    }));
+    assert!(pending.status < lanes_api::TxStatus::Committed);
     for broken in without(&tx_body()["receipt"], "success") {
         refused::<ReceiptView>(broken);
     }
@@ -155,8 +178,8 @@ fn blocks_and_a_block_with_certificates() {
     let bare: BlockInfo = round_trip(full.clone());
     assert!(bare.commit_certificate.is_none() && bare.execution_certificate.is_none());
     full["commit_certificate"] = json!({"view": 0, "signers": [0, 1, 2]});
-    full["execution_certificate"] =
-        json!({"state_root": "66".repeat(32), "signers": [0, 1, 3], "encoded": "00"});
+    full["execution_certificate"] = json!({"height": 4, "state_root": "66".repeat(32), "receipts_root": "77".repeat(32),
+               "signers": [0, 1, 3], "encoded": "00"});
     let b: BlockInfo = round_trip(full.clone());
     assert_eq!(b.summary.height, 4);
     assert_eq!(b.execution_certificate.unwrap().signers, [0, 1, 3]);

@@ -107,7 +107,7 @@ fn short(s: &str) -> String {
 }
 
 /// An optional value as table text (`-` when absent).
-fn or_dash(v: Option<impl ToString>) -> String {
+pub(crate) fn or_dash(v: Option<impl ToString>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
 
@@ -227,14 +227,17 @@ fn tx(c: &Client, hash: &str, json: bool) -> Result<()> {
     if json {
         return print_json(&t);
     }
-    let decoded = t.tx.decoded.as_ref();
+    let decoded = t.tx.as_ref().and_then(|tx| tx.decoded.as_ref());
     let receipt = t.receipt.as_ref();
     println!("hash       {}", t.hash);
-    println!("block      {} (index {})", t.height, t.index);
-    println!("certified  {}", t.certified);
+    println!("status     {}", t.status);
+    if let (Some(height), Some(index)) = (t.height, t.index) {
+        println!("block      {height} (index {index})");
+    }
     println!("sender     {}", decoded.map_or("?", |d| d.sender.as_str()));
     println!("nonce      {}", or_dash(decoded.map(|d| d.nonce)));
-    println!("operation  {}", t.tx.op().unwrap_or("?"));
+    let op = decoded.map(|d| serde_json::to_string(&d.op)).transpose()?;
+    println!("operation  {}", op.as_deref().unwrap_or("?"));
     println!("status     {}", receipt.map_or("?", |r| r.status.as_str()));
     println!("fee paid   {}", or_dash(receipt.map(|r| r.fee_paid)));
     Ok(())

@@ -549,7 +549,12 @@ fn print_committed(tx: &TxInfo, name: &str, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(tx)?);
     } else {
         println!("{name} {}", tx.hash);
-        println!("  block {} (index {}), {status}", tx.height, tx.index);
+        println!(
+            "  block {} (index {}), {status}, {}",
+            crate::explorer::or_dash(tx.height),
+            crate::explorer::or_dash(tx.index),
+            tx.status
+        );
         if let Some(r) = &tx.receipt {
             let outputs = serde_json::to_string(&r.outputs)?;
             println!("  fee paid {}, outputs {outputs}", r.fee_paid);

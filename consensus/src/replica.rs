@@ -254,6 +254,11 @@ impl<C: Context> Replica<C> {
     pub fn mempool_len(&self) -> usize {
         self.pool.mempool.len()
     }
+
+    /// Whether the transaction `tx` waits in the mempool.
+    pub fn is_pending(&self, tx: &Hash) -> bool {
+        self.pool.mempool.contains(tx)
+    }
     /// The height at which our root differed from the certified one, if it did.
     pub fn diverged_at(&self) -> Option<u64> {
         self.checkpoints.diverged

@@ -59,9 +59,12 @@ pub mod workload;
 
 pub use exec::{execute_sequential, BlockOutput, ExecConfig, ExecError, ExecStats, Executor, Mode};
 pub use ledger::{execute_tx, FailReason, Receipt, RejectReason, Status, TxOutput};
-pub use receipts::{receipt_leaf, receipt_leaves, receipts_root};
+pub use receipts::{
+    receipt_leaf, receipt_leaves, receipts_root, verify_certified, ReceiptProofError,
+};
 pub use smt::{prove, verify_proof, MemNodeStore, Node, NodeStore, Proof, SmtError, TreeUpdate};
 pub use state::{fee_sink, genesis_state, genesis_writes, Key, MemState, StateView, Value, Write};
 pub use tx::{
-    check_stateless, verify_signatures, Operation, SignedTransaction, Transaction, TxError,
+    check_stateless, verify_signatures, FieldValue, Operation, SignedTransaction, Transaction,
+    TxError,
 };

@@ -145,6 +145,46 @@ pub enum Operation {
     },
 }
 
+/// One field of an [`Operation`], whole and typed (see [`Operation::fields`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    /// An amount, asset id or pool id.
+    Number(u64),
+    /// An account.
+    Address(Address),
+    /// A symbol.
+    Text(String),
+}
+
+/// How each field type of an [`Operation`] shows as a [`FieldValue`].
+trait ToFieldValue {
+    fn field_value(&self) -> FieldValue;
+}
+
+impl ToFieldValue for u64 {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Number(*self)
+    }
+}
+
+impl ToFieldValue for u32 {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Number(u64::from(*self))
+    }
+}
+
+impl ToFieldValue for Address {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Address(*self)
+    }
+}
+
+impl ToFieldValue for String {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Text(self.clone())
+    }
+}
+
 /// The operations' codec and names, stated once: each row is a variant's tag, its short name
 /// (for logs and explorers) and its fields in encoding order. The macro writes
 /// [`Operation::name`], `Encode` and `Decode` from the table, so they cannot disagree; a variant
@@ -157,6 +197,15 @@ macro_rules! operation_codec {
             pub fn name(&self) -> &'static str {
                 match self {
                     $(Operation::$variant { .. } => $name,)*
+                }
+            }
+
+            /// Every field by name, in encoding order, for explorers and APIs.
+            pub fn fields(&self) -> Vec<(&'static str, FieldValue)> {
+                match self {
+                    $(Operation::$variant { $($field),* } => {
+                        vec![$((stringify!($field), $field.field_value())),*]
+                    })*
                 }
             }
         }
@@ -470,6 +519,29 @@ mod tests {
             check_stateless(&trailing, "test", &params()),
             Err(TxError::Decode(_))
         ));
+    }
+
+    #[test]
+    fn fields_name_every_field_whole_in_encoding_order() {
+        let to = Address([9; 20]);
+        let op = Operation::Transfer {
+            asset: 3,
+            to,
+            amount: u64::MAX,
+        };
+        assert_eq!(
+            op.fields(),
+            vec![
+                ("asset", FieldValue::Number(3)),
+                ("to", FieldValue::Address(to)),
+                ("amount", FieldValue::Number(u64::MAX)),
+            ]
+        );
+        let op = Operation::CreateAsset {
+            symbol: "LANE".into(),
+            supply: 1,
+        };
+        assert_eq!(op.fields()[0], ("symbol", FieldValue::Text("LANE".into())));
     }
 
     /// The encoding of every operation, byte for byte: a change of tag, field order or width

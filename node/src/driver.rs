@@ -118,6 +118,9 @@ impl ConsensusDriver {
         let mut todo = Todo::default();
         match input {
             Input::Net { from, bytes } => return Ok(step.route_net(from, bytes, now)),
+            Input::Pending { hash, reply } => {
+                let _ = reply.send(step.replica.is_pending(&hash));
+            }
             Input::Submit { txs, reply } => {
                 let (result, actions) = step.replica.submit_batch(txs, now);
                 let _ = reply.send(result);

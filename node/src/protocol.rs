@@ -171,7 +171,7 @@ impl NodeProtocol {
             NodeMessage::StateChunk(chunk) => {
                 let taken = self
                     .sync
-                    .on_chunk(from, chunk, &self.genesis, self.committed, now);
+                    .on_chunk(from, *chunk, &self.genesis, self.committed, now);
                 match taken {
                     Ok(Some(snapshot)) => self.out.push(NodeAction::Install(snapshot)),
                     Ok(None) => {}
@@ -340,7 +340,7 @@ mod tests {
             last: true,
             certificate: None,
         };
-        let message = NodeMessage::StateChunk(chunk(1));
+        let message = NodeMessage::StateChunk(Box::new(chunk(1)));
         assert!(p
             .handle(NodeEvent::Message { from: 1, message }, 0)
             .is_empty());
@@ -368,7 +368,7 @@ mod tests {
             panic!("a state request")
         };
         // The last chunk without a certificate is refused, and says why.
-        let message = NodeMessage::StateChunk(chunk(session));
+        let message = NodeMessage::StateChunk(Box::new(chunk(session)));
         let actions = p.handle(
             NodeEvent::Message {
                 from: peer,

@@ -35,6 +35,13 @@ pub enum Input {
         /// The roots we computed.
         roots: lanes_types::ExecRoots,
     },
+    /// Whether the mempool holds this transaction (for `GET /tx/{hash}`).
+    Pending {
+        /// The transaction's hash.
+        hash: Hash,
+        /// Where the answer goes.
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// The executor installed a state snapshot (its head and certificate), or refused it.
     StateInstalled(Result<(lanes_storage::Head, lanes_types::CheckpointCertificate), String>),
     /// Stop the thread.

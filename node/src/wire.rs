@@ -69,8 +69,8 @@ pub enum NodeMessage {
         /// Chosen by the requester; echoed in every chunk.
         session: u64,
     },
-    /// A piece of a state snapshot.
-    StateChunk(StateChunk),
+    /// A piece of a state snapshot (boxed: it is much larger than the other messages).
+    StateChunk(Box<StateChunk>),
     /// Asks for the receiver's executed height (a validator that lost its data asks before it
     /// votes again).
     HeightQuery,
@@ -132,7 +132,7 @@ impl Decode for NodeMessage {
             tag::STATE_REQUEST => NodeMessage::StateRequest {
                 session: Decode::decode(r)?,
             },
-            tag::STATE_CHUNK => NodeMessage::StateChunk(Decode::decode(r)?),
+            tag::STATE_CHUNK => NodeMessage::StateChunk(Box::new(Decode::decode(r)?)),
             tag::HEIGHT_QUERY => NodeMessage::HeightQuery,
             tag::HEIGHT_REPLY => NodeMessage::HeightReply {
                 height: Decode::decode(r)?,
@@ -219,8 +219,8 @@ mod tests {
                 seen_votes: true,
             },
             NodeMessage::StateRequest { session: 42 },
-            NodeMessage::StateChunk(chunk(0, false)),
-            NodeMessage::StateChunk(chunk(1, true)),
+            NodeMessage::StateChunk(Box::new(chunk(0, false))),
+            NodeMessage::StateChunk(Box::new(chunk(1, true))),
         ]
     }
 

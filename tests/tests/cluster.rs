@@ -240,7 +240,7 @@ fn the_explorer_reads_the_chain_and_verifies_proofs_as_a_light_client() {
     assert!(tx_out.contains("Success"), "{tx_out}");
     let h = ok(&["tx", &hash, "--node", &node, "--json"]);
     let h: TxInfo = serde_json::from_str(&h).unwrap();
-    let height = h.height.to_string();
+    let height = h.height.expect("committed").to_string();
     assert!(ok(&["block", &height, "--node", &node]).contains(&hash[..12]));
     let addr = c.address(6).to_string();
     assert!(ok(&["account", &addr, "--node", &node]).contains("1000000042"));

@@ -9,7 +9,7 @@
 //! within 10 s of the last fault healing.
 
 use crate::localnet;
-use lanes_api::{Account, BlockInfo, Client, Status};
+use lanes_api::{Account, BlockInfo, Client, Status, TxStatus};
 use lanes_executor::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::{tx_hash, Address, Hash, SecretKey};
@@ -153,7 +153,10 @@ fn run(
                     } else {
                         rng.gen_range(0..apis.len())
                     };
-                    if apis[ask].tx(hash).is_ok_and(|t| t.certified) {
+                    if apis[ask]
+                        .tx(hash)
+                        .is_ok_and(|t| t.status == TxStatus::Certified)
+                    {
                         history
                             .lock()
                             .unwrap_or_else(|e| e.into_inner())

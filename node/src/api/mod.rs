@@ -9,6 +9,7 @@ mod events;
 mod metrics;
 mod read;
 mod submit;
+mod tx;
 
 use super::shared::Shared;
 use axum::http::StatusCode;
@@ -45,6 +46,10 @@ fn unavailable(msg: impl Into<String>) -> HttpError {
     HttpError(StatusCode::SERVICE_UNAVAILABLE, msg.into())
 }
 
+fn conflict(msg: impl Into<String>) -> HttpError {
+    HttpError(StatusCode::CONFLICT, msg.into())
+}
+
 fn internal(e: impl std::fmt::Display) -> HttpError {
     HttpError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
@@ -66,7 +71,7 @@ pub fn router(state: AppState) -> Router {
         .route("/validators", get(read::validators))
         .route("/tx", post(submit::submit))
         .route("/txs", post(submit::submit_batch))
-        .route("/tx/{hash}", get(read::tx))
+        .route("/tx/{hash}", get(tx::tx))
         .route("/blocks", get(read::blocks))
         .route("/block/{id}", get(read::block))
         .route("/account/{address}", get(read::account))

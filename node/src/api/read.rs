@@ -1,6 +1,7 @@
 //! The reads: the node (`/health`, `/status`, `/validators`), the chain (`/tx/{hash}`,
 //! `/blocks`, `/block/{id}`) and the state (`/account/{address}`, `/pool/{id}`, `/proof/{key}`).
 
+use super::tx::tx_view;
 use super::{
     bad, internal, not_found, parse_address, parse_hash, unavailable, ApiResult, AppState,
     HttpError,
@@ -10,14 +11,11 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use lanes_api::{
-    Account, Balance, BlockInfo, BlockSummary, BlockTx, BlocksQuery, CommitCertificateInfo,
-    DecodedTx, ExecutionCertificateInfo, Pool, Position, ReceiptView, Stake, StateProof, Status,
-    TxInfo, TxView, Validator,
+    Account, Balance, BlockInfo, BlockSummary, BlockTx, BlocksQuery, CommitCertificateInfo, Pool,
+    Position, Stake, StateProof, Status, Validator,
 };
 use lanes_executor::smt;
 use lanes_executor::state::{Key, Value};
-use lanes_executor::tx::SignedTransaction;
-use lanes_executor::Receipt;
 use lanes_storage::Store;
 use lanes_types::codec::{Decode, Encode};
 use lanes_types::{parse_hex, to_hex, Block};
@@ -78,71 +76,6 @@ pub(super) async fn validators(State(s): State<AppState>) -> ApiResult<Vec<Valid
         }
     });
     Ok(Json(list.collect()))
-}
-
-/// `GET /tx/{hash}`: a committed transaction, its place, its receipt and whether it is
-/// certified.
-pub(super) async fn tx(State(s): State<AppState>, Path(hash): Path<String>) -> ApiResult<TxInfo> {
-    let hash = parse_hash(&hash)?;
-    let loc = s
-        .store
-        .tx_location(&hash)
-        .map_err(internal)?
-        .ok_or_else(|| not_found(format!("transaction {hash} is not in a committed block")))?;
-    let block = s
-        .store
-        .block(loc.height)
-        .map_err(internal)?
-        .ok_or_else(|| internal("indexed block missing"))?;
-    let raw = block
-        .txs
-        .get(loc.index as usize)
-        .ok_or_else(|| internal("index out of range"))?;
-    let receipt = s
-        .store
-        .receipt(loc.height, loc.index)
-        .map_err(internal)?
-        .map(|r| Receipt::from_bytes(&r))
-        .transpose()
-        .map_err(|e| internal(format!("stored receipt does not decode: {e}")))?;
-    let certified = s
-        .store
-        .checkpoint_certificate(loc.height)
-        .map_err(internal)?
-        .is_some();
-    Ok(Json(TxInfo {
-        hash: hash.to_string(),
-        height: loc.height,
-        index: loc.index,
-        block_hash: block.hash().to_string(),
-        certified,
-        tx: tx_view(raw),
-        receipt: receipt.map(|r| receipt_view(&r)),
-    }))
-}
-
-fn tx_view(raw: &[u8]) -> TxView {
-    let decoded = SignedTransaction::from_bytes(raw)
-        .ok()
-        .map(|stx| DecodedTx {
-            sender: stx.tx.sender_address().to_string(),
-            nonce: stx.tx.nonce,
-            fee: stx.tx.fee,
-            op: format!("{:?}", stx.tx.op),
-        });
-    TxView {
-        decoded,
-        raw: to_hex(raw),
-    }
-}
-
-fn receipt_view(r: &Receipt) -> ReceiptView {
-    ReceiptView {
-        status: format!("{:?}", r.status),
-        success: matches!(r.status, lanes_executor::Status::Success),
-        fee_paid: r.fee_paid,
-        outputs: r.outputs.clone(),
-    }
 }
 
 fn block_summary(store: &Store, b: &Block) -> Result<BlockSummary, HttpError> {
@@ -223,11 +156,7 @@ pub(super) async fn block(
             view: c.view,
             signers: signers(&c.signatures),
         }),
-        execution_certificate: execution.map(|c| ExecutionCertificateInfo {
-            state_root: c.state_root.to_string(),
-            signers: signers(&c.signatures),
-            encoded: to_hex(c.to_bytes()),
-        }),
+        execution_certificate: execution.as_ref().map(super::tx::certificate_info),
     }))
 }
 

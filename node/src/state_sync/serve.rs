@@ -40,7 +40,7 @@ fn stream_state(
     session: u64,
 ) -> anyhow::Result<()> {
     let send = |chunk: StateChunk| -> anyhow::Result<()> {
-        let bytes = wire::node_bytes(&NodeMessage::StateChunk(chunk));
+        let bytes = wire::node_bytes(&NodeMessage::StateChunk(Box::new(chunk)));
         runtime
             .block_on(shared.net.send_wait(to, bytes.into()))
             .map_err(|e| anyhow::anyhow!("sending a state chunk: {e}"))
