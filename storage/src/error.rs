@@ -37,7 +37,8 @@ pub enum StorageError {
     /// The database was written by an incompatible version of lanes.
     #[error(
         "database {path} has schema version {found}; this build of lanes reads schema version \
-         {expected}"
+         {expected}: start this validator on an empty data directory (it fetches the chain from \
+         its peers), or start a new local network with `lanes localnet --reset`"
     )]
     WrongSchema {
         /// Database directory.
