@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TxStatus {
-    /// In this node's mempool, not yet in a committed block.
+    /// In this node's mempool, or in a block it has not executed yet.
     Pending,
     /// In a block this node committed and executed; its result is not certified yet.
     Committed,

@@ -20,7 +20,8 @@ use super::wire::Wire;
 use anyhow::{anyhow, Result};
 use lanes_consensus::{Action, Alarm, Event, Recovered, Replica, SafetyWrite, Stats};
 use lanes_storage::{Head, Store};
-use lanes_types::CheckpointCertificate;
+use lanes_types::{tx_hash, Block, CheckpointCertificate, Hash};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,6 +48,42 @@ struct Step {
     timer: Option<u64>,
     /// The replica's counters already added to the node's metrics.
     counted: Stats,
+    /// Transactions handed to the apply thread and not executed yet.
+    delivered: Delivered,
+}
+
+/// The transactions of blocks handed to the apply thread and not executed yet: out of the
+/// mempool already and not yet in the transaction index, so `GET /tx` answers them pending
+/// rather than unknown.
+#[derive(Default)]
+struct Delivered {
+    by_height: BTreeMap<u64, Vec<Hash>>,
+    hashes: HashSet<Hash>,
+}
+
+impl Delivered {
+    /// `block` goes to the apply thread.
+    fn add(&mut self, block: &Block) {
+        let hashes: Vec<Hash> = block.txs.iter().map(|t| tx_hash(t)).collect();
+        self.hashes.extend(hashes.iter().copied());
+        self.by_height.insert(block.header.height, hashes);
+    }
+
+    /// Blocks up to `height` are executed and stored.
+    fn executed(&mut self, height: u64) {
+        let above = self.by_height.split_off(&(height + 1));
+        for hash in std::mem::replace(&mut self.by_height, above)
+            .into_values()
+            .flatten()
+        {
+            self.hashes.remove(&hash);
+        }
+    }
+
+    /// Whether `hash` is in a delivered block not executed yet.
+    fn contains(&self, hash: &Hash) -> bool {
+        self.hashes.contains(hash)
+    }
 }
 
 /// What one input made the replica and the node protocol ask for.
@@ -86,7 +123,7 @@ impl ConsensusDriver {
                 self.carry_out_node(action, &mut step.replica, &shared, &exec)?;
             }
             for action in todo.replica {
-                carry_out(action, &shared, &exec, &mut step.timer)?;
+                carry_out(action, &shared, &exec, &mut step)?;
             }
             step.publish(&shared);
         }
@@ -110,6 +147,7 @@ impl ConsensusDriver {
             node,
             timer: None,
             counted: Stats::default(),
+            delivered: Delivered::default(),
         })
     }
 
@@ -119,7 +157,8 @@ impl ConsensusDriver {
         match input {
             Input::Net { from, bytes } => return Ok(step.route_net(from, bytes, now)),
             Input::Pending { hash, reply } => {
-                let _ = reply.send(step.replica.is_pending(&hash));
+                let pending = step.replica.is_pending(&hash) || step.delivered.contains(&hash);
+                let _ = reply.send(pending);
             }
             Input::Submit { txs, reply } => {
                 let (result, actions) = step.replica.submit_batch(txs, now);
@@ -131,6 +170,7 @@ impl ConsensusDriver {
                 block_hash,
                 roots,
             } => {
+                step.delivered.executed(height);
                 todo.node = step.node.handle(NodeEvent::Executed(height), now);
                 let roots = reported_roots(shared, roots);
                 let event = Event::Executed {
@@ -175,6 +215,7 @@ impl ConsensusDriver {
         step.replica.set_muted(step.node.holding());
         step.counted = Stats::default();
         step.timer = None;
+        step.delivered = Delivered::default();
         Ok(step.replica.handle(Event::Timer, now))
     }
 
@@ -288,7 +329,7 @@ fn carry_out(
     action: Action,
     shared: &Shared,
     exec: &Sender<ApplyJob>,
-    timer: &mut Option<u64>,
+    step: &mut Step,
 ) -> Result<()> {
     match action {
         Action::Persist(writes) => persist(&shared.store, &writes)?,
@@ -297,6 +338,7 @@ fn carry_out(
         Action::Deliver { block, certificate } => {
             // The backlog is bounded by consensus itself: nothing is proposed beyond the
             // window above the last execution certificate, and certificates need execution.
+            step.delivered.add(&block);
             exec.send(ApplyJob::Block(block, certificate))
                 .map_err(|_| anyhow!("the apply thread stopped"))?;
         }
@@ -309,7 +351,7 @@ fn carry_out(
             from,
             to_height,
         } => serve_sync(shared, to, from, to_height),
-        Action::SetTimer { at } => *timer = Some(at),
+        Action::SetTimer { at } => step.timer = Some(at),
         Action::Alarm(alarm) => match alarm {
             Alarm::Divergence {
                 height,

@@ -1,6 +1,7 @@
-//! `GET /tx/{hash}`: a transaction's status through its life (pending in this node's mempool,
-//! committed and executed here, certified by a quorum), with its receipt and, once certified,
-//! the execution certificate and the receipt's Merkle proof under the certified receipts root.
+//! `GET /tx/{hash}`: a transaction's status through its life (pending in this node's mempool or
+//! in a block not executed yet, committed and executed here, certified by a quorum), with its
+//! receipt and, once certified, the execution certificate and the receipt's Merkle proof under
+//! the certified receipts root.
 //!
 //! A receipt is served as certified only when this node's receipt leaves for the block hash to
 //! the certified receipts root and the leaf is this receipt's: a node whose result diverged
@@ -25,10 +26,15 @@ use lanes_types::{merkle, to_hex, CheckpointCertificate, Hash};
 /// `GET /tx/{hash}`.
 pub(super) async fn tx(State(s): State<AppState>, Path(hash): Path<String>) -> ApiResult<TxInfo> {
     let hash = parse_hash(&hash)?;
-    let location = s.store.tx_location(&hash).map_err(internal)?;
-    match location {
+    if let Some(loc) = s.store.tx_location(&hash).map_err(internal)? {
+        return committed(&s, hash, loc).map(Json);
+    }
+    // Not executed when we looked. The consensus thread says pending until the block holding
+    // it is stored, so if it says no, the transaction is stored now or unknown.
+    let pending = pending(&s, hash).await?;
+    match s.store.tx_location(&hash).map_err(internal)? {
         Some(loc) => committed(&s, hash, loc).map(Json),
-        None if pending(&s, hash).await? => Ok(Json(TxInfo {
+        None if pending => Ok(Json(TxInfo {
             hash: hash.to_string(),
             status: TxStatus::Pending,
             height: None,
@@ -45,7 +51,8 @@ pub(super) async fn tx(State(s): State<AppState>, Path(hash): Path<String>) -> A
     }
 }
 
-/// Whether the consensus thread's mempool holds `hash`.
+/// Whether `hash` is pending on the consensus thread: in its mempool, or in a committed block
+/// handed to the apply thread and not stored yet.
 async fn pending(s: &Shared, hash: Hash) -> Result<bool, HttpError> {
     let (reply, answer) = tokio::sync::oneshot::channel();
     s.inputs
@@ -129,7 +136,7 @@ fn certified_proof(
 }
 
 /// An execution certificate as the API shows it.
-pub(super) fn certificate_info(c: &CheckpointCertificate) -> ExecutionCertificateInfo {
+pub(crate) fn certificate_info(c: &CheckpointCertificate) -> ExecutionCertificateInfo {
     ExecutionCertificateInfo {
         height: c.height,
         state_root: c.state_root.to_string(),
@@ -140,7 +147,7 @@ pub(super) fn certificate_info(c: &CheckpointCertificate) -> ExecutionCertificat
 }
 
 /// A transaction as the API shows it: decoded whole, and its bytes.
-pub(super) fn tx_view(raw: &[u8]) -> TxView {
+pub(crate) fn tx_view(raw: &[u8]) -> TxView {
     let decoded = SignedTransaction::from_bytes(raw)
         .ok()
         .map(|stx| DecodedTx {
@@ -176,7 +183,7 @@ fn operation_view(op: &lanes_executor::Operation) -> OperationView {
 }
 
 /// A receipt as the API shows it, with its canonical encoding.
-fn receipt_view(r: &Receipt) -> ReceiptView {
+pub(crate) fn receipt_view(r: &Receipt) -> ReceiptView {
     ReceiptView {
         status: format!("{:?}", r.status),
         success: matches!(r.status, lanes_executor::Status::Success),
