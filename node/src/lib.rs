@@ -19,6 +19,7 @@ mod driver;
 pub mod execute;
 pub mod fixtures;
 pub mod hold;
+pub mod light;
 mod outbox;
 pub mod protocol;
 pub mod shared;

@@ -98,39 +98,6 @@ fn submit(node: &Node, tx: Bytes) -> Hash {
     answers.pop().expect("one answer").expect("admitted")
 }
 
-/// The light client's check of a certified receipt in a `GET /tx` answer.
-fn verify_receipt(
-    g: &Genesis,
-    hash: Hash,
-    info: &lanes_api::TxInfo,
-) -> Result<lanes_executor::Receipt, lanes_executor::ReceiptProofError> {
-    use lanes_types::codec::Decode;
-    let cert = info.certificate.as_ref().expect("a certificate");
-    let cert = lanes_types::CheckpointCertificate::from_bytes(
-        &lanes_types::parse_hex(&cert.encoded).expect("hex"),
-    )
-    .expect("a certificate");
-    let proof = info.receipt_proof.as_ref().expect("a proof");
-    let proof = lanes_types::merkle::Proof {
-        index: proof.index,
-        leaves: proof.leaves,
-        siblings: proof
-            .siblings
-            .iter()
-            .map(|s| s.parse().expect("hex"))
-            .collect(),
-    };
-    let receipt = lanes_types::parse_hex(&info.receipt.as_ref().expect("a receipt").encoded);
-    lanes_executor::verify_certified(
-        &hash,
-        &receipt.expect("hex"),
-        &proof,
-        &cert,
-        &g.chain_id,
-        &g.validator_set(),
-    )
-}
-
 #[test]
 fn node_messages_reach_the_node_protocol_and_f_plus_one_replies_lift_the_voting_hold() {
     let keys = fixtures::keys("in-process-hold");
@@ -253,7 +220,7 @@ fn four_in_process_validators_certify_a_transfer_and_one_restarts_at_its_height(
             assert!(Instant::now() < deadline, "never certified: {info:?}");
             std::thread::sleep(Duration::from_millis(20));
         };
-        verify_receipt(&g, hash, &info).expect("verified");
+        lanes_node::light::verify_tx(&hash, &info, &g).expect("verified");
     }
 
     // The chain is idle again: every validator reaches the same height, with the same root.

@@ -3,13 +3,14 @@
 //!
 //! `submit.rs` takes transactions (`POST /tx`, `POST /txs`), `read.rs` answers the reads of
 //! the node, the chain and the state, `events.rs` streams blocks (`GET /events`) and
-//! `metrics.rs` exposes the Prometheus counters (`GET /metrics`).
+//! `metrics.rs` exposes the Prometheus counters (`GET /metrics`), `tx.rs` answers `GET /tx/{hash}`
+//! (whose answers `crate::light` checks as a light client does).
 
 mod events;
 mod metrics;
 mod read;
 mod submit;
-mod tx;
+pub(crate) mod tx;
 
 use super::shared::Shared;
 use axum::http::StatusCode;
