@@ -7,6 +7,7 @@ mod bench_e2e;
 mod bench_exec;
 mod chaos;
 mod config;
+mod duration;
 mod explorer;
 mod load;
 mod localnet;
@@ -56,7 +57,8 @@ enum Command {
         #[command(subcommand)]
         command: wallet::KeysCommand,
     },
-    /// Builds, signs and submits a transaction, then waits for its receipt.
+    /// Builds, signs and submits a transaction, then waits until a quorum certified its result
+    /// (`--wait` says otherwise).
     Send {
         #[command(subcommand)]
         command: wallet::SendCommand,

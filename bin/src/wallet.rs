@@ -1,10 +1,12 @@
 //! The wallet: a local keystore (`lanes keys`) and `lanes send`, which builds, signs and submits
-//! a transaction, fills the nonce from the node, and waits for its receipt.
+//! a transaction, fills the nonce from the node, and by default waits until the transaction is
+//! acknowledged: certified, its block's result (receipts included) signed by a quorum.
 
 use crate::config::{read_key, write_key};
+use crate::duration::{humane, parse_duration};
 use crate::explorer::DEFAULT_NODE;
 use anyhow::{bail, Context, Result};
-use lanes_api::{Client, TxInfo};
+use lanes_api::{ApiError, Client, TxInfo, TxStatus};
 use lanes_executor::tx::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::{Address, SecretKey};
@@ -189,14 +191,43 @@ pub struct SendOpts {
     /// Nonce (default: the account's next nonce, asked from the node).
     #[arg(long)]
     nonce: Option<u64>,
-    /// Submit and return without waiting for the receipt.
-    #[arg(long)]
+    /// What to wait for after submitting: nothing, `committed` (executed by the node) or
+    /// `certified` (its block's result signed by a quorum: acknowledged).
+    #[arg(long, value_enum, default_value_t = WaitFor::Certified)]
+    wait: WaitFor,
+    /// How long to wait (e.g. 500ms, 30s, 2m, 1m30s).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// The same as `--wait none`.
+    #[arg(long, hide = true, conflicts_with = "wait")]
     no_wait: bool,
     /// The node's API URL (default: $LANES_NODE, else the first localnet validator).
     #[arg(long, env = "LANES_NODE", default_value = DEFAULT_NODE)]
     node: String,
     #[command(flatten)]
     keystore: KeystoreOpts,
+}
+
+/// What `lanes send` waits for after submitting.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitFor {
+    /// Return once the node accepted the transaction.
+    None,
+    /// Wait until the node executed it in a committed block.
+    Committed,
+    /// Wait until its block's result is certified by a quorum (acknowledged).
+    Certified,
+}
+
+impl WaitFor {
+    /// The status waited for (`None` for [`WaitFor::None`]).
+    fn status(self) -> Option<TxStatus> {
+        match self {
+            WaitFor::None => None,
+            WaitFor::Committed => Some(TxStatus::Committed),
+            WaitFor::Certified => Some(TxStatus::Certified),
+        }
+    }
 }
 
 /// `lanes send <operation>`.
@@ -483,7 +514,7 @@ impl SendCommand {
     }
 }
 
-/// Runs `lanes send ...`.
+/// Runs `lanes send ...`: submits, then waits as `--wait` says.
 pub fn send(cmd: SendCommand) -> Result<()> {
     let (op, opts) = cmd.into_parts()?;
     let key = find_key(&opts.from, &opts.keystore)?;
@@ -503,6 +534,7 @@ pub fn send(cmd: SendCommand) -> Result<()> {
     }
     .sign(&key)
     .to_bytes();
+    let started = Instant::now();
     let hash = match node.submit(&raw) {
         Ok(s) => s.hash,
         Err(e) => match e.message() {
@@ -510,7 +542,12 @@ pub fn send(cmd: SendCommand) -> Result<()> {
             None => return Err(e.into()),
         },
     };
-    if opts.no_wait {
+    let target = if opts.no_wait {
+        None
+    } else {
+        opts.wait.status()
+    };
+    let Some(target) = target else {
         if opts.keystore.json {
             let out = serde_json::json!({ "hash": hash, "op": name, "nonce": nonce });
             println!("{out}");
@@ -518,29 +555,60 @@ pub fn send(cmd: SendCommand) -> Result<()> {
             println!("submitted {name} {hash} (nonce {nonce})");
         }
         return Ok(());
-    }
-    let tx = wait_committed(&node, &hash)?;
-    print_committed(&tx, name, opts.keystore.json)
+    };
+    let tx = wait_for(&node, &hash, target, opts.timeout)?;
+    print_reached(&tx, name, started.elapsed(), opts.keystore.json)
 }
 
-/// Waits up to 30 s for `hash` to be in a committed block.
-fn wait_committed(node: &Client, hash: &str) -> Result<TxInfo> {
-    let deadline = Instant::now() + Duration::from_secs(30);
+/// How often the wallet asks the node about a transaction it waits for.
+const POLL: Duration = Duration::from_millis(50);
+
+/// Waits up to `timeout` until the node reports `hash` at `target` or beyond. A 404 (the
+/// transaction still propagating) and transient failures are retried; a 409 (the node's
+/// receipts diverged from the certified ones) ends the wait. At the deadline the error says
+/// what the node last said.
+pub fn wait_for(node: &Client, hash: &str, target: TxStatus, timeout: Duration) -> Result<TxInfo> {
+    let deadline = Instant::now() + timeout;
     loop {
-        match node.tx(hash) {
-            Ok(tx) => return Ok(tx),
-            Err(e) if e.status().is_some() => {} // not committed yet (404), or busy
-            Err(e) => return Err(e.into()),
+        let last = match node.tx(hash) {
+            Ok(tx) if tx.status >= target => return Ok(tx),
+            Ok(tx) => seen(&tx),
+            Err(e) if e.status() == Some(409) => bail!(
+                "{hash} is in a block, but {} answers 409: {}",
+                host(node),
+                e.message().unwrap_or_default()
+            ),
+            Err(e @ ApiError::Decode { .. }) => return Err(e.into()),
+            Err(e) if e.status() == Some(404) => "unknown to the node (404)".into(),
+            Err(e) => format!("an error ({e})"),
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "not {target} within {}: last seen {last} on {}",
+                humane(timeout),
+                host(node)
+            );
         }
-        if Instant::now() > deadline {
-            bail!("{hash} was accepted but not committed within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(POLL);
     }
 }
 
-/// Prints a committed transaction; an error if it did not succeed.
-fn print_committed(tx: &TxInfo, name: &str, json: bool) -> Result<()> {
+/// A node's address without the scheme, for messages.
+fn host(node: &Client) -> &str {
+    let base = node.base();
+    base.split_once("://").map_or(base, |(_, rest)| rest)
+}
+
+/// What a `/tx` answer says, for messages: `committed at height 12`.
+fn seen(tx: &TxInfo) -> String {
+    match tx.height {
+        Some(h) => format!("{} at height {h}", tx.status),
+        None => tx.status.to_string(),
+    }
+}
+
+/// Prints the status a transaction reached and its receipt; an error if it did not succeed.
+fn print_reached(tx: &TxInfo, name: &str, took: Duration, json: bool) -> Result<()> {
     let status = tx
         .receipt
         .as_ref()
@@ -548,20 +616,29 @@ fn print_committed(tx: &TxInfo, name: &str, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(tx)?);
     } else {
-        println!("{name} {}", tx.hash);
+        let took = took.as_secs_f64();
+        println!("{name} {}: {} after {took:.2}s", tx.hash, tx.status);
         println!(
-            "  block {} (index {}), {status}, {}",
+            "  block {} (index {})",
             crate::explorer::or_dash(tx.height),
             crate::explorer::or_dash(tx.index),
-            tx.status
         );
         if let Some(r) = &tx.receipt {
             let outputs = serde_json::to_string(&r.outputs)?;
-            println!("  fee paid {}, outputs {outputs}", r.fee_paid);
+            println!(
+                "  receipt {status}, fee paid {}, outputs {outputs}",
+                r.fee_paid
+            );
+        }
+        if let Some(c) = &tx.certificate {
+            println!(
+                "  certified at height {} by validators {:?}",
+                c.height, c.signers
+            );
         }
     }
     if !tx.receipt.as_ref().is_some_and(|r| r.success) {
-        bail!("{name} committed but did not succeed: {status}");
+        bail!("{name} {} but did not succeed: {status}", tx.status);
     }
     Ok(())
 }
