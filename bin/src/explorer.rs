@@ -1,15 +1,15 @@
 //! The block explorer: read-only commands over a node's HTTP API (through the typed
 //! [`lanes_api::Client`]). Human output is aligned tables with short hashes; `--json` prints
-//! the node's answer as JSON. `lanes proof --verify` is
-//! a light client: it checks the execution certificate's quorum against the genesis validator
-//! set and the Merkle proof against the certified root.
+//! the node's answer as JSON. `lanes proof --verify` and `lanes tx --verify` are a light
+//! client: they check the execution certificate's quorum against the genesis validator set and
+//! the Merkle proof (of a state entry, of a receipt) against the certified root.
 
 use anyhow::{bail, Context, Result};
-use lanes_api::{BlocksQuery, Client, StateProof};
+use lanes_api::{ApiError, BlocksQuery, Client, StateProof, TxInfo};
 use lanes_executor::state::{Key, Value};
 use lanes_executor::{verify_proof, Proof};
 use lanes_types::codec::{Decode, Encode};
-use lanes_types::{parse_hex, to_hex, Address, CheckpointCertificate, Genesis};
+use lanes_types::{parse_hex, to_hex, Address, CheckpointCertificate, Genesis, Hash};
 use serde::Serialize;
 use serde_json::Value as Json;
 use std::path::PathBuf;
@@ -54,10 +54,18 @@ pub enum ExplorerCommand {
         #[command(flatten)]
         opts: NodeOpts,
     },
-    /// One transaction with its receipt and location.
+    /// One transaction: its status (pending, committed, certified), block, operation and
+    /// receipt.
     Tx {
         /// Transaction hash.
         hash: String,
+        /// Check the certificate against the genesis validators and the receipt's proof
+        /// against the certified receipts root.
+        #[arg(long)]
+        verify: bool,
+        /// The genesis file to trust (default: `.lanes/localnet/genesis.json`).
+        #[arg(long, default_value = ".lanes/localnet/genesis.json")]
+        genesis: PathBuf,
         #[command(flatten)]
         opts: NodeOpts,
     },
@@ -134,6 +142,12 @@ pub fn run(cmd: ExplorerCommand) -> Result<()> {
         ExplorerCommand::Status { .. } => status(&c, opts.json),
         ExplorerCommand::Blocks { from, limit, .. } => blocks(&c, from, limit, opts.json),
         ExplorerCommand::Block { id, .. } => block(&c, &id, opts.json),
+        ExplorerCommand::Tx {
+            hash,
+            verify,
+            genesis,
+            ..
+        } if verify => verify_tx(&c, &hash, &genesis, opts.json),
         ExplorerCommand::Tx { hash, .. } => tx(&c, &hash, opts.json),
         ExplorerCommand::Account { address, .. } => account(&c, &address, opts.json),
         ExplorerCommand::Pool { id, .. } => pool(&c, id, opts.json),
@@ -227,20 +241,100 @@ fn tx(c: &Client, hash: &str, json: bool) -> Result<()> {
     if json {
         return print_json(&t);
     }
-    let decoded = t.tx.as_ref().and_then(|tx| tx.decoded.as_ref());
-    let receipt = t.receipt.as_ref();
-    println!("hash       {}", t.hash);
-    println!("status     {}", t.status);
+    print_tx(&t)
+}
+
+/// A `/tx` answer as a table: status, block, the operation field by field, the receipt, the
+/// certificate.
+fn print_tx(t: &TxInfo) -> Result<()> {
+    println!("hash         {}", t.hash);
+    println!("status       {}", t.status);
     if let (Some(height), Some(index)) = (t.height, t.index) {
-        println!("block      {height} (index {index})");
+        println!("block        {height} (index {index})");
     }
-    println!("sender     {}", decoded.map_or("?", |d| d.sender.as_str()));
-    println!("nonce      {}", or_dash(decoded.map(|d| d.nonce)));
-    let op = decoded.map(|d| serde_json::to_string(&d.op)).transpose()?;
-    println!("operation  {}", op.as_deref().unwrap_or("?"));
-    println!("status     {}", receipt.map_or("?", |r| r.status.as_str()));
-    println!("fee paid   {}", or_dash(receipt.map(|r| r.fee_paid)));
+    if let Some(hash) = &t.block_hash {
+        println!("block hash   {hash}");
+    }
+    if let Some(d) = t.tx.as_ref().and_then(|tx| tx.decoded.as_ref()) {
+        println!("sender       {}", d.sender);
+        println!("nonce        {}", d.nonce);
+        println!("fee          {}", d.fee);
+        println!("operation    {}", d.op.kind);
+        for (name, value) in &d.op.fields {
+            let value = match value {
+                Json::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            println!("  {name:<10} {value}");
+        }
+    }
+    if let Some(r) = &t.receipt {
+        println!("receipt      {}", r.status);
+        println!("fee paid     {}", r.fee_paid);
+        println!("outputs      {}", serde_json::to_string(&r.outputs)?);
+    }
+    if let Some(c) = &t.certificate {
+        println!(
+            "certified    at height {} by validators {:?}",
+            c.height, c.signers
+        );
+        println!("receipts     root {}", c.receipts_root);
+    }
     Ok(())
+}
+
+/// A `/tx` answer with the light client's verdict (`lanes tx --verify --json`).
+#[derive(Serialize)]
+struct TxVerdict<'a> {
+    #[serde(flatten)]
+    tx: &'a TxInfo,
+    verified: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+/// `lanes tx HASH --verify`: the light-client check of a transaction's certified receipt
+/// against the validators of a trusted genesis ([`lanes_node::light::verify_tx`]).
+fn verify_tx(c: &Client, hash: &str, genesis: &std::path::Path, json: bool) -> Result<()> {
+    let genesis = Genesis::load(genesis)
+        .with_context(|| format!("loading the trusted genesis {}", genesis.display()))?;
+    let asked: Hash = hash
+        .parse()
+        .map_err(|e| anyhow::anyhow!("bad transaction hash {hash:?}: {e}"))?;
+    let t = c.tx(asked).map_err(not_verified)?;
+    let verdict = lanes_node::light::verify_tx(&asked, &t, &genesis);
+    if json {
+        print_json(&TxVerdict {
+            tx: &t,
+            verified: verdict.is_ok(),
+            reason: verdict.as_ref().err().map(|e| e.to_string()),
+        })?;
+    }
+    let v = verdict.map_err(|e| anyhow::anyhow!("NOT verified: {e}"))?;
+    if !json {
+        print_tx(&t)?;
+        println!(
+            "verified: receipt {} at height {} (index {}) under receipts root {} certified by {} \
+             of {} validators",
+            t.receipt.as_ref().map_or("?", |r| r.status.as_str()),
+            v.certificate.height,
+            v.index,
+            v.certificate.receipts_root.short(),
+            v.certificate.signatures.len(),
+            genesis.validators.len()
+        );
+    }
+    Ok(())
+}
+
+/// Why a transaction could not be verified when the node did not answer it.
+fn not_verified(e: ApiError) -> anyhow::Error {
+    let why = match e.status() {
+        Some(409) => "the node's receipts diverged from the certified ones (409)",
+        Some(404) => "the node does not know the transaction (404)",
+        _ => "the node did not answer",
+    };
+    anyhow::Error::new(e).context(format!("NOT verified: {why}"))
 }
 
 /// `lanes account ADDRESS`.
