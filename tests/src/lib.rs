@@ -7,7 +7,7 @@
 //! `lanes` binary.
 
 use anyhow::{bail, Result};
-use lanes_api::{BlocksQuery, TxInfo};
+use lanes_api::{BlocksQuery, TxInfo, TxStatus};
 use lanes_executor::tx::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::genesis::{GenesisAsset, GenesisBalance};
@@ -206,8 +206,10 @@ impl Cluster {
     pub fn wait_tx(&self, i: usize, hash: &str, timeout: Duration) -> Result<TxInfo> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(tx) = self.client(i).tx(hash) {
-                return Ok(tx);
+            // A pending answer (still in the mempool) is not yet committed.
+            match self.client(i).tx(hash) {
+                Ok(tx) if tx.status != TxStatus::Pending => return Ok(tx),
+                _ => {}
             }
             if Instant::now() > deadline {
                 bail!("tx {hash} not committed at node {i}:\n{}", self.log_tail(i));
