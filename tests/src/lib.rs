@@ -207,6 +207,7 @@ impl Cluster {
     pub fn wait_tx(&self, i: usize, hash: &str, timeout: Duration) -> Result<TxInfo> {
         let deadline = Instant::now() + timeout;
         loop {
+            // A pending answer (still in the mempool) is not yet committed.
             match self.client(i).tx(hash) {
                 Ok(tx) if tx.status >= TxStatus::Committed => return Ok(tx),
                 _ => {}

@@ -1,5 +1,5 @@
 //! `lanes bench` (end to end) on a short run: it starts its own network, reports the fields the
-//! issue names, and the nodes agree on the final root.
+//! issues name (latency to certification and to commit), and the nodes agree on the final root.
 
 #[test]
 fn a_short_end_to_end_bench_reports_throughput_latency_and_agreement() {
@@ -29,6 +29,11 @@ fn a_short_end_to_end_bench_reports_throughput_latency_and_agreement() {
         "latency_ms_p50",
         "latency_ms_p90",
         "latency_ms_p99",
+        "commit_latency_ms_p50",
+        "commit_latency_ms_p90",
+        "commit_latency_ms_p99",
+        "certified",
+        "commit_tps",
         "failed",
         "roots_agree",
     ] {
@@ -37,6 +42,11 @@ fn a_short_end_to_end_bench_reports_throughput_latency_and_agreement() {
     assert_eq!(v["roots_agree"], true);
     assert!(v["committed"].as_u64().unwrap() >= 600, "{v}");
     assert_eq!(v["committed"], v["submitted"], "{v}");
+    // Acknowledged means certified: every committed transaction's block got certified, never
+    // before it committed.
+    assert_eq!(v["certified"], v["committed"], "{v}");
+    let ms = |f: &str| v[f].as_f64().unwrap();
+    assert!(ms("latency_ms_p50") >= ms("commit_latency_ms_p50"), "{v}");
     let bad = std::process::Command::new(lanes_tests::lanes_binary())
         .args(["bench", "--rate", "fast"])
         .output()

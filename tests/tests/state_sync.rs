@@ -182,8 +182,8 @@ fn a_node_whose_state_diverged_raises_the_alarm_and_restores_the_certified_state
     }
     // It holds the certified state again and keeps up with new blocks.
     let tx = c.transfer(6, 7, 5);
-    let hash = c.submit(1, &tx).unwrap();
-    c.wait_tx(2, &hash, Duration::from_secs(30)).unwrap();
+    let later = c.submit(1, &tx).unwrap();
+    c.wait_tx(2, &later, Duration::from_secs(30)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !c.heads().unwrap().windows(2).all(|w| w[0] == w[1]) {
         assert!(Instant::now() < deadline, "heads differ: {:?}", c.heads());
@@ -191,4 +191,54 @@ fn a_node_whose_state_diverged_raises_the_alarm_and_restores_the_certified_state
     }
     let account = |node: usize| c.client(node).account(c.address(6)).unwrap();
     assert_eq!(account(2), account(0));
+    // No receipt of its own is served as certified: not the diverged block's, not the next.
+    for hash in [&hash, &later] {
+        no_other_certified_receipt(&c, 2, 0, hash);
+    }
+}
+
+/// Node `node` serves no certified receipt of `hash` other than the one node `reference`
+/// serves once certified: the same certified receipt, an uncertified status, or a refusal (404
+/// below its lowest block, 409 when its receipts are not the certified ones).
+fn no_other_certified_receipt(c: &Cluster, node: usize, reference: usize, hash: &str) {
+    use lanes_api::{TxInfo, TxStatus};
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let certified = loop {
+        match c.client(reference).tx(hash) {
+            Ok(t) if t.status == TxStatus::Certified => break t,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => panic!("node {reference} never certified {hash}: {other:?}"),
+        }
+    };
+    let claim = |t: &TxInfo| {
+        let cert = t
+            .certificate
+            .as_ref()
+            .expect("certified with a certificate");
+        let receipt = t.receipt.as_ref().expect("certified with a receipt");
+        let roots = (
+            cert.height,
+            cert.state_root.clone(),
+            cert.receipts_root.clone(),
+        );
+        (
+            t.height,
+            t.index,
+            t.block_hash.clone(),
+            receipt.encoded.clone(),
+            roots,
+        )
+    };
+    match c.client(node).tx(hash) {
+        Ok(t) if t.status == TxStatus::Certified => {
+            assert_eq!(
+                claim(&t),
+                claim(&certified),
+                "node {node} serves another receipt"
+            );
+        }
+        Ok(_) => {}
+        Err(e) if matches!(e.status(), Some(404 | 409)) => {}
+        Err(e) => panic!("node {node} answers {hash} with {e}"),
+    }
 }

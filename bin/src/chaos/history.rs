@@ -6,10 +6,13 @@
 //! checker then requires: every acknowledged transaction is in the final chain exactly once;
 //! every node (the honest ones) has the same block hash and state root at every height they
 //! both hold; the native asset's supply is what genesis gave; and new transactions commit
-//! within 10 s of the last fault healing.
+//! within 10 s of the last fault healing; and, for a sample of the acknowledged transactions,
+//! every node answering `certified` gives the same receipt under the same certified roots
+//! ([`super::receipts`]).
 
+use super::receipts;
 use crate::localnet;
-use lanes_api::{Account, BlockInfo, Client, Status, TxStatus};
+use lanes_api::{Account, BlockInfo, Client, Status, TxInfo, TxStatus};
 use lanes_executor::{Operation, Transaction};
 use lanes_types::codec::Encode;
 use lanes_types::{tx_hash, Address, Hash, SecretKey};
@@ -186,10 +189,18 @@ pub struct Verdict {
     pub diverged: bool,
     /// The final common height.
     pub height: u64,
+    /// Sampled acknowledged transactions some node answered certified (their answers were
+    /// compared).
+    pub receipts_checked: usize,
+    /// How often each validator signed the certificates honest nodes served for the sample.
+    pub signed_by: receipts::Signers,
+    /// Certified answers the suspects gave for the sample (each identical to the honest ones).
+    pub suspect_certified: usize,
 }
 
 impl Verdict {
-    fn fail(&mut self, why: String) {
+    /// Records `why` unless a violation is already recorded.
+    pub fn fail(&mut self, why: String) {
         if self.violation.is_none() {
             self.violation = Some(why);
         }
@@ -205,6 +216,9 @@ pub trait NodeApi {
     fn block(&self, i: usize, height: u64) -> Option<BlockInfo>;
     /// Node `i`'s view of account `address`.
     fn account(&self, i: usize, address: &Address) -> Option<Account>;
+    /// Node `i`'s `GET /tx/{hash}`: the answer, or the HTTP status of its refusal (`None`
+    /// when it does not answer).
+    fn tx(&self, i: usize, hash: &Hash) -> Result<TxInfo, Option<u16>>;
 }
 
 impl NodeApi for lanes_cluster::Cluster {
@@ -217,13 +231,19 @@ impl NodeApi for lanes_cluster::Cluster {
     fn account(&self, i: usize, address: &Address) -> Option<Account> {
         self.client(i).account(address).ok()
     }
+    fn tx(&self, i: usize, hash: &Hash) -> Result<TxInfo, Option<u16>> {
+        self.client(i).tx(hash).map_err(|e| e.status())
+    }
 }
 
 /// Checks the invariants over the nodes in `honest` (all answering); `holders` are every
-/// account that may hold the native asset, whose balances must add up to `supply`.
+/// account that may hold the native asset, whose balances must add up to `supply`. The
+/// certified receipts of `suspects` (a byzantine validator) are compared too: they may refuse
+/// but never certify another receipt.
 pub fn check(
     cluster: &impl NodeApi,
     honest: &[usize],
+    suspects: &[usize],
     history: &History,
     holders: &[Address],
     supply: u64,
@@ -242,41 +262,82 @@ pub fn check(
     }
     let top = heights.iter().map(|h| h.1).min().unwrap_or(0);
     v.height = top;
-    // The chain of the node that holds the most of it, with every transaction's position.
+    // The chain of the node that holds the most of it.
     let (full, _, full_low) = *heights.iter().min_by_key(|h| h.2).expect("honest nodes");
-    let mut chain: HashMap<u64, (String, Option<String>)> = HashMap::new();
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for h in full_low..=top {
-        let Some(b) = cluster.block(full, h) else {
-            v.fail(format!("node {full} cannot serve block {h}"));
-            return v;
-        };
-        for t in b.transactions {
-            *seen.entry(t.hash).or_default() += 1;
-        }
-        chain.insert(h, (b.summary.hash, b.summary.state_root));
+    let Some(chain) = Chain::read(cluster, full, full_low..=top, &mut v) else {
+        return v;
+    };
+    for &(i, _, low) in heights.iter().filter(|h| h.0 != full) {
+        chain.agrees(cluster, i, low, &mut v);
     }
-    // Agreement: every honest node's blocks and roots at every height both hold.
-    for &(i, _, low) in &heights {
-        if i == full {
-            continue;
+    // Every acknowledged transaction exactly once (in the part of the chain we can read).
+    if full_low == 1 {
+        chain.holds_once(history, &mut v);
+    }
+    let sample = receipts::sample(&history.acked, receipts::SAMPLE);
+    receipts::check(cluster, honest, suspects, &sample, &mut v);
+    check_supply(cluster, full, holders, supply, &mut v);
+    v
+}
+
+/// One node's chain over a range of heights: every block's hash and root, and how often each
+/// transaction appears.
+struct Chain {
+    node: usize,
+    heights: std::ops::RangeInclusive<u64>,
+    blocks: HashMap<u64, (String, Option<String>)>,
+    seen: HashMap<String, u32>,
+}
+
+impl Chain {
+    /// Node `node`'s blocks at `heights` (`None`, with the violation, if one is missing).
+    fn read(
+        cluster: &impl NodeApi,
+        node: usize,
+        heights: std::ops::RangeInclusive<u64>,
+        v: &mut Verdict,
+    ) -> Option<Chain> {
+        let mut chain = Chain {
+            node,
+            heights: heights.clone(),
+            blocks: HashMap::new(),
+            seen: HashMap::new(),
+        };
+        for h in heights {
+            let Some(b) = cluster.block(node, h) else {
+                v.fail(format!("node {node} cannot serve block {h}"));
+                return None;
+            };
+            for t in b.transactions {
+                *chain.seen.entry(t.hash).or_default() += 1;
+            }
+            chain
+                .blocks
+                .insert(h, (b.summary.hash, b.summary.state_root));
         }
-        for h in low.max(full_low)..=top {
+        Some(chain)
+    }
+
+    /// Agreement: node `i` (whose lowest block is `low`) has the same block and root at every
+    /// height both hold.
+    fn agrees(&self, cluster: &impl NodeApi, i: usize, low: u64, v: &mut Verdict) {
+        for h in low.max(*self.heights.start())..=*self.heights.end() {
             let Some(b) = cluster.block(i, h) else {
                 continue; // pruned or installed by state transfer
             };
             let mine = (b.summary.hash, b.summary.state_root);
-            if chain.get(&h) != Some(&mine) {
+            if self.blocks.get(&h) != Some(&mine) {
                 v.diverged = true;
-                v.fail(format!("nodes {full} and {i} differ at height {h}"));
-                break;
+                v.fail(format!("nodes {} and {i} differ at height {h}", self.node));
+                return;
             }
         }
     }
-    // Every acknowledged transaction exactly once (in the part of the chain we can read).
-    if full_low == 1 {
+
+    /// Every acknowledged transaction of `history` is in the chain exactly once.
+    fn holds_once(&self, history: &History, v: &mut Verdict) {
         for (hash, _) in &history.acked {
-            match seen.get(&hash.to_string()).copied().unwrap_or(0) {
+            match self.seen.get(&hash.to_string()).copied().unwrap_or(0) {
                 1 => {}
                 0 => v.lost_acknowledged += 1,
                 n => v.fail(format!("transaction {hash} is in the chain {n} times")),
@@ -289,17 +350,25 @@ pub fn check(
             ));
         }
     }
-    // Supply of the native asset.
+}
+
+/// The native asset's supply on node `node`: `holders`' balances add up to `supply`.
+fn check_supply(
+    cluster: &impl NodeApi,
+    node: usize,
+    holders: &[Address],
+    supply: u64,
+    v: &mut Verdict,
+) {
     let total: Option<u64> = holders
         .iter()
-        .map(|a| Some(cluster.account(full, a)?.balance(0)))
+        .map(|a| Some(cluster.account(node, a)?.balance(0)))
         .sum();
     match total {
         Some(t) if t == supply => {}
         Some(t) => v.fail(format!("native supply is {t}, genesis gave {supply}")),
         None => v.fail("cannot read balances".into()),
     }
-    v
 }
 
 #[cfg(test)]
@@ -328,6 +397,9 @@ mod tests {
         }
         fn account(&self, i: usize, address: &Address) -> Option<Account> {
             self.0.get(i)?.accounts.get(address).cloned()
+        }
+        fn tx(&self, _: usize, _: &Hash) -> Result<TxInfo, Option<u16>> {
+            Err(Some(404))
         }
     }
 
@@ -404,6 +476,7 @@ mod tests {
         let v = check(
             &c,
             &[0, 1],
+            &[],
             &acked(&[hash(1)]),
             &[holder(0), holder(1)],
             100,
@@ -418,6 +491,7 @@ mod tests {
         let v = check(
             &c,
             &[0, 1],
+            &[],
             &acked(&[hash(1), hash(2)]),
             &[holder(0), holder(1)],
             100,
@@ -433,6 +507,7 @@ mod tests {
         let v = check(
             &c,
             &[0, 1],
+            &[],
             &acked(&[hash(1)]),
             &[holder(0), holder(1)],
             100,
@@ -444,7 +519,7 @@ mod tests {
     fn diverging_roots_fail() {
         let mut c = cluster(&[]);
         c.0[1].blocks.insert(2, block("b2", "other", &[]));
-        let v = check(&c, &[0, 1], &acked(&[]), &[holder(0), holder(1)], 100);
+        let v = check(&c, &[0, 1], &[], &acked(&[]), &[holder(0), holder(1)], 100);
         assert!(v.diverged);
         assert!(v.violation.unwrap().contains("differ at height 2"));
     }
@@ -452,7 +527,7 @@ mod tests {
     #[test]
     fn created_or_destroyed_money_fails() {
         let c = cluster(&[]);
-        let v = check(&c, &[0, 1], &acked(&[]), &[holder(0), holder(1)], 101);
+        let v = check(&c, &[0, 1], &[], &acked(&[]), &[holder(0), holder(1)], 101);
         assert!(v.violation.unwrap().contains("supply"));
     }
 
@@ -460,7 +535,7 @@ mod tests {
     fn a_silent_honest_node_fails() {
         let mut c = cluster(&[]);
         c.0[1] = Node::default();
-        let v = check(&c, &[0, 1], &acked(&[]), &[holder(0), holder(1)], 100);
+        let v = check(&c, &[0, 1], &[], &acked(&[]), &[holder(0), holder(1)], 100);
         assert!(v.violation.unwrap().contains("does not answer"));
     }
 }

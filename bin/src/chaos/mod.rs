@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod history;
 pub mod proxy;
+pub mod receipts;
 
 use anyhow::{bail, Result};
 use cluster::ChaosCluster;
@@ -61,8 +62,9 @@ pub const SCENARIOS: [(&str, &str); 10] = [
 
 /// Scenarios with one byzantine validator (a `--features byzantine` build): name, the
 /// validator, its `lanes node --byzantine` mode, and what it does. The others must not notice
-/// beyond a view change, and a wrong root must get its signer flagged.
-pub const BYZANTINE: [(&str, usize, &str, &str); 5] = [
+/// beyond a view change, and a wrong root (state or receipts) must get its signer flagged and
+/// stay out of every certificate.
+pub const BYZANTINE: [(&str, usize, &str, &str); 6] = [
     (
         "equivocating-primary",
         0,
@@ -74,6 +76,12 @@ pub const BYZANTINE: [(&str, usize, &str, &str); 5] = [
         3,
         "wrong-root",
         "a validator signs a wrong state root after every block",
+    ),
+    (
+        "wrong-receipts",
+        1,
+        "wrong-receipts",
+        "a validator signs the right state root but a wrong receipts root after every block",
     ),
     (
         "conflicting-voter",
@@ -128,6 +136,7 @@ pub struct Report {
     history: History,
     lost_acknowledged: usize,
     diverged: bool,
+    receipts_checked: usize,
     height: u64,
     view_changes: u64,
     recovery_s: Option<f64>,
@@ -144,6 +153,7 @@ impl Report {
             "acknowledged": self.history.acked.len(),
             "lost_acknowledged": self.lost_acknowledged,
             "diverged": self.diverged,
+            "receipts_checked": self.receipts_checked,
             "height": self.height,
             "view_changes": self.view_changes,
             "recovery_s": self.recovery_s,
@@ -227,6 +237,10 @@ fn print_report(r: &Report) {
         r.history.submitted,
         r.history.acked.len(),
         r.lost_acknowledged
+    );
+    println!(
+        "  receipts      certified answers of {} sampled transactions compared across nodes",
+        r.receipts_checked
     );
     println!(
         "  height        {} (view changes {})",
@@ -413,7 +427,6 @@ fn metric(c: &ChaosCluster, i: usize, name: &str) -> u64 {
     lanes_api::metric(&text, name).map_or(0, |v| v as u64)
 }
 
-/// Undoes every fault: proxy healed, every node running and continued.
 /// What the honest validators (and the byzantine one itself) noticed of byzantine validator
 /// `node` running `mode`, added to `faults`; `Err` if something that must be noticed was not.
 fn judge_byzantine(
@@ -421,20 +434,12 @@ fn judge_byzantine(
     honest: &[usize],
     node: usize,
     mode: &str,
+    verdict: &history::Verdict,
     faults: &mut Vec<String>,
 ) -> Result<(), String> {
     let honest_total = |name: &str| -> u64 { honest.iter().map(|&i| metric(c, i, name)).sum() };
     match mode {
-        "wrong-root" => {
-            // The liar is flagged: its own root differs from what the honest quorum certified.
-            let alarms = metric(c, node, "lanes_divergence_alarms_total");
-            faults.push(format!(
-                "validator {node} raised {alarms} divergence alarms"
-            ));
-            if alarms == 0 {
-                return Err(format!("validator {node} signed wrong roots unflagged"));
-            }
-        }
+        "wrong-root" | "wrong-receipts" => judge_liar(c, node, verdict, faults)?,
         "equivocate" => {
             let seen = honest_total("lanes_equivocation_alarms_total");
             faults.push(format!(
@@ -455,6 +460,36 @@ fn judge_byzantine(
     Ok(())
 }
 
+/// A validator signing wrong roots (state or receipts) is flagged: its own result differs
+/// from what the honest quorum certified, so it raises divergence alarms; its signature is on
+/// none of the certificates the honest nodes served; and it served no other certified receipt
+/// (the checker compared its answers).
+fn judge_liar(
+    c: &ChaosCluster,
+    node: usize,
+    verdict: &history::Verdict,
+    faults: &mut Vec<String>,
+) -> Result<(), String> {
+    let alarms = metric(c, node, "lanes_divergence_alarms_total");
+    faults.push(format!(
+        "validator {node} raised {alarms} divergence alarms"
+    ));
+    let signed = verdict.signed_by.get(&(node as u32)).copied().unwrap_or(0);
+    faults.push(format!(
+        "signatures on the certificates the honest nodes served, by validator: {:?}; \
+         validator {node} answered {} sampled transactions certified, each identical",
+        verdict.signed_by, verdict.suspect_certified
+    ));
+    if alarms == 0 {
+        return Err(format!("validator {node} signed wrong roots unflagged"));
+    }
+    if signed > 0 {
+        return Err(format!("validator {node}'s wrong roots were certified"));
+    }
+    Ok(())
+}
+
+/// Undoes every fault: proxy healed, every node running and continued.
 fn heal(c: &mut ChaosCluster) -> Result<()> {
     c.proxy.heal();
     for i in 0..c.len() {
@@ -542,7 +577,8 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
     let mut holders: Vec<lanes_types::Address> =
         c.keys.iter().map(|k| k.public_key().address()).collect();
     holders.push(lanes_executor::state::fee_sink());
-    let verdict = history::check(&c.nodes, &honest, &history, &holders, supply);
+    let suspects: Vec<usize> = byzantine.iter().map(|b| b.0).collect();
+    let verdict = history::check(&c.nodes, &honest, &suspects, &history, &holders, supply);
     if violation.is_none() {
         violation = verdict.violation.clone();
     }
@@ -556,7 +592,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
         _ => {}
     }
     if let Some((node, mode)) = byzantine {
-        if let Err(e) = judge_byzantine(&c, &honest, node, mode, &mut faults) {
+        if let Err(e) = judge_byzantine(&c, &honest, node, mode, &verdict, &mut faults) {
             violation.get_or_insert(e);
         }
     }
@@ -573,6 +609,7 @@ fn run_scenario(name: &str, duration: Duration, seed: u64, progress: bool) -> Re
         history,
         lost_acknowledged: verdict.lost_acknowledged,
         diverged: verdict.diverged,
+        receipts_checked: verdict.receipts_checked,
         height: verdict.height,
         view_changes,
         recovery_s,
