@@ -27,7 +27,7 @@ pub struct E2eBenchArgs {
     #[arg(long, default_value_t = 4)]
     validators: usize,
     /// How long to submit, e.g. 30s or 2m.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_duration)]
     duration: Duration,
     /// Transactions per second to submit, or `max`.
     #[arg(long, default_value = "max")]
@@ -48,20 +48,6 @@ pub struct E2eBenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
-}
-
-/// Parses "30s", "2m", "500ms" or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {s:?} (e.g. 30s, 2m)"))?;
-    match unit {
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "ms" => Ok(Duration::from_millis(n)),
-        _ => Err(format!("bad duration {s:?} (e.g. 30s, 2m)")),
-    }
 }
 
 /// How long a request to a node may take.

@@ -113,7 +113,7 @@ pub struct ChaosArgs {
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Length of each scenario (faults during its middle half), e.g. 30s or 1m.
-    #[arg(long, default_value = "30s", value_parser = crate::bench_e2e::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::duration::parse_duration)]
     pub duration: Duration,
     /// Seed of the workload and of the faults' randomness (default: from the clock).
     #[arg(long)]
