@@ -13,6 +13,7 @@ mod load;
 mod localnet;
 mod sim_cmd;
 mod testnet;
+mod tx_wait;
 mod wallet;
 
 use anyhow::{Context, Result};

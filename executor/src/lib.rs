@@ -49,6 +49,7 @@
 pub mod exec;
 pub mod fxhash;
 pub mod ledger;
+pub mod operation;
 pub mod parallel;
 pub mod receipts;
 pub mod smt;
