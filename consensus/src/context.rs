@@ -3,6 +3,7 @@
 //! with ed25519 and the executor's stateless checks; the simulator with a cheap deterministic
 //! scheme. Everything here is a pure function of its arguments (no clock, socket or thread).
 
+use crate::mempool::TxMeta;
 use lanes_types::{Block, Bytes, Hash, SecretKey, Signature, ValidatorSet, ValidatorSignature};
 
 /// Services a [`crate::Replica`] calls synchronously while it handles an event.
@@ -35,6 +36,11 @@ pub trait Context {
     /// Checks transactions forwarded by a peer before they enter the mempool; one answer per
     /// transaction (implementations verify the signatures in one batch).
     fn check_txs(&self, txs: &[Bytes]) -> Vec<bool>;
+
+    /// The sender, nonce and fee of a transaction, for the mempool's policy (the replica
+    /// cannot decode transactions); `None` if it does not decode, and the replica refuses it
+    /// and remembers its hash as rejected. Must be a pure function of the bytes.
+    fn tx_meta(&self, tx: &[u8]) -> Option<TxMeta>;
 
     /// Whether a block this replica stored already contains the transaction with this hash
     /// (the node asks its transaction index). With the mempool's memory of recent commits this

@@ -57,10 +57,18 @@ impl<C: Context> Replica<C> {
         if tx.len() > self.cfg.max_tx_bytes {
             return Err(AdmitError::TooLarge);
         }
-        if self.ctx.tx_committed(&tx_hash(&tx)) {
+        let hash = tx_hash(&tx);
+        if self.pool.mempool.is_rejected(&hash) {
+            return Err(AdmitError::Rejected);
+        }
+        if self.ctx.tx_committed(&hash) {
             return Err(AdmitError::AlreadyCommitted);
         }
-        let hash = self.pool.mempool.admit(tx.clone())?;
+        let Some(meta) = self.ctx.tx_meta(&tx) else {
+            self.pool.mempool.reject(hash);
+            return Err(AdmitError::Rejected);
+        };
+        self.pool.admit(tx.clone(), meta)?;
         if self.forwarder.push(tx) {
             self.flush_forward();
         } else {
@@ -77,7 +85,8 @@ impl<C: Context> Replica<C> {
         }
     }
 
-    /// Transactions another validator forwarded: the new ones are checked and admitted.
+    /// Transactions another validator forwarded: the new ones are checked and admitted; those
+    /// the checks refuse are remembered as rejected, so their copies cost one lookup.
     pub(crate) fn on_txs(&mut self, txs: Vec<Bytes>) -> Result<(), Reject> {
         if txs.len() > MAX_FORWARD_TXS {
             return Err("too many forwarded transactions");
@@ -87,19 +96,23 @@ impl<C: Context> Replica<C> {
             .into_iter()
             .filter(|tx| {
                 let h = tx_hash(tx);
-                !self.pool.mempool.contains(&h) && !self.pool.mempool.is_committed(&h)
+                let m = &self.pool.mempool;
+                !m.contains(&h) && !m.is_committed(&h) && !m.is_rejected(&h)
             })
             .collect();
         let verdicts = self.ctx.check_txs(&fresh);
         for (tx, ok) in fresh.into_iter().zip(verdicts) {
-            if !ok || tx.len() > self.cfg.max_tx_bytes {
+            let hash = tx_hash(&tx);
+            let meta = ok.then(|| self.ctx.tx_meta(&tx)).flatten();
+            let Some(meta) = meta.filter(|_| tx.len() <= self.cfg.max_tx_bytes) else {
                 self.stats.rejected_txs += 1;
+                self.pool.mempool.reject(hash);
+                continue;
+            };
+            if self.ctx.tx_committed(&hash) {
                 continue;
             }
-            if self.ctx.tx_committed(&tx_hash(&tx)) {
-                continue;
-            }
-            let _ = self.pool.mempool.admit(tx);
+            let _ = self.pool.admit(tx, meta);
         }
         Ok(())
     }

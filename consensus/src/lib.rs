@@ -12,7 +12,8 @@
 //! - [`messages`]: every message replicas exchange, with its encoding and signed bytes;
 //! - [`safety`]: the records a replica persists before it votes, and their recovery;
 //! - [`context`]: what the replica asks of its host (signatures, transaction checks);
-//! - [`mempool`]: pending transactions, de-duplicated and bounded;
+//! - [`mempool`]: pending transactions, de-duplicated, bounded and fair when full (fee
+//!   priority, eviction of the cheapest, per-sender cap, replacement, rejected-hash cache);
 //! - [`byzantine`]: the messages byzantine validators send (simulator and test builds);
 //! - [`sim`]: the deterministic simulator with network, crash and byzantine faults.
 //!
@@ -41,7 +42,7 @@ pub mod sim;
 mod view_change;
 
 pub use context::{Context, Ed25519Keys};
-pub use mempool::{AdmitError, Mempool, MempoolLimits};
+pub use mempool::{AdmitError, Admitted, Mempool, MempoolLimits, TxMeta};
 pub use messages::Message;
 pub use replica::{Action, Alarm, Config, Event, Recovered, Replica, Stats};
 pub use safety::{RestoreError, SafetyWrite};

@@ -1,7 +1,7 @@
 //! The replica's transaction pool: the mempool, which of its transactions a proposal of the
 //! current view already carries, and the primary's batch timer.
 
-use crate::mempool::Mempool;
+use crate::mempool::{AdmitError, Mempool, TxMeta};
 use lanes_types::{tx_hash, Block, Bytes, Hash};
 use std::collections::HashSet;
 
@@ -10,7 +10,10 @@ use std::collections::HashSet;
 /// Status transitions of a transaction: pending (admitted to the mempool) -> in flight (in a
 /// proposal accepted in the current view; not proposed again in this view) -> committed (a
 /// delivered block holds it: it leaves the mempool and is remembered as committed). A new
-/// view puts every in-flight transaction back to pending (its proposals may be lost). The
+/// view puts every in-flight transaction back to pending (its proposals may be lost). A
+/// pending or in-flight transaction that is evicted or replaced leaves both (an in-flight one
+/// may still be committed by the proposal carrying it; the executor then rejects whichever of
+/// it and its replacement comes second, by nonce). The
 /// batch timer runs on the primary from the first unproposed transaction until it cuts a
 /// block.
 #[derive(Debug)]
@@ -33,6 +36,15 @@ impl Pool {
         }
     }
 
+    /// Admits a transaction to the mempool; those it pushes out are no longer in flight.
+    pub fn admit(&mut self, tx: Bytes, meta: TxMeta) -> Result<Hash, AdmitError> {
+        let admitted = self.mempool.admit(tx, meta)?;
+        for gone in &admitted.removed {
+            self.in_flight.remove(gone);
+        }
+        Ok(admitted.hash)
+    }
+
     /// Pending transactions not in a proposal of this view.
     pub fn unproposed(&self) -> usize {
         self.mempool.len().saturating_sub(self.in_flight.len())
@@ -46,8 +58,8 @@ impl Pool {
         unproposed > 0 && (unproposed >= max_block_txs || due)
     }
 
-    /// The transactions of the next block: pending, not in flight, in arrival order, within
-    /// the limits.
+    /// The transactions of the next block: pending, not in flight, in the mempool's
+    /// proposal order (fee first, each sender's nonces in order), within the limits.
     pub fn next_batch(&self, max_txs: usize, max_bytes: usize) -> Vec<Bytes> {
         let in_flight = &self.in_flight;
         self.mempool

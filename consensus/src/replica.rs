@@ -255,6 +255,12 @@ impl<C: Context> Replica<C> {
         self.pool.mempool.len()
     }
 
+    /// Remembers that the transaction with this hash failed the node's stateless checks, so
+    /// copies of it forwarded by peers or resubmitted are refused with one lookup.
+    pub fn reject_tx(&mut self, hash: Hash) {
+        self.pool.mempool.reject(hash);
+    }
+
     /// Whether the transaction `tx` waits in the mempool.
     pub fn is_pending(&self, tx: &Hash) -> bool {
         self.pool.mempool.contains(tx)

@@ -357,6 +357,7 @@ fn hole6_view_changes_stay_small_with_full_blocks_in_flight() {
             max_txs: 100_000,
             max_bytes: 64 << 20,
             committed_memory: 100_000,
+            ..Default::default()
         },
         ..sim_replica_config(4, me)
     };

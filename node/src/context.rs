@@ -1,10 +1,10 @@
 //! What the replica needs from the node ([`NodeContext`]: keys, the executor's stateless
 //! checks, the transaction index) and the node's clock.
 
-use lanes_consensus::{Context, Ed25519Keys};
-use lanes_executor::tx::{check_stateless_unsigned, verify_signatures};
+use lanes_consensus::{Context, Ed25519Keys, TxMeta};
+use lanes_executor::tx::{check_stateless_unsigned, verify_signatures, SignedTransaction};
 use lanes_storage::Store;
-use lanes_types::{Block, Genesis, Hash, Signature};
+use lanes_types::{Block, Decode, Genesis, Hash, Signature};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -93,6 +93,15 @@ impl Context for NodeContext {
                 None => false,
             })
             .collect()
+    }
+
+    fn tx_meta(&self, tx: &[u8]) -> Option<TxMeta> {
+        let stx = SignedTransaction::from_bytes(tx).ok()?;
+        Some(TxMeta {
+            sender: stx.tx.sender.address(),
+            nonce: stx.tx.nonce,
+            fee: stx.tx.fee,
+        })
     }
 
     fn tx_committed(&self, hash: &Hash) -> bool {

@@ -3,7 +3,7 @@
 
 use crate::context::Context;
 use crate::replica::{Config, Recovered, Replica};
-use crate::MempoolLimits;
+use crate::{MempoolLimits, TxMeta};
 use lanes_types::{Block, Bytes, Hash, Signature, ValidatorInfo, ValidatorSet};
 use std::collections::HashSet;
 use std::rc::Rc;
@@ -27,6 +27,25 @@ pub(super) fn sim_tx(seed: u64, index: usize) -> Bytes {
     tx.extend_from_slice(&seed.to_be_bytes());
     tx.extend_from_slice(&(index as u64).to_be_bytes());
     Bytes(tx)
+}
+
+/// The metadata of a simulated transaction: the `index`-th of seed `seed` is nonce
+/// `index % 4` of sender `(seed, index / 4)`, so senders have short nonce chains, and pays a
+/// fee from 1 to 16 drawn from its hash, so fee priority reorders the proposals.
+fn sim_tx_meta(tx: &[u8]) -> Option<TxMeta> {
+    if !sim_tx_valid(tx) {
+        return None;
+    }
+    let index = u64::from_be_bytes(tx[10..18].try_into().ok()?);
+    let who = (index / 4).to_be_bytes();
+    let id = Hash::tagged_parts("lanes/sim-sender", &[&tx[2..10], &who]);
+    let mut sender = [0u8; 20];
+    sender.copy_from_slice(&id.0[..20]);
+    Some(TxMeta {
+        sender: lanes_types::Address(sender),
+        nonce: index % 4,
+        fee: 1 + u64::from(lanes_types::tx_hash(tx).0[0] % 16),
+    })
 }
 
 /// Whether `tx` has the shape of a simulated transaction.
@@ -100,6 +119,9 @@ impl Context for SimContext {
     fn check_txs(&self, txs: &[Bytes]) -> Vec<bool> {
         txs.iter().map(|t| sim_tx_valid(t)).collect()
     }
+    fn tx_meta(&self, tx: &[u8]) -> Option<TxMeta> {
+        sim_tx_meta(tx)
+    }
     fn tx_committed(&self, hash: &Hash) -> bool {
         self.ledger.borrow().contains(hash)
     }
@@ -153,6 +175,7 @@ pub fn sim_replica_config(validators: u32, me: u32) -> Config {
             max_txs: 10_000,
             max_bytes: 1 << 20,
             committed_memory: 100_000,
+            ..MempoolLimits::default()
         },
     }
 }
