@@ -50,7 +50,7 @@ fn naive_order(m: &Mempool) -> Vec<Hash> {
             .push((e.meta.nonce, *h));
     }
     for chain in chains.values_mut() {
-        chain.sort_by(|a, b| b.0.cmp(&a.0)); // lowest nonce last
+        chain.sort_by_key(|c| std::cmp::Reverse(c.0)); // lowest nonce last
     }
     let mut out = Vec::new();
     while let Some(best) = chains
