@@ -116,8 +116,12 @@ pub struct Stats {
     pub delivered_blocks: u64,
     /// Catch-up requests sent.
     pub sync_requests: u64,
-    /// Forwarded transactions refused by [`Context::check_txs`](crate::Context::check_txs).
+    /// Forwarded transactions refused by [`Context::check_txs`](crate::Context::check_txs)
+    /// or [`Context::tx_meta`](crate::Context::tx_meta).
     pub rejected_txs: u64,
+    /// Pending transactions pushed out of the mempool by richer ones: evicted as the
+    /// cheapest when it was full, or replaced by a higher fee for the same sender and nonce.
+    pub displaced_txs: u64,
 }
 
 /// What the node recovered from storage at start-up.

@@ -68,7 +68,8 @@ impl<C: Context> Replica<C> {
             self.pool.mempool.reject(hash);
             return Err(AdmitError::Rejected);
         };
-        self.pool.admit(tx.clone(), meta)?;
+        let admitted = self.pool.admit(tx.clone(), meta)?;
+        self.stats.displaced_txs += admitted.removed.len() as u64;
         if self.forwarder.push(tx) {
             self.flush_forward();
         } else {
@@ -112,7 +113,9 @@ impl<C: Context> Replica<C> {
             if self.ctx.tx_committed(&hash) {
                 continue;
             }
-            let _ = self.pool.admit(tx, meta);
+            if let Ok(admitted) = self.pool.admit(tx, meta) {
+                self.stats.displaced_txs += admitted.removed.len() as u64;
+            }
         }
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! The replica's transaction pool: the mempool, which of its transactions a proposal of the
 //! current view already carries, and the primary's batch timer.
 
-use crate::mempool::{AdmitError, Mempool, TxMeta};
+use crate::mempool::{AdmitError, Admitted, Mempool, TxMeta};
 use lanes_types::{tx_hash, Block, Bytes, Hash};
 use std::collections::HashSet;
 
@@ -37,12 +37,12 @@ impl Pool {
     }
 
     /// Admits a transaction to the mempool; those it pushes out are no longer in flight.
-    pub fn admit(&mut self, tx: Bytes, meta: TxMeta) -> Result<Hash, AdmitError> {
+    pub fn admit(&mut self, tx: Bytes, meta: TxMeta) -> Result<Admitted, AdmitError> {
         let admitted = self.mempool.admit(tx, meta)?;
         for gone in &admitted.removed {
             self.in_flight.remove(gone);
         }
-        Ok(admitted.hash)
+        Ok(admitted)
     }
 
     /// Pending transactions not in a proposal of this view.

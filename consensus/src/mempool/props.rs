@@ -92,21 +92,24 @@ fn admit_checked(pool: &mut Pool, sender: u8, nonce: u64, fee: u64, len: usize) 
         .get(&meta.sender)
         .and_then(|c| c.get(&nonce))
         .copied();
-    match pool.mempool.admit(t.clone(), meta) {
+    let fees: HashMap<Hash, u64> = pool
+        .mempool
+        .pending
+        .iter()
+        .map(|(h, e)| (*h, e.meta.fee))
+        .collect();
+    match pool.admit(t, meta) {
         Ok(got) => {
             assert!(pool.mempool.contains(&got.hash));
             for gone in &got.removed {
-                assert!(!pool.mempool.contains(gone));
-                pool.in_flight.remove(gone);
-                if Some(*gone) != old {
-                    assert!(pool.mempool.by_prio.values().all(|h| h != gone));
-                }
+                assert!(!pool.mempool.contains(gone) && !pool.in_flight.contains(gone));
+                assert!(fees[gone] < fee, "only cheaper ones are pushed out");
             }
-            assert!(got.removed.len() <= pool.mempool.limits.max_evictions + 1);
+            let evicted = got.removed.iter().filter(|h| Some(**h) != old).count();
+            assert!(evicted <= pool.mempool.limits.max_evictions);
+            assert!(evicted == 0 || before.0 + 1 > 8 || before.1 + len > 200);
         }
-        Err(AdmitError::Underpriced) => {
-            assert!(pool.mempool.pending[&old.unwrap()].meta.fee >= fee)
-        }
+        Err(AdmitError::Underpriced) => assert!(fees[&old.unwrap()] >= fee),
         Err(_) => assert_eq!(before, (pool.mempool.len(), pool.mempool.bytes())),
     }
 }
