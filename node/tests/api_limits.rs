@@ -85,6 +85,21 @@ fn an_oversized_body_is_413_and_a_subscriber_beyond_the_cap_is_503_both_counted(
         metric(addr, "lanes_api_rejected_total{reason=\"body\"}"),
         "1"
     );
+    // A chunked body declares no size: axum's bound stops it while it is read.
+    let mut c = send(addr, "POST", "/txs", "Transfer-Encoding: chunked\r\n");
+    let chunk = format!("800\r\n{}\r\n", "0".repeat(2048));
+    c.write_all(chunk.as_bytes()).expect("writes the chunk");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("reads the answer");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("\"error\":\"body larger than 1024 bytes\""),
+        "{answer}"
+    );
+    assert_eq!(
+        metric(addr, "lanes_api_rejected_total{reason=\"body\"}"),
+        "2"
+    );
 
     let mut first = send(addr, "GET", "/events", "");
     let mut head = [0u8; 12];

@@ -175,9 +175,11 @@ pub(super) async fn admit(State(g): State<Arc<Guard>>, req: Request, next: Next)
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, &g.rejected.body, msg);
     }
     let res = next.run(req).await;
-    if res.status() == StatusCode::PAYLOAD_TOO_LARGE && declared.is_none() {
-        // A streamed body that went over the bound while being read.
-        crate::shared::Metrics::add(&g.rejected.body, 1);
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        // A streamed (chunked) body that went over the bound while axum read it: its plain
+        // text answer becomes our JSON one.
+        let msg = format!("body larger than {} bytes", g.limits.max_body_bytes);
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, &g.rejected.body, msg);
     }
     res
 }
