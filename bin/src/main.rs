@@ -148,6 +148,7 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 exec_threads: a.exec_threads.unwrap_or(home.config.exec_threads),
                 log_format: a.log_format.clone().unwrap_or(home.config.log_format),
                 retain_blocks: a.retain_blocks.unwrap_or(home.config.retain_blocks),
+                api_limits: Default::default(),
                 #[cfg(feature = "byzantine")]
                 byzantine: a.byzantine,
             }
@@ -167,6 +168,7 @@ fn run_node(a: NodeArgs) -> Result<()> {
                 exec_threads: a.exec_threads.unwrap_or(2),
                 log_format: a.log_format.clone().unwrap_or_else(|| "text".into()),
                 retain_blocks: a.retain_blocks.unwrap_or(0),
+                api_limits: Default::default(),
                 #[cfg(feature = "byzantine")]
                 byzantine: a.byzantine,
             }

@@ -63,6 +63,8 @@ pub struct NodeParams {
     pub log_format: String,
     /// Blocks kept below the head (0: all).
     pub retain_blocks: u64,
+    /// The HTTP API's limits (rate, concurrency, body, timeout, event subscribers).
+    pub api_limits: api::ApiLimits,
     /// Misbehave on purpose (fault-injection builds only).
     #[cfg(feature = "byzantine")]
     pub byzantine: Option<byzantine::Mode>,
@@ -184,7 +186,7 @@ impl Node {
             .name("consensus".into())
             .spawn(move || driver.run(replica, inputs_rx, cons_shared, exec_tx))?;
 
-        let api = start_api(&runtime, p.api, shared.clone())?;
+        let api = start_api(&runtime, p.api, shared.clone(), p.api_limits.clone())?;
         tracing::info!(validator = p.index, %api, p2p = %p.listen, "node running");
         Ok(Node {
             runtime,
@@ -339,17 +341,19 @@ async fn forward_inbound(
     }
 }
 
-/// Binds the HTTP API on `addr` and serves it on the runtime; returns the bound address.
+/// Binds the HTTP API on `addr` and serves it on the runtime behind `limits` (the client's
+/// address goes to the rate limit); returns the bound address.
 fn start_api(
     runtime: &tokio::runtime::Runtime,
     addr: SocketAddr,
     shared: Arc<Shared>,
+    limits: api::ApiLimits,
 ) -> Result<SocketAddr> {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("binding the API on {addr}"))?;
     let bound = listener.local_addr()?;
-    let app = api::router(shared);
+    let app = api::router(shared, limits).into_make_service_with_connect_info::<SocketAddr>();
     runtime.spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "API server stopped");

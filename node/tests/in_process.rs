@@ -39,6 +39,7 @@ fn params(g: &Genesis, keys: &[SecretKey], index: u32, dir: &Path) -> NodeParams
         exec_threads: 1,
         log_format: "text".into(),
         retain_blocks: 0,
+        api_limits: Default::default(),
         #[cfg(feature = "byzantine")]
         byzantine: None,
     }

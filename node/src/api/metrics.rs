@@ -15,6 +15,8 @@ struct Scrape<'a> {
     peers: usize,
     /// QUIC handshakes refused.
     rejected_handshakes: u64,
+    /// The API's limits.
+    api: &'a super::Guard,
 }
 
 /// One exported series: its name, Prometheus type, help text and value.
@@ -129,9 +131,37 @@ const SERIES: &[Series] = &[
         "QUIC handshakes refused.",
         |s| s.rejected_handshakes as f64,
     ),
+    counter(
+        "lanes_api_rejected_total{reason=\"rate\"}",
+        "API requests refused by a limit: rate (429), concurrency (503), timeout (503), body (413), sse (503 at the subscriber cap).",
+        |s| get(&s.api.rejected.rate),
+    ),
+    counter("lanes_api_rejected_total{reason=\"concurrency\"}", "", |s| {
+        get(&s.api.rejected.concurrency)
+    }),
+    counter("lanes_api_rejected_total{reason=\"timeout\"}", "", |s| {
+        get(&s.api.rejected.timeout)
+    }),
+    counter("lanes_api_rejected_total{reason=\"body\"}", "", |s| {
+        get(&s.api.rejected.body)
+    }),
+    counter("lanes_api_rejected_total{reason=\"sse\"}", "", |s| {
+        get(&s.api.rejected.sse)
+    }),
+    counter(
+        "lanes_api_sse_dropped_total",
+        "Event subscribers dropped because they fell behind.",
+        |s| get(&s.api.rejected.sse_lagged),
+    ),
+    gauge(
+        "lanes_api_sse_subscribers",
+        "Event subscribers connected.",
+        |s| s.api.sse_subscribers() as f64,
+    ),
 ];
 
-/// `GET /metrics`: every series of [`SERIES`] with its help and type lines.
+/// `GET /metrics`: every series of [`SERIES`], the help and type lines once per family (the
+/// name before any `{labels}`; a labelled series after the first of its family has no help).
 pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let status = s.status();
     let net = s.net.status();
@@ -144,8 +174,10 @@ pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             .filter(|p| p.connected_out || p.connected_in)
             .count(),
         rejected_handshakes: net.rejected_handshakes,
+        api: &s.guard,
     };
     let mut body = String::new();
+    let mut family = "";
     for Series {
         name,
         kind,
@@ -153,8 +185,12 @@ pub(super) async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         read,
     } in SERIES
     {
-        let value = read(&scrape);
-        body += &format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        let this = name.split('{').next().unwrap_or(name);
+        if this != family {
+            family = this;
+            body += &format!("# HELP {this} {help}\n# TYPE {this} {kind}\n");
+        }
+        body += &format!("{name} {}\n", read(&scrape));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

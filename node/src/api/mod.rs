@@ -4,9 +4,11 @@
 //! `submit.rs` takes transactions (`POST /tx`, `POST /txs`), `read.rs` answers the reads of
 //! the node, the chain and the state, `events.rs` streams blocks (`GET /events`) and
 //! `metrics.rs` exposes the Prometheus counters (`GET /metrics`), `tx.rs` answers `GET /tx/{hash}`
-//! (whose answers `crate::light` checks as a light client does).
+//! (whose answers `crate::light` checks as a light client does). `limits.rs` protects them all
+//! ([`ApiLimits`]): storage reads run on the blocking pool, off the workers that drive QUIC.
 
 mod events;
+mod limits;
 mod metrics;
 mod read;
 mod submit;
@@ -21,7 +23,24 @@ use lanes_api::ErrorBody;
 use lanes_types::{Address, Hash};
 use std::sync::Arc;
 
-type AppState = Arc<Shared>;
+pub use limits::{ApiLimits, Guard, Rejected};
+
+/// What every handler sees: the node's shared state (through `Deref`) and the limits'.
+pub struct ApiState {
+    /// The node's shared state.
+    pub shared: Arc<Shared>,
+    /// The limits and their counters.
+    pub guard: Arc<Guard>,
+}
+
+impl std::ops::Deref for ApiState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
+}
+
+type AppState = Arc<ApiState>;
 
 /// An API error: the status and the message of its `{"error": ...}` body.
 pub struct HttpError(StatusCode, String);
@@ -64,9 +83,14 @@ fn parse_address(s: &str) -> Result<Address, HttpError> {
         .map_err(|e| bad(format!("bad address {s:?}: {e:?}")))
 }
 
-/// The router for one node.
-pub fn router(state: AppState) -> Router {
-    Router::new()
+/// The router for one node, behind `limits`.
+pub fn router(shared: Arc<Shared>, limits: ApiLimits) -> Router {
+    let guard = Arc::new(Guard::new(limits));
+    let state = Arc::new(ApiState {
+        shared,
+        guard: guard.clone(),
+    });
+    let routes = Router::new()
         .route("/health", get(read::health))
         .route("/status", get(read::status))
         .route("/validators", get(read::validators))
@@ -81,5 +105,6 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .fallback(|| async { not_found("no such endpoint") })
-        .with_state(state)
+        .with_state(state);
+    limits::protect(routes, guard)
 }

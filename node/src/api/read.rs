@@ -1,10 +1,11 @@
 //! The reads: the node (`/health`, `/status`, `/validators`), the chain (`/tx/{hash}`,
 //! `/blocks`, `/block/{id}`) and the state (`/account/{address}`, `/pool/{id}`, `/proof/{key}`).
 
+use super::limits::blocking;
 use super::tx::tx_view;
 use super::{
     bad, internal, not_found, parse_address, parse_hash, unavailable, ApiResult, AppState,
-    HttpError,
+    HttpError, Shared,
 };
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -22,7 +23,8 @@ use lanes_types::{parse_hex, to_hex, Block};
 
 /// `GET /health`: 200 `ok` once there is a head, 503 `starting` before.
 pub(super) async fn health(State(s): State<AppState>) -> impl IntoResponse {
-    match s.store.head() {
+    let head = blocking(&s.shared, |s| Ok(s.store.head().ok().flatten())).await;
+    match head {
         Ok(Some(_)) => (StatusCode::OK, "ok").into_response(),
         _ => (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response(),
     }
@@ -30,6 +32,7 @@ pub(super) async fn health(State(s): State<AppState>) -> impl IntoResponse {
 
 /// `GET /status`: the status snapshot with the chain's and this validator's identity.
 pub(super) async fn status(State(s): State<AppState>) -> ApiResult<Status> {
+    let lowest_block = blocking(&s.shared, |s| Ok(s.store.block_floor().unwrap_or(1))).await?;
     let st = s.status();
     let peers = s
         .net
@@ -56,7 +59,7 @@ pub(super) async fn status(State(s): State<AppState>) -> ApiResult<Status> {
         state_sync: st.state_sync,
         voting: !st.voting_hold.holding(),
         voting_hold_until: st.voting_hold.until(),
-        lowest_block: s.store.block_floor().unwrap_or(1),
+        lowest_block,
     }))
 }
 
@@ -95,26 +98,27 @@ fn block_summary(store: &Store, b: &Block) -> Result<BlockSummary, HttpError> {
     })
 }
 
-/// `GET /blocks?from=H&limit=N`: up to N (default 20, at most 100) block summaries from H
-/// (default: the latest N).
+/// The most block summaries one `GET /blocks` returns. The store has no header-only read, so
+/// each summarised block is decoded whole: the bound keeps the worst case at 32 full blocks.
+pub const MAX_BLOCKS_PAGE: usize = 32;
+
+/// `GET /blocks?from=H&limit=N`: up to N (default 20, at most [`MAX_BLOCKS_PAGE`]) block
+/// summaries from H (default: the latest N).
 pub(super) async fn blocks(
     State(s): State<AppState>,
     Query(r): Query<BlocksQuery>,
 ) -> ApiResult<Vec<BlockSummary>> {
-    let limit = r.limit.unwrap_or(20).clamp(1, 100);
-    let head = s.store.head().map_err(internal)?.map_or(0, |h| h.height);
-    let from = r
-        .from
-        .unwrap_or_else(|| head.saturating_sub(limit as u64 - 1))
-        .max(1);
-    let list = s
-        .store
-        .blocks(from, limit)
-        .map_err(internal)?
-        .iter()
-        .map(|b| block_summary(&s.store, b))
-        .collect::<Result<_, _>>()?;
-    Ok(Json(list))
+    let limit = r.limit.unwrap_or(20).clamp(1, MAX_BLOCKS_PAGE);
+    let list = blocking(&s.shared, move |s| {
+        let head = s.store.head().map_err(internal)?.map_or(0, |h| h.height);
+        let from = r
+            .from
+            .unwrap_or_else(|| head.saturating_sub(limit as u64 - 1))
+            .max(1);
+        let blocks = s.store.blocks(from, limit).map_err(internal)?;
+        blocks.iter().map(|b| block_summary(&s.store, b)).collect()
+    });
+    Ok(Json(list.await?))
 }
 
 /// `GET /block/{height|hash}`: one block with its transactions and certificates.
@@ -122,10 +126,17 @@ pub(super) async fn block(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<BlockInfo> {
+    blocking(&s.shared, move |s| block_info(s, &id))
+        .await
+        .map(Json)
+}
+
+/// One block with its transactions and certificates, by height or hash.
+fn block_info(s: &Shared, id: &str) -> Result<BlockInfo, HttpError> {
     let height = match id.parse::<u64>() {
         Ok(h) => h,
         Err(_) => {
-            let hash = parse_hash(&id)?;
+            let hash = parse_hash(id)?;
             s.store
                 .block_height(&hash)
                 .map_err(internal)?
@@ -149,7 +160,7 @@ pub(super) async fn block(
         |sigs: &[lanes_types::ValidatorSignature]| sigs.iter().map(|s| s.validator).collect();
     let commit = s.store.commit_certificate(height).map_err(internal)?;
     let execution = s.store.checkpoint_certificate(height).map_err(internal)?;
-    Ok(Json(BlockInfo {
+    Ok(BlockInfo {
         summary: block_summary(&s.store, &b)?,
         transactions,
         commit_certificate: commit.map(|c| CommitCertificateInfo {
@@ -157,7 +168,7 @@ pub(super) async fn block(
             signers: signers(&c.signatures),
         }),
         execution_certificate: execution.as_ref().map(super::tx::certificate_info),
-    }))
+    })
 }
 
 fn state_get(store: &Store, key: &Key) -> Result<Option<Value>, HttpError> {
@@ -181,6 +192,13 @@ pub(super) async fn account(
     Path(address): Path<String>,
 ) -> ApiResult<Account> {
     let addr = parse_address(&address)?;
+    blocking(&s.shared, move |s| account_of(s, addr))
+        .await
+        .map(Json)
+}
+
+/// An account's nonce, balances, lending positions and stakes.
+fn account_of(s: &Shared, addr: lanes_types::Address) -> Result<Account, HttpError> {
     let st = &s.store;
     let nonce = u64_of(state_get(st, &Key::Nonce(addr))?);
     let assets = u64_of(state_get(st, &Key::NextAssetId)?);
@@ -221,19 +239,20 @@ pub(super) async fn account(
             });
         }
     }
-    Ok(Json(Account {
+    Ok(Account {
         address: addr.to_string(),
         nonce,
         balances,
         positions,
         stakes,
-    }))
+    })
 }
 
 /// `GET /pool/{id}`.
 pub(super) async fn pool(State(s): State<AppState>, Path(id): Path<String>) -> ApiResult<Pool> {
     let id: u32 = id.parse().map_err(|_| bad(format!("bad pool id {id:?}")))?;
-    match state_get(&s.store, &Key::Pool(id))? {
+    let pool = blocking(&s.shared, move |s| state_get(&s.store, &Key::Pool(id)));
+    match pool.await? {
         Some(Value::Pool(p)) => Ok(Json(Pool {
             id,
             asset_a: p.asset_a,
@@ -259,6 +278,13 @@ pub(super) async fn proof(
             Key::from_bytes(&raw).map_err(|e| bad(format!("bad state key: {e}")))?
         }
     };
+    blocking(&s.shared, move |s| proof_of(s, key))
+        .await
+        .map(Json)
+}
+
+/// A Merkle proof of `key` at the latest certified height, with the certificate.
+fn proof_of(s: &Shared, key: Key) -> Result<StateProof, HttpError> {
     let head = s
         .store
         .head()
@@ -274,12 +300,12 @@ pub(super) async fn proof(
     let proof = smt::prove(&nodes, head.state_root, &key);
     nodes.fault.check().map_err(internal)?;
     let proof = proof.map_err(internal)?;
-    Ok(Json(StateProof {
+    Ok(StateProof {
         height: head.height,
         state_root: head.state_root.to_string(),
         key: to_hex(key.to_bytes()),
         value: value.map(|v| to_hex(v.to_bytes())),
         proof: to_hex(proof.to_bytes()),
         certificate: to_hex(cert.to_bytes()),
-    }))
+    })
 }

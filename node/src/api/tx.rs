@@ -8,6 +8,7 @@
 //! answers 409 rather than pass its own receipt off as the quorum's. Heights below the block
 //! floor (pruned, or replaced by a state snapshot) are not served at all.
 
+use super::limits::blocking;
 use super::HttpError;
 use super::{conflict, internal, not_found, parse_hash, unavailable, ApiResult, AppState};
 use crate::shared::{Input, Shared};
@@ -26,14 +27,18 @@ use lanes_types::{merkle, to_hex, CheckpointCertificate, Hash};
 /// `GET /tx/{hash}`.
 pub(super) async fn tx(State(s): State<AppState>, Path(hash): Path<String>) -> ApiResult<TxInfo> {
     let hash = parse_hash(&hash)?;
-    if let Some(loc) = s.store.tx_location(&hash).map_err(internal)? {
-        return committed(&s, hash, loc).map(Json);
+    let stored = move |s: &Shared| match s.store.tx_location(&hash).map_err(internal)? {
+        Some(loc) => committed(s, hash, loc).map(Some),
+        None => Ok(None),
+    };
+    if let Some(info) = blocking(&s.shared, stored).await? {
+        return Ok(Json(info));
     }
     // Not executed when we looked. The consensus thread says pending until the block holding
     // it is stored, so if it says no, the transaction is stored now or unknown.
     let pending = pending(&s, hash).await?;
-    match s.store.tx_location(&hash).map_err(internal)? {
-        Some(loc) => committed(&s, hash, loc).map(Json),
+    match blocking(&s.shared, stored).await? {
+        Some(info) => Ok(Json(info)),
         None if pending => Ok(Json(TxInfo {
             hash: hash.to_string(),
             status: TxStatus::Pending,
