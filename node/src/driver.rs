@@ -320,6 +320,10 @@ fn publish_counters(stats: &Stats, counted: &mut Stats, metrics: &Metrics) {
         &metrics.view_changes,
         stats.view_changes - counted.view_changes,
     );
+    Metrics::add(
+        &metrics.displaced_txs,
+        stats.displaced_txs - counted.displaced_txs,
+    );
     *counted = stats.clone();
 }
 
@@ -408,6 +412,7 @@ mod tests {
         let stats = |rejected, view_changes| Stats {
             rejected_messages: rejected,
             view_changes,
+            displaced_txs: rejected * 10,
             ..Stats::default()
         };
         publish_counters(&stats(5, 1), &mut counted, &metrics);
@@ -418,5 +423,6 @@ mod tests {
         publish_counters(&stats(1, 0), &mut counted, &metrics);
         assert_eq!(Metrics::get(&metrics.rejected_messages), 10);
         assert_eq!(Metrics::get(&metrics.view_changes), 1);
+        assert_eq!(Metrics::get(&metrics.displaced_txs), 80);
     }
 }

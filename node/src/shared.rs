@@ -89,6 +89,8 @@ pub struct Metrics {
     pub committed_txs: AtomicU64,
     /// View changes started or joined.
     pub view_changes: AtomicU64,
+    /// Pending transactions evicted by better-paying ones or replaced by a higher fee.
+    pub displaced_txs: AtomicU64,
     /// Network messages dropped as invalid.
     pub rejected_messages: AtomicU64,
     /// Messages dropped because the consensus thread was busy.

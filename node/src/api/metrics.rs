@@ -66,6 +66,11 @@ const SERIES: &[Series] = &[
         |s| get(&s.m.view_changes),
     ),
     counter(
+        "lanes_mempool_displaced_total",
+        "Pending transactions evicted by better-paying ones or replaced by a higher fee.",
+        |s| get(&s.m.displaced_txs),
+    ),
+    counter(
         "lanes_committed_blocks_total",
         "Blocks executed and stored.",
         |s| get(&s.m.committed_blocks),
