@@ -101,6 +101,12 @@ pub struct Metrics {
     pub equivocation_alarms: AtomicU64,
     /// Transactions refused by the API.
     pub rejected_txs: AtomicU64,
+    /// Of those, refused against state: nonce below the account's.
+    pub refused_nonce_used: AtomicU64,
+    /// Of those, refused against state: nonce more than `api::NONCE_WINDOW` ahead.
+    pub refused_nonce_ahead: AtomicU64,
+    /// Of those, refused against state: native balance below the fee.
+    pub refused_fee: AtomicU64,
     /// Execution time of the last block, microseconds.
     pub last_exec_us: AtomicU64,
     /// Total execution time, microseconds.

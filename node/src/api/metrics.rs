@@ -127,6 +127,17 @@ const SERIES: &[Series] = &[
         |s| get(&s.m.rejected_txs),
     ),
     counter(
+        "lanes_api_refused_txs_total{reason=\"nonce_used\"}",
+        "Transactions refused by the API against the sender's account (also in lanes_rejected_txs_total).",
+        |s| get(&s.m.refused_nonce_used),
+    ),
+    counter("lanes_api_refused_txs_total{reason=\"nonce_ahead\"}", "", |s| {
+        get(&s.m.refused_nonce_ahead)
+    }),
+    counter("lanes_api_refused_txs_total{reason=\"fee\"}", "", |s| {
+        get(&s.m.refused_fee)
+    }),
+    counter(
         "lanes_dropped_inputs_total",
         "Messages dropped because consensus was busy.",
         |s| get(&s.m.dropped_inputs),

@@ -7,6 +7,7 @@
 //! (whose answers `crate::light` checks as a light client does). `limits.rs` protects them all
 //! ([`ApiLimits`]): storage reads run on the blocking pool, off the workers that drive QUIC.
 
+mod admit;
 mod events;
 mod limits;
 mod metrics;
@@ -23,6 +24,7 @@ use lanes_api::ErrorBody;
 use lanes_types::{Address, Hash};
 use std::sync::Arc;
 
+pub use admit::NONCE_WINDOW;
 pub use limits::{ApiLimits, Guard, Rejected};
 
 /// What every handler sees: the node's shared state (through `Deref`) and the limits'.

@@ -171,7 +171,7 @@ fn block_info(s: &Shared, id: &str) -> Result<BlockInfo, HttpError> {
     })
 }
 
-fn state_get(store: &Store, key: &Key) -> Result<Option<Value>, HttpError> {
+pub(super) fn state_get(store: &Store, key: &Key) -> Result<Option<Value>, HttpError> {
     match store.state_get(&key.to_bytes()).map_err(internal)? {
         Some(raw) => Value::from_bytes(&raw).map(Some).map_err(internal),
         None => Ok(None),
@@ -179,7 +179,7 @@ fn state_get(store: &Store, key: &Key) -> Result<Option<Value>, HttpError> {
 }
 
 /// A stored `u64` (absent is 0: the state deletes zero values).
-fn u64_of(v: Option<Value>) -> u64 {
+pub(super) fn u64_of(v: Option<Value>) -> u64 {
     match v {
         Some(Value::U64(x)) => x,
         _ => 0,
