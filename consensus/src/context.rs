@@ -34,8 +34,9 @@ pub trait Context {
     ) -> Result<(), String>;
 
     /// Checks transactions forwarded by a peer before they enter the mempool; one answer per
-    /// transaction (implementations verify the signatures in one batch).
-    fn check_txs(&self, txs: &[Bytes]) -> Vec<bool>;
+    /// transaction: its [`TxMeta`] if it passes, `None` if refused (implementations decode
+    /// each once and verify the signatures in one batch).
+    fn check_txs(&self, txs: &[Bytes]) -> Vec<Option<TxMeta>>;
 
     /// The sender, nonce and fee of a transaction, for the mempool's policy (the replica
     /// cannot decode transactions); `None` if it does not decode, and the replica refuses it

@@ -102,9 +102,8 @@ impl<C: Context> Replica<C> {
             })
             .collect();
         let verdicts = self.ctx.check_txs(&fresh);
-        for (tx, ok) in fresh.into_iter().zip(verdicts) {
+        for (tx, meta) in fresh.into_iter().zip(verdicts) {
             let hash = tx_hash(&tx);
-            let meta = ok.then(|| self.ctx.tx_meta(&tx)).flatten();
             let Some(meta) = meta.filter(|_| tx.len() <= self.cfg.max_tx_bytes) else {
                 self.stats.rejected_txs += 1;
                 self.pool.mempool.reject(hash);

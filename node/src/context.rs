@@ -72,7 +72,7 @@ impl Context for NodeContext {
         verify_signatures(&unverified).map_err(|bad| format!("bad signatures at {bad:?}"))
     }
 
-    fn check_txs(&self, txs: &[lanes_types::Bytes]) -> Vec<bool> {
+    fn check_txs(&self, txs: &[lanes_types::Bytes]) -> Vec<Option<TxMeta>> {
         let decoded: Vec<Option<_>> = txs
             .iter()
             .map(|raw| {
@@ -84,27 +84,31 @@ impl Context for NodeContext {
         let mut k = 0;
         decoded
             .iter()
-            .map(|d| match d {
-                Some(_) => {
-                    let ok = !bad.contains(&k);
-                    k += 1;
-                    ok
-                }
-                None => false,
+            .map(|d| {
+                let stx = d.as_ref()?;
+                let ok = !bad.contains(&k);
+                k += 1;
+                ok.then(|| meta_of(stx))
             })
             .collect()
     }
 
     fn tx_meta(&self, tx: &[u8]) -> Option<TxMeta> {
-        let stx = SignedTransaction::from_bytes(tx).ok()?;
-        Some(TxMeta {
-            sender: stx.tx.sender.address(),
-            nonce: stx.tx.nonce,
-            fee: stx.tx.fee,
-        })
+        SignedTransaction::from_bytes(tx)
+            .ok()
+            .map(|stx| meta_of(&stx))
     }
 
     fn tx_committed(&self, hash: &Hash) -> bool {
         matches!(self.store.tx_location(hash), Ok(Some(_)))
+    }
+}
+
+/// The mempool's view of a decoded transaction: sender, nonce and fee.
+fn meta_of(stx: &SignedTransaction) -> TxMeta {
+    TxMeta {
+        sender: stx.tx.sender.address(),
+        nonce: stx.tx.nonce,
+        fee: stx.tx.fee,
     }
 }

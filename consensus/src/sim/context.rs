@@ -116,8 +116,8 @@ impl Context for SimContext {
             Err("malformed transaction".into())
         }
     }
-    fn check_txs(&self, txs: &[Bytes]) -> Vec<bool> {
-        txs.iter().map(|t| sim_tx_valid(t)).collect()
+    fn check_txs(&self, txs: &[Bytes]) -> Vec<Option<TxMeta>> {
+        txs.iter().map(|t| sim_tx_meta(t)).collect()
     }
     fn tx_meta(&self, tx: &[u8]) -> Option<TxMeta> {
         sim_tx_meta(tx)
