@@ -3,8 +3,8 @@
 //! receipt and, once certified, the execution certificate and the receipt's Merkle proof under
 //! the certified receipts root.
 //!
-//! A receipt is served as certified only when this node's receipt leaves for the block hash to
-//! the certified receipts root and the leaf is this receipt's: a node whose result diverged
+//! A receipt is served as certified only when the proof built from this node's receipt leaves
+//! leads from this receipt to the certified receipts root: a node whose result diverged
 //! answers 409 rather than pass its own receipt off as the quorum's. Heights below the block
 //! floor (pruned, or replaced by a state snapshot) are not served at all.
 
@@ -126,13 +126,12 @@ fn certified_proof(
     };
     let leaves = s.store.receipt_leaves(loc.height).map_err(internal)?;
     let leaves = leaves.ok_or_else(diverged)?;
-    let index = loc.index as usize;
-    let leaf = receipt_leaf(&hash, receipt);
-    if leaves.get(index) != Some(&leaf) || merkle::root(&leaves) != cert.receipts_root {
+    // The proof is built from our leaves and checked from this receipt's leaf: it leads to the
+    // certified root only if our receipts are the certified ones (one pass over the leaves).
+    let proof = merkle::prove(&leaves, loc.index as usize).ok_or_else(diverged)?;
+    if !proof.verify(receipt_leaf(&hash, receipt), &cert.receipts_root) {
         return Err(diverged());
     }
-    let proof = merkle::prove(&leaves, index).ok_or_else(diverged)?;
-    debug_assert!(proof.verify(leaf, &cert.receipts_root));
     Ok(ReceiptProof {
         index: proof.index,
         leaves: proof.leaves,
