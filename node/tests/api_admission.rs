@@ -3,82 +3,38 @@
 //! its message and counted; a good one is admitted; `POST /txs` answers per entry; the
 //! mempool's own refusals have their statuses.
 
+mod common;
+
 use lanes_api::{Client, TxAnswer};
-use lanes_executor::tx::{Operation, Transaction};
 use lanes_node::api::{ApiLimits, NONCE_WINDOW};
-use lanes_node::{fixtures, Node, NodeParams};
-use lanes_types::codec::Encode;
+use lanes_node::{fixtures, Node};
 use lanes_types::{Genesis, SecretKey};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Four in-process validators (PBFT needs four) whose first key is the funded account.
 fn start(dir: &Path) -> (Vec<Node>, Genesis, SecretKey) {
     let keys: Vec<SecretKey> = fixtures::keys("api-admission");
-    let mut g: Genesis = fixtures::genesis("api-admission", &keys);
+    let mut g = common::genesis("api-admission", &keys);
     g.assets[0].balances[0].amount = 1_000;
-    for v in &mut g.validators {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
-        v.address = socket.local_addr().expect("bound").to_string();
-    }
-    let params = |index: u32| NodeParams {
-        listen: g.validators[index as usize]
-            .address
-            .parse()
-            .expect("an address"),
-        genesis: g.clone(),
-        key: keys[index as usize].clone(),
-        index,
-        api: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: dir.join(format!("v{index}")),
-        peers: Default::default(),
-        exec_threads: 1,
-        log_format: "text".into(),
-        retain_blocks: 0,
-        api_limits: ApiLimits::default(),
-        #[cfg(feature = "byzantine")]
-        byzantine: None,
-    };
     let nodes = (0..4)
-        .map(|i| Node::start(params(i)).expect("the node starts"))
+        .map(|i| {
+            let params = common::params(&g, &keys, i, dir, ApiLimits::default());
+            Node::start(params).expect("the node starts")
+        })
         .collect();
     (nodes, g, keys[0].clone())
 }
 
 /// A signed zero-amount transfer from `key` with `nonce`, paying the minimum fee, in hex.
 fn transfer(g: &Genesis, key: &SecretKey, nonce: u64) -> String {
-    let tx = Transaction {
-        chain_id: g.chain_id.clone(),
-        sender: key.public_key(),
-        nonce,
-        fee: g.params.min_fee,
-        op: Operation::Transfer {
-            asset: 0,
-            to: key.public_key().address(),
-            amount: 0,
-        },
-    };
-    lanes_types::to_hex(tx.sign(key).to_bytes())
+    lanes_types::to_hex(common::transfer(g, key, nonce).0)
 }
 
 /// `POST /tx` with a JSON body: the status and the body.
 fn post_tx(addr: SocketAddr, hex: &str) -> (u16, String) {
-    let body = format!("{{\"tx\":\"{hex}\"}}");
-    let mut c = TcpStream::connect(addr).expect("connects");
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST /tx HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    c.write_all(head.as_bytes()).expect("writes");
-    c.write_all(body.as_bytes()).expect("writes");
-    let mut answer = String::new();
-    c.read_to_string(&mut answer).expect("reads the answer");
-    let status = answer[9..12].parse().expect("a status line");
-    let body = answer.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, body.to_string())
+    common::post_json(addr, "/tx", &format!("{{\"tx\":\"{hex}\"}}"))
 }
 
 /// The value of one series on `/metrics`.

@@ -2,57 +2,22 @@
 //! oversized body is 413, a client over its rate is 429, a subscriber beyond the cap is 503,
 //! each with a JSON error, and each counted on `/metrics`.
 
+mod common;
+
+use common::{request, send};
 use lanes_node::api::ApiLimits;
-use lanes_node::{fixtures, Node, NodeParams};
-use lanes_types::{Genesis, SecretKey};
+use lanes_node::{fixtures, Node};
+use lanes_types::SecretKey;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 /// Validator 0 of a four-validator genesis (alone: the API needs no peers), behind `limits`.
 fn start(label: &str, dir: &Path, limits: ApiLimits) -> Node {
     let keys: Vec<SecretKey> = fixtures::keys(label);
-    let mut g: Genesis = fixtures::genesis(label, &keys);
-    for v in &mut g.validators {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
-        v.address = socket.local_addr().expect("bound").to_string();
-    }
-    Node::start(NodeParams {
-        listen: g.validators[0].address.parse().expect("an address"),
-        genesis: g,
-        key: keys[0].clone(),
-        index: 0,
-        api: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: dir.join("v0"),
-        peers: Default::default(),
-        exec_threads: 1,
-        log_format: "text".into(),
-        retain_blocks: 0,
-        api_limits: limits,
-        #[cfg(feature = "byzantine")]
-        byzantine: None,
-    })
-    .expect("the node starts")
-}
-
-/// Sends one request's head (with `extra` headers) and returns the open connection.
-fn send(addr: SocketAddr, method: &str, path: &str, extra: &str) -> TcpStream {
-    let mut c = TcpStream::connect(addr).expect("connects");
-    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n");
-    c.write_all(head.as_bytes()).expect("writes");
-    c
-}
-
-/// One whole request: its status and body.
-fn request(addr: SocketAddr, method: &str, path: &str, extra: &str) -> (u16, String) {
-    let mut answer = String::new();
-    let mut c = send(addr, method, path, extra);
-    c.read_to_string(&mut answer).expect("reads the answer");
-    let status = answer[9..12].parse().expect("a status line");
-    let body = answer.split_once("\r\n\r\n").map_or("", |x| x.1);
-    (status, body.to_string())
+    let g = common::genesis(label, &keys);
+    Node::start(common::params(&g, &keys, 0, dir, limits)).expect("the node starts")
 }
 
 /// The value of one series on `/metrics`.

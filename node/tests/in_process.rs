@@ -2,48 +2,16 @@
 //! routing, the node protocol's voting hold, a transaction from submission to its execution
 //! certificate, and a restart from the same database, without spawning processes.
 
+mod common;
+
+use common::{genesis, transfer};
 use lanes_consensus::messages::Message;
-use lanes_executor::tx::{Operation, Transaction};
 use lanes_node::hold::Hold;
 use lanes_node::shared::{Input, Metrics, StatusSnapshot};
 use lanes_node::wire::{self, NodeMessage, NODE};
-use lanes_node::{fixtures, Node, NodeParams};
-use lanes_types::codec::Encode;
-use lanes_types::{Bytes, Genesis, Hash, SecretKey};
-use std::path::Path;
+use lanes_node::{fixtures, Node};
+use lanes_types::{Bytes, Hash};
 use std::time::{Duration, Instant};
-
-/// A genesis for `keys` whose validators listen on free loopback UDP ports.
-fn genesis(label: &str, keys: &[SecretKey]) -> Genesis {
-    let mut g = fixtures::genesis(label, keys);
-    for v in &mut g.validators {
-        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("a free UDP port");
-        v.address = socket.local_addr().expect("bound").to_string();
-    }
-    g
-}
-
-/// The parameters of validator `index`, its database under `dir`, its API on a free port.
-fn params(g: &Genesis, keys: &[SecretKey], index: u32, dir: &Path) -> NodeParams {
-    NodeParams {
-        genesis: g.clone(),
-        key: keys[index as usize].clone(),
-        index,
-        listen: g.validators[index as usize]
-            .address
-            .parse()
-            .expect("an address"),
-        api: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: dir.join(format!("v{index}")),
-        peers: Default::default(),
-        exec_threads: 1,
-        log_format: "text".into(),
-        retain_blocks: 0,
-        api_limits: Default::default(),
-        #[cfg(feature = "byzantine")]
-        byzantine: None,
-    }
-}
 
 /// Waits up to `secs` seconds for `done` to hold of the node's status.
 fn wait_for(node: &Node, secs: u64, what: &str, done: impl Fn(&StatusSnapshot) -> bool) {
@@ -68,22 +36,6 @@ fn deliver(node: &Node, from: u32, bytes: Vec<u8>) {
         .expect("the consensus thread runs");
 }
 
-/// A signed zero-amount transfer from the funded account (fee: the minimum).
-fn transfer(g: &Genesis, key: &SecretKey) -> Bytes {
-    let tx = Transaction {
-        chain_id: g.chain_id.clone(),
-        sender: key.public_key(),
-        nonce: 0,
-        fee: g.params.min_fee,
-        op: Operation::Transfer {
-            asset: 0,
-            to: key.public_key().address(),
-            amount: 0,
-        },
-    };
-    Bytes(tx.sign(key).to_bytes())
-}
-
 /// Submits `tx` through the consensus thread's queue, as the API does.
 fn submit(node: &Node, tx: Bytes) -> Hash {
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -105,7 +57,8 @@ fn node_messages_reach_the_node_protocol_and_f_plus_one_replies_lift_the_voting_
     let g = genesis("in-process-hold", &keys);
     let dir = tempfile::tempdir().expect("a temporary directory");
     // Only validator 0 runs: its peers are whatever we deliver in their name.
-    let node = Node::start(params(&g, &keys, 0, dir.path())).expect("starts");
+    let node =
+        Node::start(common::params(&g, &keys, 0, dir.path(), Default::default())).expect("starts");
     assert_eq!(
         node.shared().status().voting_hold,
         Hold::Asking,
@@ -152,7 +105,8 @@ fn node_messages_reach_the_node_protocol_and_f_plus_one_replies_lift_the_voting_
     node.stop().expect("stops cleanly");
 
     // The lifted hold survives a restart on the same database.
-    let node = Node::start(params(&g, &keys, 0, dir.path())).expect("restarts");
+    let node = Node::start(common::params(&g, &keys, 0, dir.path(), Default::default()))
+        .expect("restarts");
     assert_eq!(node.shared().status().voting_hold, Hold::Voting);
     node.stop().expect("stops cleanly");
 }
@@ -162,7 +116,8 @@ fn an_undecodable_consensus_message_is_counted_by_the_replica_once() {
     let keys = fixtures::keys("in-process-reject");
     let g = genesis("in-process-reject", &keys);
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let node = Node::start(params(&g, &keys, 0, dir.path())).expect("starts");
+    let node =
+        Node::start(common::params(&g, &keys, 0, dir.path(), Default::default())).expect("starts");
     let mut bytes = wire::consensus_bytes(&Message::SyncRequest { from: 1, to: 2 });
     bytes.truncate(bytes.len() - 1);
     deliver(&node, 3, bytes);
@@ -183,7 +138,10 @@ fn four_in_process_validators_certify_a_transfer_and_one_restarts_at_its_height(
     let g = genesis("in-process-net", &keys);
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut nodes: Vec<Node> = (0..4)
-        .map(|i| Node::start(params(&g, &keys, i, dir.path())).expect("starts"))
+        .map(|i| {
+            Node::start(common::params(&g, &keys, i, dir.path(), Default::default()))
+                .expect("starts")
+        })
         .collect();
     // A new network: every validator asks the others, learns it signed nothing, and votes.
     for node in &nodes {
@@ -191,7 +149,7 @@ fn four_in_process_validators_certify_a_transfer_and_one_restarts_at_its_height(
             s.voting_hold == Hold::Voting
         });
     }
-    let hash = submit(&nodes[1], transfer(&g, &keys[0]));
+    let hash = submit(&nodes[1], transfer(&g, &keys[0], 0));
     for node in &nodes {
         wait_for(node, 30, "the transfer executed", |_| {
             matches!(node.shared().store.tx_location(&hash), Ok(Some(_)))
@@ -241,7 +199,8 @@ fn four_in_process_validators_certify_a_transfer_and_one_restarts_at_its_height(
     // Validator 2 stops and starts again on its database: same height, same root, voting.
     let before = nodes[2].shared().status();
     nodes.remove(2).stop().expect("stops cleanly");
-    let restarted = Node::start(params(&g, &keys, 2, dir.path())).expect("restarts");
+    let restarted = Node::start(common::params(&g, &keys, 2, dir.path(), Default::default()))
+        .expect("restarts");
     let after = restarted.shared().status();
     assert_eq!(
         (after.height, &after.state_root),
